@@ -1,0 +1,61 @@
+package io.pagewire.transport.spi;
+
+import java.util.Set;
+
+/**
+ * One migration connection, with a background and an urgent lane.
+ *
+ * <h2>Contract</h2>
+ * <ul>
+ * <li>An urgent message never waits behind background data already queued.</li>
+ * <li>Memory is bounded: the background lane holds at most {@link ConnectionStats#backgroundPendingLimitBytes()}
+ *     of offered, unsent page data; beyond that offers are back-pressured.</li>
+ * <li>A failed peer or connection surfaces as {@link MessageHandler#onError} and as exceptions from sends, on both
+ *     sides, within the peer timeout; never as missing pages.</li>
+ * <li>{@link #close()} is idempotent and releases every thread, socket and buffer.</li>
+ * </ul>
+ */
+public interface Connection extends AutoCloseable {
+
+    /** @return source or destination */
+    Role role();
+
+    /** @return the peer's URI or address, for messages */
+    String peer();
+
+    /** @return the negotiated RAM layout (this side's regions) */
+    RamLayout layout();
+
+    /** @return what this connection can do */
+    Set<Capability> capabilities();
+
+    /** @return the bulk lane */
+    Lane background();
+
+    /** @return the priority lane */
+    Lane urgent();
+
+    /** @return live counters */
+    ConnectionStats stats();
+
+    /** @return the failure, or null while healthy */
+    TransportException failure();
+
+    /** @return true once closed (locally, or after a failure) */
+    boolean isClosed();
+
+    /**
+     * Fails the connection on purpose: the peer receives {@code reason} as an error (for example a
+     * destination whose RAM verification failed), then the connection closes. Idempotent.
+     *
+     * @param reason what went wrong, for the peer's error message
+     */
+    void abort(String reason);
+
+    /**
+     * Closes abruptly if the transfer is incomplete (the peer sees an error), cleanly after
+     * completion. Idempotent; releases every thread, socket and buffer.
+     */
+    @Override
+    void close();
+}

@@ -1,0 +1,68 @@
+package io.pagewire.transport.spi;
+
+import java.lang.foreign.MemorySegment;
+
+/**
+ * Receives what the peer sends. Every method has an empty default; implement what you need.
+ *
+ * <h2>Threading</h2>
+ * Called on transport threads. Background messages of a {@link Capability#MULTI_STREAM}
+ * connection come from several threads at once (for different pages); urgent messages come
+ * from the urgent thread, concurrently with background ones. A handler that blocks slows the
+ * lane it blocks: blocking in a background callback is how a slow destination applies back
+ * pressure, and it never delays urgent callbacks.
+ *
+ * <h2>Ordering</h2>
+ * Within one lane stream, messages arrive in the order sent. On a multi-stream background lane,
+ * messages sent between two round ends may be delivered in any order across streams;
+ * {@link #onRoundEnd} is a barrier: every background message sent before the round end has been
+ * delivered before it, and none sent after it. There is no ordering between the two lanes.
+ */
+public interface MessageHandler {
+
+    /**
+     * Pages have been placed in destination RAM (written to the region's memory, or handed to
+     * its {@link PagePlacer}).
+     */
+    default void onPages(LaneKind lane, int regionId, long firstPage, int pageCount) {
+    }
+
+    /** The source found these pages all zero and sent no data for them. The transport writes nothing. */
+    default void onZeroRun(LaneKind lane, int regionId, long firstPage, long pageCount) {
+    }
+
+    /** These pages are ballooned (known free) and were neither scanned nor sent. The transport writes nothing. */
+    default void onSkipRun(LaneKind lane, int regionId, long firstPage, long pageCount) {
+    }
+
+    /** Every background message sent before round end {@code round} has been delivered. */
+    default void onRoundEnd(long round) {
+    }
+
+    /** The peer asks for pages (on the source: a postcopy fault at the destination). */
+    default void onPageRequest(int regionId, long firstPage, int pageCount) {
+    }
+
+    /**
+     * An opaque control message (agent-level commands and replies).
+     *
+     * @param payload the bytes; valid only during the call
+     */
+    default void onControl(LaneKind lane, MemorySegment payload) {
+    }
+
+    /**
+     * On the destination: the source has sent everything and every stream delivered it; answer
+     * with {@code urgent().sendComplete()} once the RAM is verified. On the source: the
+     * destination acknowledged completion.
+     */
+    default void onComplete() {
+    }
+
+    /**
+     * The connection failed (called at most once, and never after a clean close following
+     * completion). Every later send throws the same exception.
+     */
+    default void onError(TransportException error) {
+    }
+}

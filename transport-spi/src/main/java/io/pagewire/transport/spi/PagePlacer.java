@@ -1,0 +1,22 @@
+package io.pagewire.transport.spi;
+
+import java.lang.foreign.MemorySegment;
+
+/**
+ * Places received pages where the transport cannot write directly: for example a postcopy
+ * destination that must install pages atomically with {@code UFFDIO_COPY}. A region with a
+ * placer gets its page data in a transport-owned staging buffer; the placer copies it into
+ * place before the transport reports the pages with {@link MessageHandler#onPages}.
+ *
+ * <p>Called on transport receive threads, possibly several at once for different pages.
+ */
+@FunctionalInterface
+public interface PagePlacer {
+    /**
+     * @param regionId the region
+     * @param firstPage first page index
+     * @param pageCount number of pages
+     * @param data the page data ({@code pageCount * pageSize} bytes); valid only during the call
+     */
+    void place(int regionId, long firstPage, int pageCount, MemorySegment data);
+}

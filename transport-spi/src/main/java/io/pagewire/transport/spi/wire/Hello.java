@@ -1,0 +1,145 @@
+package io.pagewire.transport.spi.wire;
+
+import io.pagewire.transport.spi.RamLayout;
+import io.pagewire.transport.spi.RegionDescriptor;
+import io.pagewire.transport.spi.TransportException;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.List;
+
+import static io.pagewire.transport.spi.wire.Wire.U16;
+import static io.pagewire.transport.spi.wire.Wire.U32;
+import static io.pagewire.transport.spi.wire.Wire.U64;
+
+/**
+ * The HELLO payload: what the source proposes. The destination checks it against its own
+ * layout and limits and answers HELLO_ACK or ERROR.
+ *
+ * <pre>
+ *  0                               8               12      14      16
+ *  +-------------------------------+---------------+-------+-------+
+ *  |        session id (u64)       |  flags (u32)  |chan(16)|regs(16)|
+ *  +---------------+---------------+---------------+-------+-------+
+ *  | max payload   | heartbeat ms  | peer timeout  |                 16..27
+ *  +---------------+---------------+---------------+
+ *  then per region: name length (u16), name (UTF-8), size bytes (u64), page size (u32)
+ *  flags: bit 0 = data digest on PAGES frames
+ * </pre>
+ *
+ * @param sessionId random id chosen by the source; JOIN frames repeat it
+ * @param flags {@link #FLAG_DATA_DIGEST}
+ * @param channels number of background connections that will JOIN
+ * @param maxPagePayload largest PAGES payload the source will send
+ * @param heartbeatMs the source's heartbeat interval
+ * @param peerTimeoutMs the source's peer timeout
+ * @param regions the source's RAM layout
+ */
+public record Hello(long sessionId, int flags, int channels, int maxPagePayload, int heartbeatMs, int peerTimeoutMs,
+                    List<RegionDescriptor> regions) {
+    /** Data digest on PAGES frames. */
+    public static final int FLAG_DATA_DIGEST = 1;
+    private static final int FIXED = 28;
+
+    /** @return whether data digests were asked for */
+    public boolean dataDigest() {
+        return (flags & FLAG_DATA_DIGEST) != 0;
+    }
+
+    /** @return the encoded length */
+    public int encodedLength() {
+        int n = FIXED;
+        for (RegionDescriptor d : regions) {
+            n += 2 + d.name().getBytes(StandardCharsets.UTF_8).length + 8 + 4;
+        }
+        return n;
+    }
+
+    /** Encodes into {@code buf} at 0; returns the length. */
+    public int encode(MemorySegment buf) {
+        buf.set(U64, 0, sessionId);
+        buf.set(U32, 8, flags);
+        buf.set(U16, 12, (short) channels);
+        buf.set(U16, 14, (short) regions.size());
+        buf.set(U32, 16, maxPagePayload);
+        buf.set(U32, 20, heartbeatMs);
+        buf.set(U32, 24, peerTimeoutMs);
+        long off = FIXED;
+        for (RegionDescriptor d : regions) {
+            byte[] name = d.name().getBytes(StandardCharsets.UTF_8);
+            buf.set(U16, off, (short) name.length);
+            MemorySegment.copy(name, 0, buf, ValueLayout.JAVA_BYTE, off + 2, name.length);
+            off += 2 + name.length;
+            buf.set(U64, off, d.sizeBytes());
+            buf.set(U32, off + 8, (int) d.pageSize());
+            off += 12;
+        }
+        return (int) off;
+    }
+
+    /**
+     * Decodes and validates a HELLO payload from an untrusted peer.
+     *
+     * @param buf the payload
+     * @param length its length as the frame header stated (already at most {@link Wire#MAX_HELLO_BYTES})
+     * @throws WireException when any field is out of bounds
+     */
+    public static Hello decode(MemorySegment buf, int length) {
+        if (length < FIXED) {
+            throw new WireException("HELLO payload of " + length + " bytes is shorter than its fixed part (" + FIXED + ")");
+        }
+        long sessionId = buf.get(U64, 0);
+        int flags = buf.get(U32, 8);
+        int channels = Short.toUnsignedInt(buf.get(U16, 12));
+        int regionCount = Short.toUnsignedInt(buf.get(U16, 14));
+        int maxPayload = buf.get(U32, 16);
+        int heartbeatMs = buf.get(U32, 20);
+        int peerTimeoutMs = buf.get(U32, 24);
+        if ((flags & ~FLAG_DATA_DIGEST) != 0) {
+            throw new WireException("HELLO: unknown flags 0x" + Integer.toHexString(flags));
+        }
+        if (channels < 1 || channels > Wire.MAX_CHANNELS) {
+            throw new WireException("HELLO: channel count " + channels + " outside 1.." + Wire.MAX_CHANNELS);
+        }
+        if (regionCount < 1 || regionCount > RamLayout.MAX_REGIONS) {
+            throw new WireException("HELLO: region count " + regionCount + " outside 1.." + RamLayout.MAX_REGIONS);
+        }
+        if (maxPayload < (int) RegionDescriptor.MIN_PAGE_SIZE || maxPayload > Wire.MAX_FRAME_PAYLOAD) {
+            throw new WireException("HELLO: max payload " + Integer.toUnsignedString(maxPayload) + " outside "
+                    + RegionDescriptor.MIN_PAGE_SIZE + ".." + Wire.MAX_FRAME_PAYLOAD);
+        }
+        if (heartbeatMs < 1 || peerTimeoutMs < 2 || peerTimeoutMs > 3_600_000) {
+            throw new WireException("HELLO: heartbeat " + heartbeatMs + " ms / peer timeout " + peerTimeoutMs
+                    + " ms outside 1 ms .. 1 h");
+        }
+        List<RegionDescriptor> regions = new ArrayList<>(regionCount);
+        long off = FIXED;
+        for (int i = 0; i < regionCount; i++) {
+            if (off + 2 > length) {
+                throw new WireException("HELLO truncated in region " + i + " of " + regionCount);
+            }
+            int nameLen = Short.toUnsignedInt(buf.get(U16, off));
+            if (nameLen < 1 || nameLen > RegionDescriptor.MAX_NAME_BYTES || off + 2 + nameLen + 12 > length) {
+                throw new WireException("HELLO: region " + i + " name length " + nameLen + " outside 1.."
+                        + RegionDescriptor.MAX_NAME_BYTES + " or past the payload end");
+            }
+            byte[] name = new byte[nameLen];
+            MemorySegment.copy(buf, ValueLayout.JAVA_BYTE, off + 2, name, 0, nameLen);
+            off += 2 + nameLen;
+            long size = buf.get(U64, off);
+            long pageSize = Integer.toUnsignedLong(buf.get(U32, off + 8));
+            off += 12;
+            try {
+                regions.add(new RegionDescriptor(new String(name, StandardCharsets.UTF_8), size, pageSize));
+            } catch (TransportException e) {
+                throw new WireException("HELLO: region " + i + ": " + e.getMessage());
+            }
+        }
+        if (off != length) {
+            throw new WireException("HELLO: " + (length - off) + " unexpected bytes after the last region");
+        }
+        return new Hello(sessionId, flags, channels, maxPayload, heartbeatMs, peerTimeoutMs, List.copyOf(regions));
+    }
+}

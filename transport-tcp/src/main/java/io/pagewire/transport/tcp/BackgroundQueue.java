@@ -1,0 +1,274 @@
+package io.pagewire.transport.tcp;
+
+import io.pagewire.transport.spi.ConnectionStats;
+import io.pagewire.transport.spi.TransportException;
+
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.locks.Condition;
+import java.util.concurrent.locks.ReentrantLock;
+import java.util.function.Supplier;
+
+/**
+ * The source's background work queue: a bounded ring of batch descriptors shared by the
+ * channel sender threads (an idle channel takes the next batch, like QEMU's multifd), plus one
+ * barrier slot per channel for ROUND_END and COMPLETE.
+ *
+ * <p>A barrier is placed only when the ring is empty, i.e. every batch before it has been taken
+ * by some channel; a channel always looks at its barrier slot before taking from the ring, so
+ * on every channel the barrier follows all batches it took before and precedes all it takes
+ * after. With the receiver waiting for the barrier on all channels, a page of round n+1 is never
+ * placed before a page of round n.
+ *
+ * <p>Entries are descriptors (region, first page, count), never page data: memory is bounded
+ * by {@code capacity} descriptors; page bytes pending are bounded by
+ * {@code (capacity + channels) * batchBytes} and reported through {@link ConnectionStats}.
+ * One lock guards everything; at a few tens of thousands of batches a second it is not contended.
+ */
+final class BackgroundQueue {
+    static final int PAGES = 1;
+    static final int ZERO_RUN = 2;
+    static final int SKIP_RUN = 3;
+    static final int CONTROL = 4;
+    static final int ROUND_END = 5;
+    static final int COMPLETE = 6;
+
+    /** One taken entry; each sender thread reuses its own. */
+    static final class Entry {
+        int kind;
+        int region;
+        long first;
+        long count;
+        long bytes;
+        byte[] payload;
+    }
+
+    private final ReentrantLock lock = new ReentrantLock();
+    private final Condition changed = lock.newCondition();
+    private final int capacity;
+    private final int[] kinds;
+    private final int[] regions;
+    private final long[] firsts;
+    private final long[] counts;
+    private final long[] bytes;
+    private final byte[][] payloads;
+    private int head;
+    private int size;
+    private final int[] barrierKind;
+    private final long[] barrierValue;
+    private int inFlight;
+    private boolean completing;
+    private final ConnectionStats stats;
+    private final Supplier<TransportException> failure;
+    private volatile boolean closed;
+
+    BackgroundQueue(int capacity, int channels, ConnectionStats stats, Supplier<TransportException> failure) {
+        this.capacity = capacity;
+        this.kinds = new int[capacity];
+        this.regions = new int[capacity];
+        this.firsts = new long[capacity];
+        this.counts = new long[capacity];
+        this.bytes = new long[capacity];
+        this.payloads = new byte[capacity][];
+        this.barrierKind = new int[channels];
+        this.barrierValue = new long[channels];
+        this.stats = stats;
+        this.failure = failure;
+    }
+
+    /**
+     * Adds a batch without blocking.
+     *
+     * @return true when added, false when the ring is full
+     */
+    boolean offer(int kind, int region, long first, long count, long byteCount, byte[] payload) {
+        lock.lock();
+        try {
+            checkOpen();
+            if (size == capacity) {
+                return false;
+            }
+            int tail = (head + size) % capacity;
+            kinds[tail] = kind;
+            regions[tail] = region;
+            firsts[tail] = first;
+            counts[tail] = count;
+            bytes[tail] = byteCount;
+            payloads[tail] = payload;
+            size++;
+            stats.addPending(byteCount);
+            changed.signalAll();
+            return true;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** @return free ring slots now */
+    int freeSlots() {
+        lock.lock();
+        try {
+            return capacity - size;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Blocks until the ring has room (or the connection fails). */
+    void awaitSpace() {
+        lock.lock();
+        try {
+            while (size == capacity) {
+                checkOpen();
+                awaitChanged();
+            }
+            checkOpen();
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /**
+     * Places a barrier on every channel once all queued batches have been taken.
+     *
+     * @param kind {@link #ROUND_END} or {@link #COMPLETE}
+     */
+    void barrier(int kind, long value) {
+        lock.lock();
+        try {
+            checkOpen();
+            while (size > 0 || anyBarrierPending()) {
+                awaitChanged();
+                checkOpen();
+            }
+            if (kind == COMPLETE) {
+                completing = true;
+            }
+            for (int c = 0; c < barrierKind.length; c++) {
+                barrierKind[c] = kind;
+                barrierValue[c] = value;
+            }
+            changed.signalAll();
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    private boolean anyBarrierPending() {
+        for (int k : barrierKind) {
+            if (k != 0) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /**
+     * Takes the next entry for a channel: its barrier first, else the next batch.
+     *
+     * @return false when the queue is closed
+     */
+    boolean take(int channel, Entry into) throws InterruptedException {
+        lock.lockInterruptibly();
+        try {
+            while (true) {
+                if (closed) {
+                    return false;
+                }
+                if (barrierKind[channel] != 0) {
+                    into.kind = barrierKind[channel];
+                    into.first = barrierValue[channel];
+                    into.region = 0;
+                    into.count = 0;
+                    into.bytes = 0;
+                    into.payload = null;
+                    barrierKind[channel] = 0;
+                    inFlight++;
+                    return true;
+                }
+                if (size > 0) {
+                    into.kind = kinds[head];
+                    into.region = regions[head];
+                    into.first = firsts[head];
+                    into.count = counts[head];
+                    into.bytes = bytes[head];
+                    into.payload = payloads[head];
+                    payloads[head] = null;
+                    head = (head + 1) % capacity;
+                    size--;
+                    inFlight++;
+                    changed.signalAll();
+                    return true;
+                }
+                changed.await();
+            }
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** The entry has been handed to the kernel. */
+    void done(Entry e) {
+        lock.lock();
+        try {
+            inFlight--;
+            stats.addPending(-e.bytes);
+            changed.signalAll();
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Blocks until every entry has been handed to the kernel. */
+    void awaitIdle() {
+        lock.lock();
+        try {
+            while (size > 0 || inFlight > 0 || anyBarrierPending()) {
+                checkOpen();
+                awaitChanged();
+            }
+            checkOpen();
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** @return true after COMPLETE was queued: no more sends */
+    boolean completing() {
+        lock.lock();
+        try {
+            return completing;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Wakes and stops everyone. */
+    void close() {
+        lock.lock();
+        try {
+            closed = true;
+            changed.signalAll();
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    private void checkOpen() {
+        TransportException f = failure.get();
+        if (f != null) {
+            throw new TransportException(f.kind(), f.getMessage(), f);
+        }
+        if (closed) {
+            throw new TransportException(TransportException.Kind.CLOSED, "connection closed");
+        }
+    }
+
+    private void awaitChanged() {
+        try {
+            changed.await(100, TimeUnit.MILLISECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new TransportException(TransportException.Kind.CLOSED, "interrupted while waiting for the background lane", e);
+        }
+    }
+}

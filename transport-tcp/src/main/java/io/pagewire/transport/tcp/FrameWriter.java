@@ -1,0 +1,126 @@
+package io.pagewire.transport.tcp;
+
+import io.pagewire.transport.spi.RamRegion;
+import io.pagewire.transport.spi.wire.FrameHeader;
+import io.pagewire.transport.spi.wire.FrameType;
+import io.pagewire.transport.spi.wire.Wire;
+import io.pagewire.transport.tcp.net.NativeSocket;
+
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.zip.CRC32C;
+
+/**
+ * Writes frames to one socket with one gathering {@code sendmsg} per frame: header, then page
+ * data straight from the source RAM segment (no copy), then the digest. With a data digest the
+ * pages are first copied into a staging buffer and the CRC is taken over that copy: a running
+ * guest may write a page while it is on its way, and a CRC over live memory would then not
+ * match the bytes the kernel sent.
+ *
+ * <p>Not thread-safe: one writer per socket, used by one thread at a time (the urgent writer is
+ * guarded by its lane's lock). Buffers are allocated once; nothing is allocated per frame.
+ */
+final class FrameWriter implements AutoCloseable {
+    private final NativeSocket socket;
+    private final Arena arena = Arena.ofShared();
+    private final FrameHeader header;
+    private final MemorySegment iov;
+    private final MemorySegment msghdr;
+    private final MemorySegment trailer;
+    private final MemorySegment staging; // null without data digest
+    private final boolean dataDigest;
+    private final CRC32C crc = new CRC32C();
+
+    FrameWriter(NativeSocket socket, boolean dataDigest, int maxPayload) {
+        this.socket = socket;
+        this.dataDigest = dataDigest;
+        this.header = new FrameHeader(arena);
+        this.iov = arena.allocate(4 * NativeSocket.IOVEC_BYTES, 8);
+        this.msghdr = arena.allocate(NativeSocket.MSGHDR_BYTES, 8);
+        this.trailer = arena.allocate(Wire.DIGEST_LENGTH, 8);
+        this.staging = dataDigest ? arena.allocate(Math.max(maxPayload, Wire.MAX_CONTROL_BYTES), 4096)
+                : arena.allocate(Math.max(Wire.MAX_CONTROL_BYTES, Wire.MAX_ERROR_BYTES), 64);
+    }
+
+    /** Writes the 16-byte preamble. */
+    void writePreamble() throws IOException {
+        Wire.writePreamble(staging, Wire.VERSION);
+        socket.sendFully(staging, 0, Wire.PREAMBLE_LENGTH);
+    }
+
+    /**
+     * Writes a PAGES frame.
+     *
+     * @return bytes written
+     */
+    long writePages(RamRegion region, int regionId, long firstPage, int pageCount) throws IOException {
+        MemorySegment pages = region.pages(firstPage, pageCount);
+        long len = pages.byteSize();
+        if (dataDigest) {
+            MemorySegment.copy(pages, 0, staging, 0, len);
+            header.encode(FrameType.PAGES, FrameHeader.FLAG_DATA_DIGEST, regionId, firstPage, pageCount, (int) len);
+            trailer.set(Wire.U32, 0, Wire.crc32c(crc, staging, 0, len));
+            NativeSocket.iovec(iov, 0, header.segment());
+            NativeSocket.iovec(iov, 1, staging.asSlice(0, len));
+            NativeSocket.iovec(iov, 2, trailer);
+            socket.sendvFully(msghdr, iov, 3, FrameHeader.LENGTH + len + Wire.DIGEST_LENGTH);
+            return FrameHeader.LENGTH + len + Wire.DIGEST_LENGTH;
+        }
+        header.encode(FrameType.PAGES, 0, regionId, firstPage, pageCount, (int) len);
+        NativeSocket.iovec(iov, 0, header.segment());
+        NativeSocket.iovec(iov, 1, pages);
+        socket.sendvFully(msghdr, iov, 2, FrameHeader.LENGTH + len);
+        return FrameHeader.LENGTH + len;
+    }
+
+    /**
+     * Writes a frame without payload.
+     *
+     * @return bytes written
+     */
+    long writeHeaderOnly(int type, int region, long first, long count) throws IOException {
+        header.encode(type, 0, region, first, count, 0);
+        socket.sendFully(header.segment(), 0, FrameHeader.LENGTH);
+        return FrameHeader.LENGTH;
+    }
+
+    /**
+     * Writes a frame whose payload is {@code payload} (copied; at most 64 KiB, or a HELLO).
+     *
+     * @return bytes written
+     */
+    long writeWithPayload(int type, MemorySegment payload) throws IOException {
+        long len = payload.byteSize();
+        header.encode(type, 0, 0, 0, 0, (int) len);
+        NativeSocket.iovec(iov, 0, header.segment());
+        NativeSocket.iovec(iov, 1, payload);
+        socket.sendvFully(msghdr, iov, 2, FrameHeader.LENGTH + len);
+        return FrameHeader.LENGTH + len;
+    }
+
+    /** Writes a CONTROL frame; the payload (at most 64 KiB, heap or native) is copied first. */
+    long writeControl(MemorySegment payload) throws IOException {
+        long n = payload.byteSize();
+        MemorySegment.copy(payload, 0, staging, 0, n);
+        return writeWithPayload(FrameType.CONTROL, staging.asSlice(0, n));
+    }
+
+    /** Writes a CONTROL frame from a byte array (at most 64 KiB). */
+    long writeControl(byte[] payload) throws IOException {
+        return writeControl(MemorySegment.ofArray(payload));
+    }
+
+    /** Writes an ERROR frame with the given text (truncated to the wire limit). */
+    long writeError(String text) throws IOException {
+        byte[] bytes = text.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        int n = Math.min(bytes.length, Wire.MAX_ERROR_BYTES);
+        MemorySegment.copy(bytes, 0, staging, java.lang.foreign.ValueLayout.JAVA_BYTE, 0, n);
+        return writeWithPayload(FrameType.ERROR, staging.asSlice(0, n));
+    }
+
+    @Override
+    public void close() {
+        arena.close();
+    }
+}

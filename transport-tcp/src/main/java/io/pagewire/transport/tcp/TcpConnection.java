@@ -1,0 +1,914 @@
+package io.pagewire.transport.tcp;
+
+import io.pagewire.transport.spi.Capability;
+import io.pagewire.transport.spi.Connection;
+import io.pagewire.transport.spi.ConnectionStats;
+import io.pagewire.transport.spi.Lane;
+import io.pagewire.transport.spi.LaneKind;
+import io.pagewire.transport.spi.MessageHandler;
+import io.pagewire.transport.spi.RamLayout;
+import io.pagewire.transport.spi.RamRegion;
+import io.pagewire.transport.spi.Role;
+import io.pagewire.transport.spi.TransportException;
+import io.pagewire.transport.spi.TransportException.Kind;
+import io.pagewire.transport.spi.wire.FrameHeader;
+import io.pagewire.transport.spi.wire.FrameType;
+import io.pagewire.transport.spi.wire.FrameValidator;
+import io.pagewire.transport.spi.wire.Wire;
+import io.pagewire.transport.spi.wire.WireException;
+import io.pagewire.transport.tcp.net.NativeSocket;
+import io.pagewire.transport.tcp.net.SocketErrnoException;
+
+import java.io.EOFException;
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Set;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.concurrent.locks.ReentrantLock;
+import java.util.zip.CRC32C;
+
+/**
+ * One pagewire connection over TCP: an urgent socket (TCP_NODELAY, DSCP-marked, its own
+ * receive thread) and {@code channels} background sockets (one sender thread each on the
+ * source, one receiver thread each on the destination).
+ *
+ * <h2>Threads and sockets</h2>
+ * Each socket is owned by the one thread that reads it (destination background, both urgent)
+ * or writes it (source background), and that thread closes it when it ends. Failure and close
+ * shut every socket down first, which wakes every blocked call, so threads always end.
+ * Application threads write the urgent socket under {@link #urgentLock}.
+ */
+final class TcpConnection implements Connection {
+    private final Role role;
+    private final String peer;
+    private final RamLayout layout;
+    private final int channels;
+    private final boolean dataDigest;
+    private final int maxPayload;
+    private final FrameValidator validator;
+    private final NativeSocket urgentSocket;
+    private final NativeSocket[] backgroundSockets;
+    private final MessageHandler handler;
+    private final ConnectionStats stats;
+    private final long heartbeatNs;
+    private final long peerTimeoutNs;
+    private final Set<Capability> capabilities;
+
+    private final AtomicReference<TransportException> failure = new AtomicReference<>();
+    private final AtomicBoolean closed = new AtomicBoolean();
+    /** Source: the destination acknowledged COMPLETE. Destination: it sent the acknowledgement. */
+    private volatile boolean completed;
+    private volatile long lastReceivedNs = System.nanoTime();
+    private volatile long lastSentNs = System.nanoTime();
+    private final List<Thread> threads = new ArrayList<>();
+
+    private final ReentrantLock urgentLock = new ReentrantLock();
+    private final FrameWriter urgentWriter;
+    private boolean urgentClosed; // guarded by urgentLock
+
+    private final BackgroundQueue queue;   // source only
+    private final Barrier barrier;         // destination only
+    private final long[] channelPagesReceived; // destination only, each written by its channel thread
+
+    private final Lane backgroundLane;
+    private final Lane urgentLane;
+
+    TcpConnection(Role role, String peer, RamLayout layout, int channels, boolean dataDigest, int maxPayload, int queueDepth,
+                  NativeSocket urgentSocket, NativeSocket[] backgroundSockets, MessageHandler handler,
+                  long heartbeatNs, long peerTimeoutNs, Set<Capability> capabilities) {
+        this.role = role;
+        this.peer = peer;
+        this.layout = layout;
+        this.channels = channels;
+        this.dataDigest = dataDigest;
+        this.maxPayload = maxPayload;
+        this.validator = new FrameValidator(layout.descriptors(), maxPayload, dataDigest);
+        this.urgentSocket = urgentSocket;
+        this.backgroundSockets = backgroundSockets;
+        this.handler = handler == null ? new MessageHandler() { } : handler;
+        this.heartbeatNs = heartbeatNs;
+        this.peerTimeoutNs = peerTimeoutNs;
+        this.capabilities = capabilities;
+        long limit = (long) (queueDepth + channels) * maxPayload;
+        this.stats = new ConnectionStats(limit);
+        this.urgentWriter = new FrameWriter(urgentSocket, dataDigest, maxPayload);
+        if (role == Role.SOURCE) {
+            this.queue = new BackgroundQueue(queueDepth, channels, stats, failure::get);
+            this.barrier = null;
+            this.channelPagesReceived = null;
+            this.backgroundLane = new SourceBackgroundLane();
+        } else {
+            this.queue = null;
+            this.barrier = new Barrier(channels);
+            this.channelPagesReceived = new long[channels];
+            this.backgroundLane = new DestinationBackgroundLane();
+        }
+        this.urgentLane = new UrgentLane();
+    }
+
+    /** Starts the threads; called once the handshake is done. */
+    void start() throws IOException {
+        // Stalled mid-frame on the urgent socket for a whole peer timeout: the peer is gone.
+        urgentSocket.receiveTimeoutMs(TimeUnit.NANOSECONDS.toMillis(peerTimeoutNs));
+        String side = role == Role.SOURCE ? "src" : "dst";
+        threads.add(Thread.ofPlatform().daemon().name("pagewire-tcp-" + side + "-urgent").unstarted(this::urgentLoop));
+        for (int c = 0; c < channels; c++) {
+            int channel = c;
+            Runnable r = role == Role.SOURCE ? () -> senderLoop(channel) : () -> backgroundReceiveLoop(channel);
+            threads.add(Thread.ofPlatform().daemon().name("pagewire-tcp-" + side + "-bg-" + c).unstarted(r));
+        }
+        threads.forEach(Thread::start);
+    }
+
+    // ================================================================== Connection
+
+    @Override
+    public Role role() {
+        return role;
+    }
+
+    @Override
+    public String peer() {
+        return peer;
+    }
+
+    @Override
+    public RamLayout layout() {
+        return layout;
+    }
+
+    @Override
+    public Set<Capability> capabilities() {
+        return capabilities;
+    }
+
+    @Override
+    public Lane background() {
+        return backgroundLane;
+    }
+
+    @Override
+    public Lane urgent() {
+        return urgentLane;
+    }
+
+    @Override
+    public ConnectionStats stats() {
+        return stats;
+    }
+
+    @Override
+    public TransportException failure() {
+        return failure.get();
+    }
+
+    @Override
+    public boolean isClosed() {
+        return closed.get() || failure.get() != null;
+    }
+
+    @Override
+    public void abort(String reason) {
+        fail(new TransportException(Kind.CLOSED, "aborted by the " + side() + ": " + reason), true, false);
+        close();
+    }
+
+    @Override
+    public void close() {
+        if (!closed.compareAndSet(false, true)) {
+            return;
+        }
+        if (!completed) {
+            fail(new TransportException(Kind.CLOSED, "the " + side() + " closed the connection before the migration completed"),
+                    true, false);
+        } else {
+            shutdownAll();
+        }
+        Thread self = Thread.currentThread();
+        for (Thread t : threads) {
+            if (t != self) {
+                t.interrupt();
+            }
+        }
+        for (Thread t : threads) {
+            if (t == self) {
+                continue;
+            }
+            try {
+                t.join(TimeUnit.SECONDS.toMillis(5));
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                break;
+            }
+        }
+        if (threads.isEmpty()) {
+            closeSockets(); // never started: nobody else owns the sockets
+        }
+    }
+
+    private String side() {
+        return role == Role.SOURCE ? "source" : "destination";
+    }
+
+    private String otherSide() {
+        return role == Role.SOURCE ? "destination" : "source";
+    }
+
+    // ================================================================== failure
+
+    /**
+     * Fails the connection once: records the cause, tells the peer (best effort) when the cause
+     * is local, wakes every thread, and reports to the handler.
+     */
+    void fail(TransportException cause, boolean tellPeer, boolean notifyHandler) {
+        if (!failure.compareAndSet(null, cause)) {
+            return;
+        }
+        if (tellPeer) {
+            sendErrorBestEffort(cause.getMessage());
+        }
+        shutdownAll();
+        if (notifyHandler && !completed) {
+            try {
+                handler.onError(cause);
+            } catch (RuntimeException e) {
+                cause.addSuppressed(e);
+            }
+        }
+    }
+
+    private void sendErrorBestEffort(String message) {
+        try {
+            // Another thread may be stuck writing the urgent socket; do not wait for it long.
+            if (urgentLock.tryLock(100, TimeUnit.MILLISECONDS)) {
+                try {
+                    if (!urgentClosed && !urgentSocket.isShutdown()) {
+                        urgentWriter.writeError(message);
+                    }
+                } finally {
+                    urgentLock.unlock();
+                }
+            }
+        } catch (IOException e) {
+            TransportException f = failure.get();
+            if (f != null) {
+                f.addSuppressed(e); // the peer may already be gone; keep the detail with the cause
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    private void shutdownAll() {
+        urgentSocket.shutdown();
+        for (NativeSocket s : backgroundSockets) {
+            s.shutdown();
+        }
+        if (queue != null) {
+            queue.close();
+        }
+        if (barrier != null) {
+            barrier.abort(failure.get() != null ? failure.get()
+                    : new TransportException(Kind.CLOSED, "connection closed"));
+        }
+    }
+
+    private void closeSockets() {
+        urgentLock.lock();
+        try {
+            urgentClosed = true;
+            urgentSocket.close();
+            urgentWriter.close();
+        } finally {
+            urgentLock.unlock();
+        }
+        for (NativeSocket s : backgroundSockets) {
+            s.close();
+        }
+    }
+
+    private TransportException checkOpen() {
+        TransportException f = failure.get();
+        if (f != null) {
+            return new TransportException(f.kind(), f.getMessage(), f);
+        }
+        if (closed.get()) {
+            return new TransportException(Kind.CLOSED, "connection closed");
+        }
+        return null;
+    }
+
+    private void ensureOpen() {
+        TransportException e = checkOpen();
+        if (e != null) {
+            throw e;
+        }
+    }
+
+    /** Turns an I/O error on a socket into the connection's failure. */
+    private TransportException lost(String what, IOException e) {
+        TransportException f = failure.get();
+        if (f != null) {
+            return f; // the socket failed because we are already failing
+        }
+        String detail = e instanceof SocketErrnoException se && se.isTimeout()
+                ? "no data from the " + otherSide() + " for " + TimeUnit.NANOSECONDS.toMillis(peerTimeoutNs) + " ms (peer timeout)"
+                : e.getMessage();
+        Kind kind = e instanceof SocketErrnoException se && se.isTimeout() ? Kind.TIMEOUT : Kind.CONNECTION_LOST;
+        return new TransportException(kind, what + " to " + peer + " failed: " + detail, e);
+    }
+
+    // ================================================================== threads
+
+    private void senderLoop(int channel) {
+        NativeSocket socket = backgroundSockets[channel];
+        BackgroundQueue.Entry e = new BackgroundQueue.Entry();
+        long pagesSent = 0;
+        try (FrameWriter writer = new FrameWriter(socket, dataDigest, maxPayload)) {
+            while (queue.take(channel, e)) {
+                long wrote;
+                switch (e.kind) {
+                    case BackgroundQueue.PAGES -> {
+                        wrote = writer.writePages(layout.region(e.region), e.region, e.first, (int) e.count);
+                        pagesSent += e.count;
+                        stats.onSent(e.count, wrote, false);
+                    }
+                    case BackgroundQueue.ZERO_RUN -> stats.onSent(0, writer.writeHeaderOnly(FrameType.ZERO_RUN, e.region, e.first, e.count), false);
+                    case BackgroundQueue.SKIP_RUN -> stats.onSent(0, writer.writeHeaderOnly(FrameType.SKIP_RUN, e.region, e.first, e.count), false);
+                    case BackgroundQueue.CONTROL -> stats.onSent(0, writer.writeControl(e.payload), false);
+                    case BackgroundQueue.ROUND_END -> stats.onSent(0, writer.writeHeaderOnly(FrameType.ROUND_END, 0, e.first, 0), false);
+                    case BackgroundQueue.COMPLETE -> stats.onSent(0, writer.writeHeaderOnly(FrameType.COMPLETE, 0, 0, pagesSent), false);
+                    default -> throw new IllegalStateException("unknown queue entry kind " + e.kind);
+                }
+                queue.done(e);
+            }
+        } catch (IOException ex) {
+            fail(lost("background channel " + channel, ex), false, true);
+        } catch (InterruptedException ex) {
+            Thread.currentThread().interrupt();
+        } catch (TransportException ex) {
+            fail(ex, true, true);
+        } catch (RuntimeException ex) {
+            fail(new TransportException(Kind.HANDLER_FAILED, "background channel " + channel + " sender failed: " + ex, ex), true, true);
+        } finally {
+            socket.close();
+        }
+    }
+
+    private void backgroundReceiveLoop(int channel) {
+        NativeSocket socket = backgroundSockets[channel];
+        try (Receiver rx = new Receiver(socket, LaneKind.BACKGROUND, channel)) {
+            rx.run();
+        } catch (IOException ex) {
+            fail(lost("background channel " + channel, ex), false, true);
+        } catch (InterruptedException ex) {
+            Thread.currentThread().interrupt();
+            fail(new TransportException(Kind.CLOSED, "interrupted"), false, false);
+        } catch (WireException ex) {
+            fail(new WireException(ex.getMessage() + " (background channel " + channel + " from " + peer + ")"), true, true);
+        } catch (TransportException ex) {
+            fail(ex, true, true);
+        } finally {
+            socket.close();
+        }
+    }
+
+    private void urgentLoop() {
+        try (Receiver rx = new Receiver(urgentSocket, LaneKind.URGENT, -1)) {
+            rx.run();
+        } catch (IOException ex) {
+            fail(lost("urgent connection", ex), false, true);
+        } catch (InterruptedException ex) {
+            Thread.currentThread().interrupt();
+            fail(new TransportException(Kind.CLOSED, "interrupted"), false, false);
+        } catch (WireException ex) {
+            fail(new WireException(ex.getMessage() + " (urgent connection from " + peer + ")"), true, true);
+        } catch (TransportException ex) {
+            fail(ex, true, true);
+        } finally {
+            closeUrgent();
+        }
+    }
+
+    private void closeUrgent() {
+        urgentSocket.shutdown(); // wakes a writer blocked in send, so the lock comes free
+        urgentLock.lock();
+        try {
+            urgentClosed = true;
+            urgentSocket.close();
+            urgentWriter.close();
+        } finally {
+            urgentLock.unlock();
+        }
+    }
+
+    private void maybeHeartbeat(long now) {
+        if (now - lastSentNs < heartbeatNs || !urgentLock.tryLock()) {
+            return; // recent traffic, or a writer is busy: either way the peer hears from us
+        }
+        try {
+            if (!urgentClosed && failure.get() == null) {
+                urgentWriter.writeHeaderOnly(FrameType.HEARTBEAT, 0, now, 0);
+                lastSentNs = now;
+            }
+        } catch (IOException e) {
+            fail(lost("heartbeat on the urgent connection", e), false, true);
+        } finally {
+            urgentLock.unlock();
+        }
+    }
+
+    /** Reads and dispatches the frames of one socket. Buffers are allocated once per thread. */
+    private final class Receiver implements AutoCloseable {
+        private final NativeSocket socket;
+        private final LaneKind lane;
+        private final int channel;
+        private final Arena arena = Arena.ofConfined();
+        private final FrameHeader header = new FrameHeader(arena);
+        private final MemorySegment small = arena.allocate(Wire.MAX_CONTROL_BYTES, 64);
+        private final MemorySegment trailer = arena.allocate(Wire.DIGEST_LENGTH, 8);
+        private final CRC32C crc = new CRC32C();
+        private MemorySegment staging; // for regions with a placer; allocated on first use
+        private boolean channelComplete;
+
+        Receiver(NativeSocket socket, LaneKind lane, int channel) {
+            this.socket = socket;
+            this.lane = lane;
+            this.channel = channel;
+        }
+
+        void run() throws IOException, InterruptedException {
+            boolean urgent = lane == LaneKind.URGENT;
+            long heartbeatMs = Math.max(1, TimeUnit.NANOSECONDS.toMillis(heartbeatNs));
+            while (true) {
+                if (urgent) {
+                    while (true) {
+                        long now = System.nanoTime();
+                        maybeHeartbeat(now);
+                        if (now - lastReceivedNs > peerTimeoutNs) {
+                            throw new TransportException(Kind.TIMEOUT, "no frame from the " + otherSide() + " " + peer + " for "
+                                    + TimeUnit.NANOSECONDS.toMillis(now - lastReceivedNs) + " ms (peer timeout "
+                                    + TimeUnit.NANOSECONDS.toMillis(peerTimeoutNs) + " ms)");
+                        }
+                        if (socket.pollReadable(heartbeatMs)) {
+                            break;
+                        }
+                    }
+                }
+                if (socket.recvFully(header.segment(), 0, FrameHeader.LENGTH) < 0) {
+                    onEof();
+                    return;
+                }
+                if (urgent) {
+                    lastReceivedNs = System.nanoTime();
+                }
+                header.decode();
+                if (channelComplete) {
+                    throw new WireException(FrameType.name(header.type()) + " frame after COMPLETE");
+                }
+                validator.validate(header, role, lane);
+                if (!dispatch()) {
+                    return;
+                }
+            }
+        }
+
+        /** @return false to stop reading */
+        private boolean dispatch() throws IOException, InterruptedException {
+            int type = header.type();
+            switch (type) {
+                case FrameType.PAGES -> receivePages();
+                case FrameType.ZERO_RUN -> {
+                    stats.onReceived(0, FrameHeader.LENGTH, lane == LaneKind.URGENT);
+                    callHandler(() -> handler.onZeroRun(lane, header.region(), header.first(), header.count()));
+                }
+                case FrameType.SKIP_RUN -> {
+                    stats.onReceived(0, FrameHeader.LENGTH, lane == LaneKind.URGENT);
+                    callHandler(() -> handler.onSkipRun(lane, header.region(), header.first(), header.count()));
+                }
+                case FrameType.ROUND_END -> {
+                    long round = header.first();
+                    barrier.arrive(channel, FrameType.ROUND_END, round, () -> callHandler(() -> handler.onRoundEnd(round)));
+                }
+                case FrameType.PAGE_REQUEST -> {
+                    stats.onReceived(0, FrameHeader.LENGTH, true);
+                    callHandler(() -> handler.onPageRequest(header.region(), header.first(), (int) header.count()));
+                }
+                case FrameType.COMPLETE -> {
+                    if (role == Role.DESTINATION) {
+                        long got = channelPagesReceived[channel];
+                        if (got != header.count()) {
+                            throw new WireException("COMPLETE on background channel " + channel + " says " + header.count()
+                                    + " pages were sent on it, but " + got + " arrived");
+                        }
+                        channelComplete = true;
+                        barrier.arrive(channel, FrameType.COMPLETE, 0, () -> callHandler(handler::onComplete));
+                    } else {
+                        completed = true;
+                        callHandler(handler::onComplete);
+                    }
+                }
+                case FrameType.CONTROL -> {
+                    int len = header.payloadLength();
+                    readFully(small, 0, len);
+                    stats.onReceived(0, FrameHeader.LENGTH + len, lane == LaneKind.URGENT);
+                    MemorySegment view = small.asSlice(0, len);
+                    callHandler(() -> handler.onControl(lane, view));
+                }
+                case FrameType.ERROR -> {
+                    int len = header.payloadLength();
+                    readFully(small, 0, len);
+                    String text = new String(small.asSlice(0, len).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE), StandardCharsets.UTF_8);
+                    fail(new TransportException(Kind.PEER_ERROR, "the " + otherSide() + " " + peer + " reported an error: " + text),
+                            false, true);
+                    return false;
+                }
+                case FrameType.HEARTBEAT -> {
+                    // lastReceivedNs already updated
+                }
+                default -> throw new WireException("unexpected frame " + FrameType.name(type));
+            }
+            return true;
+        }
+
+        private void receivePages() throws IOException {
+            int regionId = header.region();
+            RamRegion region = layout.region(regionId);
+            long first = header.first();
+            int count = (int) header.count();
+            long len = header.payloadLength() & 0xffffffffL;
+            // Validated: [first, first + count) lies inside the region and len == count * pageSize.
+            MemorySegment target;
+            long offset;
+            if (region.placer() == null) {
+                target = region.memory();
+                offset = first * region.pageSize();
+            } else {
+                if (staging == null) {
+                    staging = arena.allocate(maxPayload, 4096);
+                }
+                target = staging;
+                offset = 0;
+            }
+            readFully(target, offset, len);
+            long wire = FrameHeader.LENGTH + len;
+            if (header.hasDataDigest()) {
+                readFully(trailer, 0, Wire.DIGEST_LENGTH);
+                int expected = trailer.get(Wire.U32, 0);
+                int actual = Wire.crc32c(crc, target, offset, len);
+                if (expected != actual) {
+                    throw new WireException(String.format("data digest mismatch on PAGES region %d pages [%d, %d): frame says 0x%08x,"
+                            + " data gives 0x%08x", regionId, first, first + count, expected, actual));
+                }
+                wire += Wire.DIGEST_LENGTH;
+            }
+            if (region.placer() != null) {
+                MemorySegment data = staging.asSlice(0, len);
+                callHandler(() -> region.placer().place(regionId, first, count, data));
+            }
+            if (channel >= 0) {
+                channelPagesReceived[channel] += count;
+            }
+            stats.onReceived(count, wire, lane == LaneKind.URGENT);
+            callHandler(() -> handler.onPages(lane, regionId, first, count));
+        }
+
+        private void readFully(MemorySegment dst, long offset, long len) throws IOException {
+            if (len == 0) {
+                return;
+            }
+            if (socket.recvFully(dst, offset, len) < 0) {
+                throw new EOFException("connection closed by the " + otherSide() + " in the middle of a "
+                        + FrameType.name(header.type()) + " frame (truncated stream)");
+            }
+        }
+
+        private void onEof() {
+            if (completed || (lane == LaneKind.BACKGROUND && channelComplete) || closed.get()) {
+                return; // orderly end
+            }
+            String where = lane == LaneKind.URGENT ? "urgent connection" : "background channel " + channel;
+            fail(new TransportException(Kind.CONNECTION_LOST, "the " + otherSide() + " " + peer + " closed the " + where
+                    + " before the migration completed"), false, true);
+        }
+
+        @Override
+        public void close() {
+            arena.close();
+        }
+    }
+
+    private void callHandler(Runnable call) {
+        try {
+            call.run();
+        } catch (TransportException e) {
+            throw e;
+        } catch (RuntimeException e) {
+            throw new TransportException(Kind.HANDLER_FAILED, "the " + side() + "'s message handler failed: " + e, e);
+        }
+    }
+
+    // ================================================================== lanes
+
+    private RamRegion checkedRegion(int regionId, long firstPage, long pageCount) {
+        if (regionId < 0 || regionId >= layout.regionCount()) {
+            throw new IndexOutOfBoundsException("region id " + regionId + " outside 0.." + (layout.regionCount() - 1));
+        }
+        RamRegion r = layout.region(regionId);
+        if (pageCount < 1 || firstPage < 0 || firstPage >= r.pageCount() || pageCount > r.pageCount() - firstPage) {
+            throw new IndexOutOfBoundsException("pages [" + firstPage + ", " + firstPage + "+" + pageCount + ") outside region "
+                    + regionId + " '" + r.name() + "' of " + r.pageCount() + " pages");
+        }
+        return r;
+    }
+
+    private void requireRole(Role expected, String what) {
+        if (role != expected) {
+            throw new IllegalStateException(what + " is sent by the " + expected.name().toLowerCase() + ", and this is the "
+                    + side());
+        }
+    }
+
+    private final class SourceBackgroundLane implements Lane {
+        @Override
+        public LaneKind kind() {
+            return LaneKind.BACKGROUND;
+        }
+
+        private void checkNotCompleting() {
+            if (queue.completing()) {
+                throw new IllegalStateException("background lane: send after sendComplete()");
+            }
+        }
+
+        @Override
+        public long offerPages(int regionId, long firstPage, long pageCount) {
+            RamRegion r = checkedRegion(regionId, firstPage, pageCount);
+            ensureOpen();
+            checkNotCompleting();
+            long perBatch = maxPayload / r.pageSize();
+            long taken = 0;
+            while (taken < pageCount) {
+                long n = Math.min(pageCount - taken, perBatch);
+                if (!queue.offer(BackgroundQueue.PAGES, regionId, firstPage + taken, n, n * r.pageSize(), null)) {
+                    break;
+                }
+                taken += n;
+            }
+            if (taken == 0) {
+                stats.onBackPressure();
+                return BACK_PRESSURED;
+            }
+            return taken;
+        }
+
+        @Override
+        public void sendPages(int regionId, long firstPage, long pageCount) {
+            long done = 0;
+            while (done < pageCount) {
+                long n = offerPages(regionId, firstPage + done, pageCount - done);
+                if (n == BACK_PRESSURED) {
+                    queue.awaitSpace();
+                } else {
+                    done += n;
+                }
+            }
+        }
+
+        private void sendRun(int kind, int regionId, long firstPage, long pageCount) {
+            checkedRegion(regionId, firstPage, pageCount);
+            ensureOpen();
+            checkNotCompleting();
+            while (!queue.offer(kind, regionId, firstPage, pageCount, 0, null)) {
+                stats.onBackPressure();
+                queue.awaitSpace();
+            }
+        }
+
+        @Override
+        public void sendZeroRun(int regionId, long firstPage, long pageCount) {
+            sendRun(BackgroundQueue.ZERO_RUN, regionId, firstPage, pageCount);
+        }
+
+        @Override
+        public void sendSkipRun(int regionId, long firstPage, long pageCount) {
+            sendRun(BackgroundQueue.SKIP_RUN, regionId, firstPage, pageCount);
+        }
+
+        @Override
+        public void sendRoundEnd(long round) {
+            if (round < 0) {
+                throw new IllegalArgumentException("round " + round + " is negative");
+            }
+            ensureOpen();
+            checkNotCompleting();
+            queue.barrier(BackgroundQueue.ROUND_END, round);
+        }
+
+        @Override
+        public void sendPageRequest(int regionId, long firstPage, int pageCount) {
+            throw new IllegalStateException("page requests go on the urgent lane, from the destination");
+        }
+
+        @Override
+        public void sendControl(MemorySegment payload) {
+            byte[] copy = controlCopy(payload);
+            ensureOpen();
+            checkNotCompleting();
+            while (!queue.offer(BackgroundQueue.CONTROL, 0, 0, 0, 0, copy)) {
+                stats.onBackPressure();
+                queue.awaitSpace();
+            }
+        }
+
+        @Override
+        public void sendComplete() {
+            ensureOpen();
+            checkNotCompleting();
+            queue.barrier(BackgroundQueue.COMPLETE, 0);
+        }
+
+        @Override
+        public void flush() {
+            queue.awaitIdle();
+        }
+    }
+
+    private static byte[] controlCopy(MemorySegment payload) {
+        if (payload.byteSize() > Lane.MAX_CONTROL_BYTES) {
+            throw new IllegalArgumentException("control payload of " + payload.byteSize() + " bytes exceeds " + Lane.MAX_CONTROL_BYTES);
+        }
+        return payload.toArray(java.lang.foreign.ValueLayout.JAVA_BYTE);
+    }
+
+    private final class DestinationBackgroundLane implements Lane {
+        @Override
+        public LaneKind kind() {
+            return LaneKind.BACKGROUND;
+        }
+
+        private IllegalStateException wrongSide() {
+            return new IllegalStateException("the destination sends nothing on the background lane; use urgent() for page requests,"
+                    + " control and the completion acknowledgement");
+        }
+
+        @Override
+        public long offerPages(int regionId, long firstPage, long pageCount) {
+            throw wrongSide();
+        }
+
+        @Override
+        public void sendPages(int regionId, long firstPage, long pageCount) {
+            throw wrongSide();
+        }
+
+        @Override
+        public void sendZeroRun(int regionId, long firstPage, long pageCount) {
+            throw wrongSide();
+        }
+
+        @Override
+        public void sendSkipRun(int regionId, long firstPage, long pageCount) {
+            throw wrongSide();
+        }
+
+        @Override
+        public void sendRoundEnd(long round) {
+            throw wrongSide();
+        }
+
+        @Override
+        public void sendPageRequest(int regionId, long firstPage, int pageCount) {
+            throw wrongSide();
+        }
+
+        @Override
+        public void sendControl(MemorySegment payload) {
+            throw wrongSide();
+        }
+
+        @Override
+        public void sendComplete() {
+            throw wrongSide();
+        }
+
+        @Override
+        public void flush() {
+            ensureOpen();
+        }
+    }
+
+    /** Written synchronously by the calling thread under {@link #urgentLock}: nothing is queued ahead of it. */
+    private final class UrgentLane implements Lane {
+        @Override
+        public LaneKind kind() {
+            return LaneKind.URGENT;
+        }
+
+        private interface Write {
+            long write() throws IOException;
+        }
+
+        private void locked(Write w, long pages) {
+            urgentLock.lock();
+            try {
+                ensureOpen();
+                if (urgentClosed) {
+                    throw new TransportException(Kind.CLOSED, "urgent connection closed");
+                }
+                long bytes = w.write();
+                lastSentNs = System.nanoTime();
+                stats.onSent(pages, bytes, true);
+            } catch (IOException e) {
+                TransportException t = lost("urgent send", e);
+                fail(t, false, true);
+                throw new TransportException(t.kind(), t.getMessage(), t);
+            } finally {
+                urgentLock.unlock();
+            }
+        }
+
+        @Override
+        public long offerPages(int regionId, long firstPage, long pageCount) {
+            sendPages(regionId, firstPage, pageCount);
+            return pageCount;
+        }
+
+        @Override
+        public void sendPages(int regionId, long firstPage, long pageCount) {
+            requireRole(Role.SOURCE, "page data");
+            RamRegion r = checkedRegion(regionId, firstPage, pageCount);
+            long perBatch = maxPayload / r.pageSize();
+            for (long done = 0; done < pageCount; ) {
+                long first = firstPage + done;
+                int n = (int) Math.min(pageCount - done, perBatch);
+                locked(() -> urgentWriter.writePages(r, regionId, first, n), n);
+                done += n;
+            }
+        }
+
+        @Override
+        public void sendZeroRun(int regionId, long firstPage, long pageCount) {
+            requireRole(Role.SOURCE, "a zero run");
+            checkedRegion(regionId, firstPage, pageCount);
+            locked(() -> urgentWriter.writeHeaderOnly(FrameType.ZERO_RUN, regionId, firstPage, pageCount), 0);
+        }
+
+        @Override
+        public void sendSkipRun(int regionId, long firstPage, long pageCount) {
+            requireRole(Role.SOURCE, "a skip run");
+            checkedRegion(regionId, firstPage, pageCount);
+            locked(() -> urgentWriter.writeHeaderOnly(FrameType.SKIP_RUN, regionId, firstPage, pageCount), 0);
+        }
+
+        @Override
+        public void sendRoundEnd(long round) {
+            throw new IllegalStateException("round ends go on the background lane");
+        }
+
+        @Override
+        public void sendPageRequest(int regionId, long firstPage, int pageCount) {
+            requireRole(Role.DESTINATION, "a page request");
+            RamRegion r = checkedRegion(regionId, firstPage, pageCount);
+            if (pageCount > maxPayload / r.pageSize()) {
+                throw new IllegalArgumentException("page request of " + pageCount + " pages exceeds " + maxPayload / r.pageSize()
+                        + " (one batch)");
+            }
+            locked(() -> urgentWriter.writeHeaderOnly(FrameType.PAGE_REQUEST, regionId, firstPage, pageCount), 0);
+        }
+
+        @Override
+        public void sendControl(MemorySegment payload) {
+            if (payload.byteSize() > MAX_CONTROL_BYTES) {
+                throw new IllegalArgumentException("control payload of " + payload.byteSize() + " bytes exceeds " + MAX_CONTROL_BYTES);
+            }
+            locked(() -> urgentWriter.writeControl(payload), 0);
+        }
+
+        @Override
+        public void sendComplete() {
+            requireRole(Role.DESTINATION, "the completion acknowledgement (the source completes on the background lane)");
+            locked(() -> {
+                long n = urgentWriter.writeHeaderOnly(FrameType.COMPLETE, 0, 0, 0);
+                completed = true;
+                return n;
+            }, 0);
+        }
+
+        @Override
+        public void flush() {
+            ensureOpen(); // urgent sends are written before they return
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "TcpConnection[" + side() + ", peer=" + peer + ", channels=" + channels + ", dataDigest=" + dataDigest + "]";
+    }
+}

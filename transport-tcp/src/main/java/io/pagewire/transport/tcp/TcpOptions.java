@@ -1,0 +1,60 @@
+package io.pagewire.transport.tcp;
+
+import io.pagewire.transport.spi.TransportUri;
+import io.pagewire.transport.spi.wire.Wire;
+
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+/**
+ * The options of a {@code tcp://} URI, parsed and validated in one place.
+ *
+ * @param channels background connections (source chooses; the destination follows the handshake)
+ * @param dataDigest CRC32C over page data (source chooses)
+ * @param batchBytes largest page batch per frame (source chooses)
+ * @param queueDepth background batches queued ahead of the sender threads
+ * @param sndbufBytes SO_SNDBUF of background sockets, 0 = kernel default (autotuning)
+ * @param rcvbufBytes SO_RCVBUF of background sockets, 0 = kernel default (autotuning)
+ * @param notSentLowatBytes TCP_NOTSENT_LOWAT of background sockets, 0 = kernel default
+ * @param urgentDscp DSCP mark of urgent packets (46 = EF), -1 = none
+ * @param urgentPriority SO_PRIORITY of the urgent socket, -1 = none
+ */
+record TcpOptions(int channels, boolean dataDigest, int batchBytes, int queueDepth, int sndbufBytes, int rcvbufBytes,
+                  int notSentLowatBytes, int urgentDscp, int urgentPriority) {
+
+    /** Default background connections: measured on loopback with 2 cores (see docs/tuning.md). */
+    static final int DEFAULT_CHANNELS = 2;
+
+    static final Map<String, String> DESCRIPTIONS;
+
+    static {
+        Map<String, String> m = new LinkedHashMap<>();
+        m.put("channels", "background TCP connections, 1.." + Wire.MAX_CHANNELS + " (default " + DEFAULT_CHANNELS + "; source only)");
+        m.put("data-digest", "true|false: CRC32C over page data (default true; source only; false sends pages straight from RAM)");
+        m.put("batch-bytes", "largest page batch per frame, e.g. 256k (default 256k; source only)");
+        m.put("queue-depth", "background batches queued ahead of the sender threads (default 16)");
+        m.put("sndbuf", "SO_SNDBUF of background sockets in bytes (default: kernel autotuning)");
+        m.put("rcvbuf", "SO_RCVBUF of background sockets in bytes (default: kernel autotuning)");
+        m.put("notsent-lowat", "TCP_NOTSENT_LOWAT of background sockets in bytes (default 1m; 0 = kernel default)");
+        m.put("urgent-dscp", "DSCP mark of urgent-lane packets, 0..63 (default 46 = EF; -1 = none)");
+        m.put("urgent-priority", "SO_PRIORITY of the urgent socket, 0..6 (default 6; -1 = none)");
+        DESCRIPTIONS = Map.copyOf(m);
+    }
+
+    static TcpOptions parse(TransportUri uri) {
+        int batch = (int) uri.longOption("batch-bytes", Wire.DEFAULT_FRAME_PAYLOAD, 4096, Wire.MAX_FRAME_PAYLOAD);
+        if (Integer.bitCount(batch) != 1) {
+            throw uri.badOption("batch-bytes", uri.options().get("batch-bytes"), "a power of two from 4k to 16m");
+        }
+        return new TcpOptions(
+                uri.intOption("channels", DEFAULT_CHANNELS, 1, Wire.MAX_CHANNELS),
+                uri.booleanOption("data-digest", true),
+                batch,
+                uri.intOption("queue-depth", 16, 1, 4096),
+                uri.intOption("sndbuf", 0, 0, 1 << 30),
+                uri.intOption("rcvbuf", 0, 0, 1 << 30),
+                uri.intOption("notsent-lowat", 1 << 20, 0, 1 << 30),
+                uri.intOption("urgent-dscp", 46, -1, 63),
+                uri.intOption("urgent-priority", 6, -1, 6));
+    }
+}

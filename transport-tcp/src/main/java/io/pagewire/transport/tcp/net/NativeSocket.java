@@ -1,0 +1,527 @@
+package io.pagewire.transport.tcp.net;
+
+import java.io.EOFException;
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.net.Inet4Address;
+import java.net.Inet6Address;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.net.UnknownHostException;
+import java.util.concurrent.atomic.AtomicBoolean;
+
+/**
+ * A blocking TCP socket driven through Panama: the calls Java's NIO does not offer
+ * (TCP_NOTSENT_LOWAT, TCP_USER_TIMEOUT, SO_PRIORITY) and scatter/gather straight from and into
+ * native memory (guest RAM) with no intermediate buffer.
+ *
+ * <h2>Threading and closing</h2>
+ * One thread may send and another receive at the same time. {@link #shutdown()} may be called
+ * from any thread: it wakes every thread blocked on this socket (their calls fail). The file
+ * descriptor is released only by {@link #close()}, which must be called after the threads that
+ * use the socket have stopped, so that a recycled descriptor number is never read by mistake.
+ */
+public final class NativeSocket implements AutoCloseable {
+    private final int fd;
+    private final boolean ipv6;
+    private final AtomicBoolean shutdown = new AtomicBoolean();
+    private final AtomicBoolean closed = new AtomicBoolean();
+
+    private NativeSocket(int fd, boolean ipv6) {
+        this.fd = fd;
+        this.ipv6 = ipv6;
+    }
+
+    /** @return the file descriptor (for diagnostics) */
+    public int fd() {
+        return fd;
+    }
+
+    // ---------------------------------------------------------------- setup
+
+    /**
+     * Connects to {@code address}, failing after {@code timeoutMs}.
+     *
+     * @throws IOException with the errno text (ECONNREFUSED, ETIMEDOUT, ...)
+     */
+    public static NativeSocket connect(InetSocketAddress address, long timeoutMs) throws IOException {
+        InetAddress ip = resolve(address);
+        boolean v6 = ip instanceof Inet6Address;
+        NativeSocket s = open(v6);
+        try (Arena arena = Arena.ofConfined()) {
+            // Linux honours SO_SNDTIMEO for a blocking connect().
+            s.sendTimeoutMs(timeoutMs);
+            MemorySegment sa = sockaddr(arena, ip, address.getPort());
+            MemorySegment cap = Libc.capture();
+            int rc;
+            do {
+                rc = (int) Libc.CONNECT.invokeExact(cap, s.fd, sa, (int) sa.byteSize());
+            } while (rc < 0 && Libc.errno(cap) == Libc.EINTR);
+            if (rc < 0) {
+                int errno = Libc.errno(cap);
+                throw new SocketErrnoException("connect", errno, "to " + address
+                        + (errno == Libc.EINPROGRESS || errno == Libc.EAGAIN ? " (no answer within " + timeoutMs + " ms)" : ""));
+            }
+            s.sendTimeoutMs(0);
+            return s;
+        } catch (IOException | RuntimeException | Error e) {
+            s.close();
+            throw e;
+        } catch (Throwable t) {
+            s.close();
+            throw new IllegalStateException(t);
+        }
+    }
+
+    /**
+     * Binds and listens.
+     *
+     * @param address where (port 0: any free port)
+     * @param backlog accept queue length
+     */
+    public static NativeSocket listen(InetSocketAddress address, int backlog) throws IOException {
+        InetAddress ip = resolve(address);
+        boolean v6 = ip instanceof Inet6Address;
+        NativeSocket s = open(v6);
+        try (Arena arena = Arena.ofConfined()) {
+            s.setInt(Libc.SOL_SOCKET, Libc.SO_REUSEADDR, 1, "SO_REUSEADDR");
+            MemorySegment sa = sockaddr(arena, ip, address.getPort());
+            MemorySegment cap = Libc.capture();
+            int rc = (int) Libc.BIND.invokeExact(cap, s.fd, sa, (int) sa.byteSize());
+            if (rc < 0) {
+                throw new SocketErrnoException("bind", Libc.errno(cap), "to " + address);
+            }
+            rc = (int) Libc.LISTEN.invokeExact(cap, s.fd, backlog);
+            if (rc < 0) {
+                throw new SocketErrnoException("listen", Libc.errno(cap), "on " + address);
+            }
+            return s;
+        } catch (IOException | RuntimeException | Error e) {
+            s.close();
+            throw e;
+        } catch (Throwable t) {
+            s.close();
+            throw new IllegalStateException(t);
+        }
+    }
+
+    /**
+     * Accepts one connection.
+     *
+     * @param timeoutMs how long to wait; negative waits for ever
+     * @return the connection, or null on timeout
+     * @throws IOException when the socket was shut down or accept failed
+     */
+    public NativeSocket accept(long timeoutMs) throws IOException {
+        if (!pollReadable(timeoutMs)) {
+            return null;
+        }
+        MemorySegment cap = Libc.capture();
+        try {
+            int rc;
+            do {
+                rc = (int) Libc.ACCEPT4.invokeExact(cap, fd, MemorySegment.NULL, MemorySegment.NULL, Libc.SOCK_CLOEXEC);
+            } while (rc < 0 && Libc.errno(cap) == Libc.EINTR);
+            if (rc < 0) {
+                int errno = Libc.errno(cap);
+                if (errno == Libc.EAGAIN) {
+                    return null;
+                }
+                throw new SocketErrnoException("accept", errno, "on fd " + fd + (shutdown.get() ? " (listener shut down)" : ""));
+            }
+            return new NativeSocket(rc, ipv6);
+        } catch (IOException | RuntimeException | Error e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new IllegalStateException(t);
+        }
+    }
+
+    private static NativeSocket open(boolean v6) throws IOException {
+        MemorySegment cap = Libc.capture();
+        try {
+            int fd = (int) Libc.SOCKET.invokeExact(cap, v6 ? Libc.AF_INET6 : Libc.AF_INET, Libc.SOCK_STREAM | Libc.SOCK_CLOEXEC, 0);
+            if (fd < 0) {
+                throw new SocketErrnoException("socket", Libc.errno(cap), v6 ? "(AF_INET6)" : "(AF_INET)");
+            }
+            return new NativeSocket(fd, v6);
+        } catch (IOException | RuntimeException | Error e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new IllegalStateException(t);
+        }
+    }
+
+    private static InetAddress resolve(InetSocketAddress address) throws UnknownHostException {
+        if (address.isUnresolved()) {
+            return InetAddress.getByName(address.getHostString());
+        }
+        return address.getAddress();
+    }
+
+    private static MemorySegment sockaddr(Arena arena, InetAddress ip, int port) {
+        if (ip instanceof Inet4Address) {
+            MemorySegment sa = arena.allocate(16);
+            sa.set(ValueLayout.JAVA_SHORT, 0, (short) Libc.AF_INET);
+            sa.set(ValueLayout.JAVA_BYTE, 2, (byte) (port >>> 8));
+            sa.set(ValueLayout.JAVA_BYTE, 3, (byte) port);
+            MemorySegment.copy(ip.getAddress(), 0, sa, ValueLayout.JAVA_BYTE, 4, 4);
+            return sa;
+        }
+        Inet6Address v6 = (Inet6Address) ip;
+        MemorySegment sa = arena.allocate(28);
+        sa.set(ValueLayout.JAVA_SHORT, 0, (short) Libc.AF_INET6);
+        sa.set(ValueLayout.JAVA_BYTE, 2, (byte) (port >>> 8));
+        sa.set(ValueLayout.JAVA_BYTE, 3, (byte) port);
+        MemorySegment.copy(v6.getAddress(), 0, sa, ValueLayout.JAVA_BYTE, 8, 16);
+        sa.set(ValueLayout.JAVA_INT, 24, v6.getScopeId());
+        return sa;
+    }
+
+    /** @return the local address (e.g. the port a port-0 listener got) */
+    public InetSocketAddress localAddress() throws IOException {
+        return name(Libc.GETSOCKNAME, "getsockname");
+    }
+
+    /** @return the peer's address */
+    public InetSocketAddress remoteAddress() throws IOException {
+        return name(Libc.GETPEERNAME, "getpeername");
+    }
+
+    private InetSocketAddress name(java.lang.invoke.MethodHandle call, String what) throws IOException {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment sa = arena.allocate(128);
+            MemorySegment len = arena.allocate(ValueLayout.JAVA_INT);
+            len.set(ValueLayout.JAVA_INT, 0, 128);
+            MemorySegment cap = Libc.capture();
+            int rc = (int) call.invokeExact(cap, fd, sa, len);
+            if (rc < 0) {
+                throw new SocketErrnoException(what, Libc.errno(cap), "on fd " + fd);
+            }
+            int family = sa.get(ValueLayout.JAVA_SHORT, 0);
+            int port = ((sa.get(ValueLayout.JAVA_BYTE, 2) & 0xff) << 8) | (sa.get(ValueLayout.JAVA_BYTE, 3) & 0xff);
+            byte[] addr;
+            if (family == Libc.AF_INET) {
+                addr = sa.asSlice(4, 4).toArray(ValueLayout.JAVA_BYTE);
+                return new InetSocketAddress(InetAddress.getByAddress(addr), port);
+            }
+            addr = sa.asSlice(8, 16).toArray(ValueLayout.JAVA_BYTE);
+            return new InetSocketAddress(Inet6Address.getByAddress(null, addr, sa.get(ValueLayout.JAVA_INT, 24)), port);
+        } catch (IOException | RuntimeException | Error e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new IllegalStateException(t);
+        }
+    }
+
+    // ---------------------------------------------------------------- options
+
+    /** TCP_NODELAY: send small frames at once. */
+    public void noDelay(boolean on) throws IOException {
+        setInt(Libc.IPPROTO_TCP, Libc.TCP_NODELAY, on ? 1 : 0, "TCP_NODELAY");
+    }
+
+    /** SO_SNDBUF in bytes (the kernel doubles it). */
+    public void sendBufferBytes(int bytes) throws IOException {
+        setInt(Libc.SOL_SOCKET, Libc.SO_SNDBUF, bytes, "SO_SNDBUF");
+    }
+
+    /** SO_RCVBUF in bytes (the kernel doubles it). */
+    public void receiveBufferBytes(int bytes) throws IOException {
+        setInt(Libc.SOL_SOCKET, Libc.SO_RCVBUF, bytes, "SO_RCVBUF");
+    }
+
+    /**
+     * TCP_NOTSENT_LOWAT: keep at most this many unsent bytes queued in the socket, so a bulk
+     * stream leaves short queues behind it.
+     */
+    public void notSentLowatBytes(int bytes) throws IOException {
+        setInt(Libc.IPPROTO_TCP, Libc.TCP_NOTSENT_LOWAT, bytes, "TCP_NOTSENT_LOWAT");
+    }
+
+    /** TCP_USER_TIMEOUT: unacknowledged data older than this fails the connection. */
+    public void userTimeoutMs(int ms) throws IOException {
+        setInt(Libc.IPPROTO_TCP, Libc.TCP_USER_TIMEOUT, ms, "TCP_USER_TIMEOUT");
+    }
+
+    /** SO_KEEPALIVE. */
+    public void keepAlive(boolean on) throws IOException {
+        setInt(Libc.SOL_SOCKET, Libc.SO_KEEPALIVE, on ? 1 : 0, "SO_KEEPALIVE");
+    }
+
+    /**
+     * Marks outgoing packets: the IP TOS byte (IPv4) or traffic class (IPv6), i.e. DSCP &lt;&lt; 2.
+     *
+     * @param dscp DSCP code point 0..63 (46 = EF, expedited forwarding)
+     */
+    public void dscp(int dscp) throws IOException {
+        if (ipv6) {
+            setInt(Libc.IPPROTO_IPV6, Libc.IPV6_TCLASS, dscp << 2, "IPV6_TCLASS");
+        } else {
+            setInt(Libc.IPPROTO_IP, Libc.IP_TOS, dscp << 2, "IP_TOS");
+        }
+    }
+
+    /** SO_PRIORITY: the queueing priority of this socket's packets on the local host (0..6 unprivileged). */
+    public void priority(int priority) throws IOException {
+        setInt(Libc.SOL_SOCKET, Libc.SO_PRIORITY, priority, "SO_PRIORITY");
+    }
+
+    /** SO_RCVTIMEO: a blocking receive fails with EAGAIN after this long (0 = never). */
+    public void receiveTimeoutMs(long ms) throws IOException {
+        setTimeval(Libc.SO_RCVTIMEO, ms, "SO_RCVTIMEO");
+    }
+
+    /** SO_SNDTIMEO: a blocking send fails with EAGAIN after this long (0 = never). */
+    public void sendTimeoutMs(long ms) throws IOException {
+        setTimeval(Libc.SO_SNDTIMEO, ms, "SO_SNDTIMEO");
+    }
+
+    /** @return an int socket option's current value */
+    public int getInt(int level, int option, String name) throws IOException {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment v = arena.allocate(ValueLayout.JAVA_INT);
+            MemorySegment len = arena.allocate(ValueLayout.JAVA_INT);
+            len.set(ValueLayout.JAVA_INT, 0, 4);
+            MemorySegment cap = Libc.capture();
+            int rc = (int) Libc.GETSOCKOPT.invokeExact(cap, fd, level, option, v, len);
+            if (rc < 0) {
+                throw new SocketErrnoException("getsockopt", Libc.errno(cap), name);
+            }
+            return v.get(ValueLayout.JAVA_INT, 0);
+        } catch (IOException | RuntimeException | Error e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new IllegalStateException(t);
+        }
+    }
+
+    /** @return SO_SNDBUF as the kernel set it */
+    public int sendBufferBytes() throws IOException {
+        return getInt(Libc.SOL_SOCKET, Libc.SO_SNDBUF, "SO_SNDBUF");
+    }
+
+    private void setInt(int level, int option, int value, String name) throws IOException {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment v = arena.allocate(ValueLayout.JAVA_INT);
+            v.set(ValueLayout.JAVA_INT, 0, value);
+            MemorySegment cap = Libc.capture();
+            int rc = (int) Libc.SETSOCKOPT.invokeExact(cap, fd, level, option, v, 4);
+            if (rc < 0) {
+                throw new SocketErrnoException("setsockopt", Libc.errno(cap), name + "=" + value);
+            }
+        } catch (IOException | RuntimeException | Error e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new IllegalStateException(t);
+        }
+    }
+
+    private void setTimeval(int option, long ms, String name) throws IOException {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment tv = arena.allocate(16, 8);
+            tv.set(ValueLayout.JAVA_LONG, 0, ms / 1000);
+            tv.set(ValueLayout.JAVA_LONG, 8, (ms % 1000) * 1000);
+            MemorySegment cap = Libc.capture();
+            int rc = (int) Libc.SETSOCKOPT.invokeExact(cap, fd, Libc.SOL_SOCKET, option, tv, 16);
+            if (rc < 0) {
+                throw new SocketErrnoException("setsockopt", Libc.errno(cap), name + "=" + ms + "ms");
+            }
+        } catch (IOException | RuntimeException | Error e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new IllegalStateException(t);
+        }
+    }
+
+    // ---------------------------------------------------------------- data
+
+    /**
+     * Sends all of {@code [address, address + length)}.
+     *
+     * @throws IOException on any error, naming the errno (EPIPE, ECONNRESET, EAGAIN on send timeout)
+     */
+    public void sendFully(MemorySegment data, long offset, long length) throws IOException {
+        MemorySegment cap = Libc.capture();
+        long done = 0;
+        try {
+            while (done < length) {
+                long n = (long) Libc.SEND.invokeExact(cap, fd, data.asSlice(offset + done, length - done), length - done, Libc.MSG_NOSIGNAL);
+                if (n < 0) {
+                    int errno = Libc.errno(cap);
+                    if (errno == Libc.EINTR) {
+                        continue;
+                    }
+                    throw new SocketErrnoException("send", errno, "of " + length + " bytes" + (shutdown.get() ? " (socket shut down)" : ""));
+                }
+                done += n;
+            }
+        } catch (IOException | RuntimeException | Error e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new IllegalStateException(t);
+        }
+    }
+
+    /**
+     * Gathers and sends {@code count} iovecs from {@code iov} (a native array of
+     * {@code struct iovec}) totalling {@code totalBytes}. The iovec array is modified to
+     * track partial sends; {@code msghdr} is scratch space of {@link #MSGHDR_BYTES}.
+     */
+    public void sendvFully(MemorySegment msghdr, MemorySegment iov, int count, long totalBytes) throws IOException {
+        MemorySegment cap = Libc.capture();
+        msghdr.fill((byte) 0);
+        int first = 0;
+        long remaining = totalBytes;
+        try {
+            while (remaining > 0) {
+                msghdr.set(ValueLayout.ADDRESS, Libc.MSGHDR_IOV, iov.asSlice(first * Libc.IOVEC_SIZE));
+                msghdr.set(ValueLayout.JAVA_LONG, Libc.MSGHDR_IOVLEN, count - first);
+                long n = (long) Libc.SENDMSG.invokeExact(cap, fd, msghdr, Libc.MSG_NOSIGNAL);
+                if (n < 0) {
+                    int errno = Libc.errno(cap);
+                    if (errno == Libc.EINTR) {
+                        continue;
+                    }
+                    throw new SocketErrnoException("sendmsg", errno, "of " + remaining + " bytes" + (shutdown.get() ? " (socket shut down)" : ""));
+                }
+                remaining -= n;
+                // Skip the iovecs sent whole; trim the one sent in part.
+                while (n > 0 && first < count) {
+                    long off = first * Libc.IOVEC_SIZE;
+                    long len = iov.get(ValueLayout.JAVA_LONG, off + 8);
+                    if (n >= len) {
+                        n -= len;
+                        first++;
+                    } else {
+                        iov.set(ValueLayout.JAVA_LONG, off, iov.get(ValueLayout.JAVA_LONG, off) + n);
+                        iov.set(ValueLayout.JAVA_LONG, off + 8, len - n);
+                        n = 0;
+                    }
+                }
+            }
+        } catch (IOException | RuntimeException | Error e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new IllegalStateException(t);
+        }
+    }
+
+    /** Size of the msghdr scratch segment for {@link #sendvFully}. */
+    public static final long MSGHDR_BYTES = Libc.MSGHDR_SIZE;
+    /** Size of one iovec. */
+    public static final long IOVEC_BYTES = Libc.IOVEC_SIZE;
+
+    /** Sets iovec {@code i} of {@code iov} to {@code seg}. */
+    public static void iovec(MemorySegment iov, int i, MemorySegment seg) {
+        iov.set(ValueLayout.JAVA_LONG, i * Libc.IOVEC_SIZE, seg.address());
+        iov.set(ValueLayout.JAVA_LONG, i * Libc.IOVEC_SIZE + 8, seg.byteSize());
+    }
+
+    /**
+     * Receives exactly {@code length} bytes into {@code dst} at {@code offset}.
+     *
+     * @return {@code length}, or -1 when the peer closed cleanly before the first byte
+     * @throws EOFException when the peer closed part way (a truncated frame)
+     * @throws IOException on errors; {@link SocketErrnoException#isTimeout()} when SO_RCVTIMEO expired
+     */
+    public long recvFully(MemorySegment dst, long offset, long length) throws IOException {
+        MemorySegment cap = Libc.capture();
+        long done = 0;
+        try {
+            while (done < length) {
+                long n = (long) Libc.RECV.invokeExact(cap, fd, dst.asSlice(offset + done, length - done), length - done, Libc.MSG_WAITALL);
+                if (n == 0) {
+                    if (done == 0) {
+                        return -1;
+                    }
+                    throw new EOFException("connection closed by the peer after " + done + " of " + length + " bytes");
+                }
+                if (n < 0) {
+                    int errno = Libc.errno(cap);
+                    if (errno == Libc.EINTR) {
+                        continue;
+                    }
+                    throw new SocketErrnoException("recv", errno, "after " + done + " of " + length + " bytes"
+                            + (shutdown.get() ? " (socket shut down)" : ""));
+                }
+                done += n;
+            }
+            return done;
+        } catch (IOException | RuntimeException | Error e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new IllegalStateException(t);
+        }
+    }
+
+    /**
+     * Waits until the socket is readable (data, EOF or error), or the timeout passes.
+     *
+     * @param timeoutMs negative waits for ever
+     * @return true when readable
+     */
+    public boolean pollReadable(long timeoutMs) throws IOException {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment pfd = arena.allocate(8, 4);
+            pfd.set(ValueLayout.JAVA_INT, 0, fd);
+            pfd.set(ValueLayout.JAVA_SHORT, 4, Libc.POLLIN);
+            MemorySegment cap = Libc.capture();
+            long deadline = timeoutMs < 0 ? Long.MAX_VALUE : System.nanoTime() + timeoutMs * 1_000_000;
+            while (true) {
+                int wait = timeoutMs < 0 ? -1 : (int) Math.max(0, Math.min(Integer.MAX_VALUE, (deadline - System.nanoTime()) / 1_000_000));
+                int rc = (int) Libc.POLL.invokeExact(cap, pfd, 1L, wait);
+                if (rc < 0) {
+                    int errno = Libc.errno(cap);
+                    if (errno == Libc.EINTR) {
+                        continue;
+                    }
+                    throw new SocketErrnoException("poll", errno, "on fd " + fd);
+                }
+                return rc > 0;
+            }
+        } catch (IOException | RuntimeException | Error e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new IllegalStateException(t);
+        }
+    }
+
+    /** Wakes every thread blocked on this socket; their calls fail. Idempotent, any thread. */
+    public void shutdown() {
+        if (closed.get() || !shutdown.compareAndSet(false, true)) {
+            return;
+        }
+        try {
+            int ignoredRc = (int) Libc.SHUTDOWN.invokeExact(Libc.capture(), fd, Libc.SHUT_RDWR);
+            // ENOTCONN (never connected or already reset) is fine: the point is to wake threads.
+        } catch (Throwable t) {
+            throw new IllegalStateException("shutdown(" + fd + ") failed", t);
+        }
+    }
+
+    /** @return true once {@link #shutdown()} or {@link #close()} was called */
+    public boolean isShutdown() {
+        return shutdown.get() || closed.get();
+    }
+
+    /** Shuts down and releases the descriptor. Idempotent. Call after the socket's threads stopped. */
+    @Override
+    public void close() {
+        shutdown();
+        if (closed.compareAndSet(false, true)) {
+            try {
+                int ignoredRc = (int) Libc.CLOSE.invokeExact(Libc.capture(), fd);
+            } catch (Throwable t) {
+                throw new IllegalStateException("close(" + fd + ") failed", t);
+            }
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "NativeSocket[fd=" + fd + "]";
+    }
+}
