@@ -47,7 +47,7 @@ public final class TransportUri {
             throw bad(text, "empty URI; expected scheme://host:port[?options] or scheme:media[?options]");
         }
         int colon = s.indexOf(':');
-        if (colon <= 0) {
+        if (colon <= 0 || s.substring(0, colon).contains("/")) {
             throw bad(text, "no scheme; expected scheme://host:port[?options] or scheme:media[?options]");
         }
         String scheme = s.substring(0, colon);

@@ -46,7 +46,11 @@ public final class Transports {
      *         {@code UNAVAILABLE} when the provider cannot run here
      */
     public static TransportProvider provider(TransportUri uri) {
-        Map<String, TransportProvider> all = providers();
+        return provider(uri, providers());
+    }
+
+    /** As {@link #provider(TransportUri)}, choosing among {@code all} (for tests). */
+    static TransportProvider provider(TransportUri uri, Map<String, TransportProvider> all) {
         TransportProvider p = all.get(uri.scheme());
         if (p == null) {
             throw new TransportException(TransportException.Kind.INVALID_URI,

@@ -69,11 +69,12 @@ public final class FrameValidator {
                     throw err(h, dataDigest ? "no data digest, but the handshake negotiated data digests"
                             : "a data digest, but the handshake negotiated none");
                 }
-                int shift = checkRange(h);
+                int shift = pageShift(h);
                 long maxPages = maxPagePayload >>> shift;
                 if (h.count() < 1 || h.count() > maxPages) {
                     throw err(h, "page count " + h.count() + " outside 1.." + maxPages + " (max payload " + maxPagePayload + " bytes)");
                 }
+                checkRange(h);
                 if (payload != h.count() << shift) {
                     throw err(h, "payload length " + payload + " != page count " + h.count() + " x page size " + (1L << shift));
                 }
@@ -98,11 +99,11 @@ public final class FrameValidator {
                 expectReceiver(h, receiver, Role.SOURCE);
                 expectLane(h, lane, LaneKind.URGENT);
                 expectNoPayload(h, payload);
-                int shift = checkRange(h);
-                long maxPages = maxPagePayload >>> shift;
+                long maxPages = maxPagePayload >>> pageShift(h);
                 if (h.count() < 1 || h.count() > maxPages) {
                     throw err(h, "page count " + h.count() + " outside 1.." + maxPages);
                 }
+                checkRange(h);
             }
             case FrameType.COMPLETE -> {
                 expectNoPayload(h, payload);
@@ -132,13 +133,19 @@ public final class FrameValidator {
         }
     }
 
-    /** Checks region id and page range; returns the region's page shift. */
-    private int checkRange(FrameHeader h) {
+    /** Checks the region id; returns the region's page shift. */
+    private int pageShift(FrameHeader h) {
         long region = Integer.toUnsignedLong(h.region());
         if (region >= regions.size()) {
             throw err(h, "region id " + region + " outside 0.." + (regions.size() - 1));
         }
-        int r = (int) region;
+        return pageShifts[(int) region];
+    }
+
+    /** Checks region id and page range; returns the region's page shift. */
+    private int checkRange(FrameHeader h) {
+        int shift = pageShift(h);
+        int r = (int) Integer.toUnsignedLong(h.region());
         long first = h.first();
         long count = h.count();
         long pages = pageCounts[r];
@@ -147,7 +154,7 @@ public final class FrameValidator {
             throw err(h, "pages [" + first + ", " + first + "+" + count + ") outside region " + r + " '" + regions.get(r).name()
                     + "' of " + pages + " pages");
         }
-        return pageShifts[r];
+        return shift;
     }
 
     private static void expectReceiver(FrameHeader h, Role receiver, Role expected) {

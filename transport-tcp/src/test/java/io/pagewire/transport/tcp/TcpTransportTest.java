@@ -1,0 +1,23 @@
+package io.pagewire.transport.tcp;
+
+import io.pagewire.transport.spi.tck.RawPeer;
+import io.pagewire.transport.spi.tck.TransportTck;
+
+import java.util.Optional;
+import java.util.stream.Stream;
+
+/** The TCK over TCP: one stream with data digests, several streams with and without. */
+class TcpTransportTest extends TransportTck {
+    @Override
+    protected Stream<String> listenUris() {
+        return Stream.of(
+                "tcp://127.0.0.1:0?channels=1",
+                "tcp://127.0.0.1:0?channels=4&data-digest=false",
+                "tcp://[::1]:0?channels=2&batch-bytes=64k");
+    }
+
+    @Override
+    protected Optional<RawPeer> rawPeer() {
+        return Optional.of(new TcpRawPeer());
+    }
+}
