@@ -1,0 +1,13 @@
+/**
+ * The pagewire agent: the migration engine and the {@code pagewire} command-line tool.
+ * Transports are found at run time through {@link io.pagewire.transport.spi.Transports}.
+ */
+module io.pagewire.agent {
+    requires io.pagewire.transport.spi;
+    requires io.pagewire.ramtracker;
+    requires info.picocli;
+    requires java.management;
+
+    opens io.pagewire.agent.cli to info.picocli;
+    exports io.pagewire.agent;
+}

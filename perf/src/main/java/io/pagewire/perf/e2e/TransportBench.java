@@ -1,0 +1,368 @@
+package io.pagewire.perf.e2e;
+
+import io.pagewire.transport.spi.Connection;
+import io.pagewire.transport.spi.LaneKind;
+import io.pagewire.transport.spi.MessageHandler;
+import io.pagewire.transport.spi.RamLayout;
+import io.pagewire.transport.spi.RamRegion;
+import io.pagewire.transport.spi.TransportContext;
+import io.pagewire.transport.spi.TransportException;
+import io.pagewire.transport.spi.Transports;
+import org.HdrHistogram.Histogram;
+
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.io.PrintStream;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.lang.management.ManagementFactory;
+import java.net.ServerSocket;
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.LocalDateTime;
+import java.time.format.DateTimeFormatter;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+/**
+ * End-to-end transport benchmark between two JVM processes: background-lane throughput of
+ * non-zero pages, urgent-lane round trips with the background lane idle and saturated, and
+ * iperf3 over the same path in the same run for reference.
+ * <pre>
+ *   TransportBench [--uri URI]... [--bytes 2g] [--runs 3] [--rtt 2000] [--rtt-gap-us 200]
+ *                  [--iperf true|false] [--iperf-seconds 5] [--out DIR]
+ * </pre>
+ * {@code --uri} is a listen URI with port 0 (default {@code tcp://127.0.0.1:0}); give it
+ * several times to compare settings. Results go to stdout and to {@code DIR/transport-bench-*.md}
+ * with the histograms as {@code .hgrm} files.
+ */
+public final class TransportBench {
+    private TransportBench() {
+    }
+
+    private record Result(String uri, double[] gbps, Histogram idle, Histogram busy, double busyGbps) {
+    }
+
+    public static void main(String[] args) throws Exception {
+        List<String> uris = new ArrayList<>();
+        long bytes = 2L << 30;
+        int runs = 3;
+        int rtt = 2000;
+        long rttGapUs = 200;
+        boolean iperf = true;
+        int iperfSeconds = 5;
+        Path out = Path.of("perf", "target", "reports");
+        for (int i = 0; i < args.length; i++) {
+            String a = args[i];
+            String v = i + 1 < args.length ? args[i + 1] : null;
+            switch (a) {
+                case "--uri" -> uris.add(v);
+                case "--bytes" -> bytes = parseSize(v);
+                case "--runs" -> runs = Integer.parseInt(v);
+                case "--rtt" -> rtt = Integer.parseInt(v);
+                case "--rtt-gap-us" -> rttGapUs = Long.parseLong(v);
+                case "--iperf" -> iperf = Boolean.parseBoolean(v);
+                case "--iperf-seconds" -> iperfSeconds = Integer.parseInt(v);
+                case "--out" -> out = Path.of(v);
+                case "--help", "-h" -> {
+                    System.out.println("usage: TransportBench [--uri LISTEN_URI]... [--bytes 2g] [--runs 3] [--rtt 2000] [--rtt-gap-us 200]"
+                            + " [--iperf true|false] [--iperf-seconds 5] [--out DIR]");
+                    return;
+                }
+                default -> throw new IllegalArgumentException("unknown argument '" + a + "'; try --help");
+            }
+            i++;
+        }
+        if (uris.isEmpty()) {
+            uris.add("tcp://127.0.0.1:0");
+        }
+        Files.createDirectories(out);
+        String stamp = LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss"));
+        System.out.printf("pagewire transport benchmark: %d MiB of non-zero 4 KiB pages, %d runs per URI, %d cores%n",
+                bytes >> 20, runs, Runtime.getRuntime().availableProcessors());
+
+        Arena arena = Arena.ofShared();
+        MemorySegment ram = arena.allocate(bytes, 4096);
+        fillNonZero(ram);
+        RamLayout layout = RamLayout.of(RamRegion.of("pc.ram", ram, 4096));
+
+        Double iperfBefore = iperf ? iperf3(iperfSeconds) : null;
+        List<Result> results = new ArrayList<>();
+        for (String uri : uris) {
+            results.add(benchOne(uri, layout, bytes, runs, rtt, rttGapUs, out, stamp));
+        }
+        Double iperfAfter = iperf ? iperf3(iperfSeconds) : null;
+
+        StringBuilder md = new StringBuilder();
+        md.append("# Transport benchmark ").append(stamp).append("\n\n");
+        md.append(String.format(Locale.ROOT, "%d MiB of non-zero 4 KiB pages from a source JVM to a destination JVM (pre-populated RAM), "
+                + "%d runs each; %d cores.%n%n", bytes >> 20, runs, Runtime.getRuntime().availableProcessors()));
+        if (iperf) {
+            md.append(String.format(Locale.ROOT, "iperf3 loopback TCP in the same run: %.2f GB/s before, %.2f GB/s after (%.1f / %.1f Gbit/s).%n%n",
+                    iperfBefore / 8e9, iperfAfter / 8e9, iperfBefore / 1e9, iperfAfter / 1e9));
+        }
+        md.append("| URI | throughput GB/s (runs) | best | vs iperf3 | urgent RTT idle p50 / p99 / max (us) | urgent RTT saturated p50 / p99 / max (us) | p99 ratio |\n");
+        md.append("|---|---|---|---|---|---|---|\n");
+        double iperfRef = iperf ? Math.max(iperfBefore, iperfAfter) / 8e9 : Double.NaN;
+        for (Result r : results) {
+            double best = Arrays.stream(r.gbps).max().orElse(0);
+            md.append(String.format(Locale.ROOT, "| `%s` | %s | %.2f | %s | %s | %s | %.2f |%n", r.uri,
+                    Arrays.stream(r.gbps).mapToObj(g -> String.format(Locale.ROOT, "%.2f", g)).toList(), best,
+                    iperf ? String.format(Locale.ROOT, "%.0f%%", 100 * best / iperfRef) : "-",
+                    pct(r.idle), pct(r.busy), r.busy.getValueAtPercentile(99) / (double) r.idle.getValueAtPercentile(99)));
+        }
+        md.append("\nSaturated: the source sends rounds of the whole RAM continuously while the destination sends one page request at a time ")
+                .append("(").append(rtt).append(" requests, ").append(rttGapUs).append(" us apart); the round trip is request sent to page placed.\n");
+        System.out.println();
+        System.out.println(md);
+        Path report = out.resolve("transport-bench-" + stamp + ".md");
+        Files.writeString(report, md.toString(), StandardCharsets.UTF_8);
+        System.out.println("report: " + report);
+        System.exit(0);
+    }
+
+    private static String pct(Histogram h) {
+        return String.format(Locale.ROOT, "%.0f / %.0f / %.0f", h.getValueAtPercentile(50) / 1e3, h.getValueAtPercentile(99) / 1e3,
+                h.getMaxValue() / 1e3);
+    }
+
+    private static Result benchOne(String listenUri, RamLayout layout, long bytes, int runs, int rtt, long rttGapUs, Path out, String stamp)
+            throws Exception {
+        try (Child child = new Child(listenUri, bytes)) {
+            String target = child.uri;
+            System.out.println("== " + listenUri + " (destination pid " + child.process.pid() + " at " + target + ")");
+            double[] gbps = new double[runs];
+            for (int r = 0; r < runs; r++) {
+                Session s = new Session(target, layout);
+                try (s) {
+                    long t0 = System.nanoTime();
+                    s.conn.background().sendPages(0, 0, layout.region(0).pageCount());
+                    s.conn.background().sendComplete();
+                    s.awaitComplete();
+                    double sec = (System.nanoTime() - t0) / 1e9;
+                    gbps[r] = bytes / sec / 1e9;
+                    System.out.printf(Locale.ROOT, "  run %d: %.3f s, %.2f GB/s (%.1f Gbit/s)%n", r + 1, sec, gbps[r], gbps[r] * 8);
+                }
+            }
+            Histogram idle;
+            try (Session s = new Session(target, layout)) {
+                idle = s.rtt(rtt, rttGapUs);
+                s.conn.background().sendComplete();
+                s.awaitComplete();
+            }
+            System.out.println("  urgent RTT, background idle:      " + pct(idle) + " us (p50 / p99 / max)");
+            Histogram busy;
+            double busyGbps;
+            try (Session s = new Session(target, layout)) {
+                AtomicBoolean stop = new AtomicBoolean();
+                long pages = layout.region(0).pageCount();
+                long t0 = System.nanoTime();
+                CompletableFuture<Long> push = CompletableFuture.supplyAsync(() -> {
+                    long sent = 0;
+                    for (long round = 1; !stop.get(); round++) {
+                        // Chunks, so the stop flag is seen within a fraction of a round.
+                        for (long p = 0; p < pages && !stop.get(); p += 8192) {
+                            long n = Math.min(8192, pages - p);
+                            s.conn.background().sendPages(0, p, n);
+                            sent += n;
+                        }
+                        s.conn.background().sendRoundEnd(round);
+                    }
+                    return sent;
+                });
+                // Let the stream reach full speed first.
+                while (s.conn.stats().pagesSent() < Math.min(pages, 65536)) {
+                    if (push.isDone()) {
+                        push.join();
+                    }
+                    Thread.onSpinWait();
+                }
+                busy = s.rtt(rtt, rttGapUs);
+                stop.set(true);
+                long sent = push.get(60, TimeUnit.SECONDS);
+                busyGbps = sent * 4096.0 / ((System.nanoTime() - t0) / 1e9) / 1e9;
+                s.conn.background().sendComplete();
+                s.awaitComplete();
+            }
+            System.out.printf(Locale.ROOT, "  urgent RTT, background saturated: %s us (p50 / p99 / max) while moving %.2f GB/s%n", pct(busy), busyGbps);
+            String tag = listenUri.replaceAll("[^A-Za-z0-9=]+", "_");
+            writeHgrm(out.resolve("urgent-rtt-idle-" + tag + "-" + stamp + ".hgrm"), idle);
+            writeHgrm(out.resolve("urgent-rtt-saturated-" + tag + "-" + stamp + ".hgrm"), busy);
+            return new Result(listenUri, gbps, idle, busy, busyGbps);
+        }
+    }
+
+    private static void writeHgrm(Path file, Histogram h) throws IOException {
+        try (PrintStream ps = new PrintStream(Files.newOutputStream(file), true, StandardCharsets.UTF_8)) {
+            h.outputPercentileDistribution(ps, 1000.0); // microseconds
+        }
+    }
+
+    /** One source connection with a handler that answers page requests and collects replies. */
+    private static final class Session implements AutoCloseable {
+        final Connection conn;
+        final CountDownLatch completed = new CountDownLatch(1);
+        final AtomicReference<TransportException> error = new AtomicReference<>();
+        final AtomicReference<CompletableFuture<byte[]>> reply = new AtomicReference<>(new CompletableFuture<>());
+
+        Session(String uri, RamLayout layout) {
+            AtomicReference<Connection> self = new AtomicReference<>();
+            MessageHandler h = new MessageHandler() {
+                @Override
+                public void onPageRequest(int regionId, long firstPage, int pageCount) {
+                    self.get().urgent().sendPages(regionId, firstPage, pageCount);
+                }
+
+                @Override
+                public void onControl(LaneKind lane, MemorySegment payload) {
+                    reply.get().complete(payload.toArray(ValueLayout.JAVA_BYTE));
+                }
+
+                @Override
+                public void onComplete() {
+                    completed.countDown();
+                }
+
+                @Override
+                public void onError(TransportException e) {
+                    error.set(e);
+                    completed.countDown();
+                    reply.get().completeExceptionally(e);
+                }
+            };
+            conn = Transports.connect(uri, new TransportContext().layout(layout).handler(h));
+            self.set(conn);
+        }
+
+        Histogram rtt(int count, long gapUs) throws Exception {
+            reply.set(new CompletableFuture<>());
+            conn.urgent().sendControl(MemorySegment.ofArray(("rtt " + count + " " + gapUs).getBytes(StandardCharsets.UTF_8)));
+            byte[] b = reply.get().get(5, TimeUnit.MINUTES);
+            return Histogram.decodeFromCompressedByteBuffer(ByteBuffer.wrap(b), 0);
+        }
+
+        void awaitComplete() throws InterruptedException {
+            if (!completed.await(10, TimeUnit.MINUTES)) {
+                throw new IllegalStateException("no completion acknowledgement within 10 minutes: " + conn.stats());
+            }
+            if (error.get() != null) {
+                throw error.get();
+            }
+        }
+
+        @Override
+        public void close() {
+            conn.close();
+        }
+    }
+
+    /** The destination JVM. */
+    private static final class Child implements AutoCloseable {
+        final Process process;
+        final String uri;
+
+        Child(String listenUri, long bytes) throws IOException {
+            List<String> cmd = new ArrayList<>();
+            cmd.add(ProcessHandle.current().info().command().orElse("java"));
+            for (String a : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
+                if (a.startsWith("--enable-native-access") || a.startsWith("--add-opens") || a.startsWith("-XX:") || a.startsWith("-Xm")
+                        || a.startsWith("-Dpagewire")) {
+                    cmd.add(a);
+                }
+            }
+            cmd.add("-cp");
+            cmd.add(System.getProperty("java.class.path"));
+            cmd.add(BenchDestination.class.getName());
+            cmd.add(listenUri);
+            cmd.add(Long.toString(bytes));
+            process = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.INHERIT).start();
+            BufferedReader r = new BufferedReader(new InputStreamReader(process.getInputStream(), StandardCharsets.UTF_8));
+            String line = r.readLine();
+            if (line == null || !line.startsWith("LISTENING ")) {
+                process.destroyForcibly();
+                throw new IllegalStateException("destination JVM did not start listening: " + line);
+            }
+            uri = line.substring("LISTENING ".length());
+        }
+
+        @Override
+        public void close() throws InterruptedException {
+            process.destroyForcibly();
+            process.waitFor(10, TimeUnit.SECONDS);
+        }
+    }
+
+    /** Fills every page with non-zero data (every 8-byte word differs). */
+    static void fillNonZero(MemorySegment m) {
+        long x = 0x9E3779B97F4A7C15L;
+        for (long off = 0; off < m.byteSize(); off += 8) {
+            x += 0x9E3779B97F4A7C15L;
+            m.set(ValueLayout.JAVA_LONG_UNALIGNED, off, x | 1);
+        }
+    }
+
+    /** iperf3 over loopback for {@code seconds}; returns received bits per second. */
+    static double iperf3(int seconds) throws IOException, InterruptedException {
+        int port;
+        try (ServerSocket s = new ServerSocket(0)) {
+            port = s.getLocalPort();
+        }
+        Process server = new ProcessBuilder("iperf3", "-s", "-1", "-p", Integer.toString(port)).redirectErrorStream(true)
+                .redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
+        try {
+            String json = null;
+            for (int attempt = 0; attempt < 50 && json == null; attempt++) {
+                Process client = new ProcessBuilder("iperf3", "-c", "127.0.0.1", "-p", Integer.toString(port), "-t", Integer.toString(seconds), "-J")
+                        .redirectErrorStream(true).start();
+                String text = new String(client.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+                if (client.waitFor() == 0) {
+                    json = text;
+                } else if (!text.contains("Connection refused")) {
+                    throw new IOException("iperf3 failed: " + text);
+                } else {
+                    Thread.sleep(100); // the server is still starting; retry the connection
+                }
+            }
+            if (json == null) {
+                throw new IOException("iperf3 server did not start on port " + port);
+            }
+            Matcher m = Pattern.compile("\"sum_received\"\\s*:\\s*\\{[^}]*\"bits_per_second\"\\s*:\\s*([0-9.e+]+)").matcher(json);
+            if (!m.find()) {
+                throw new IOException("no sum_received in iperf3 output");
+            }
+            double bps = Double.parseDouble(m.group(1));
+            System.out.printf(Locale.ROOT, "iperf3 loopback: %.2f Gbit/s = %.2f GB/s%n", bps / 1e9, bps / 8e9);
+            return bps;
+        } catch (IOException e) {
+            throw new IOException("iperf3 is needed for the reference figure (apt-get install iperf3), or pass --iperf false: " + e.getMessage(), e);
+        } finally {
+            server.destroyForcibly();
+        }
+    }
+
+    static long parseSize(String v) {
+        String s = v.toLowerCase(Locale.ROOT);
+        long mul = 1;
+        if (s.endsWith("k")) {
+            mul = 1L << 10;
+        } else if (s.endsWith("m")) {
+            mul = 1L << 20;
+        } else if (s.endsWith("g")) {
+            mul = 1L << 30;
+        }
+        return Long.parseLong(mul == 1 ? s : s.substring(0, s.length() - 1)) * mul;
+    }
+}
