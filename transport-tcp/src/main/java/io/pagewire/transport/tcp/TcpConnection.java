@@ -59,6 +59,7 @@ final class TcpConnection implements Connection {
     private final long heartbeatNs;
     private final long peerTimeoutNs;
     private final Set<Capability> capabilities;
+    private final int backgroundNice;
 
     private final AtomicReference<TransportException> failure = new AtomicReference<>();
     private final AtomicBoolean closed = new AtomicBoolean();
@@ -81,7 +82,7 @@ final class TcpConnection implements Connection {
 
     TcpConnection(Role role, String peer, RamLayout layout, int channels, boolean dataDigest, int maxPayload, int queueDepth,
                   NativeSocket urgentSocket, NativeSocket[] backgroundSockets, MessageHandler handler,
-                  long heartbeatNs, long peerTimeoutNs, Set<Capability> capabilities) {
+                  long heartbeatNs, long peerTimeoutNs, Set<Capability> capabilities, int backgroundNice) {
         this.role = role;
         this.peer = peer;
         this.layout = layout;
@@ -95,6 +96,7 @@ final class TcpConnection implements Connection {
         this.heartbeatNs = heartbeatNs;
         this.peerTimeoutNs = peerTimeoutNs;
         this.capabilities = capabilities;
+        this.backgroundNice = backgroundNice;
         long limit = (long) (queueDepth + channels) * maxPayload;
         this.stats = new ConnectionStats(limit);
         this.urgentWriter = new FrameWriter(urgentSocket, dataDigest, maxPayload);
@@ -331,6 +333,7 @@ final class TcpConnection implements Connection {
         BackgroundQueue.Entry e = new BackgroundQueue.Entry();
         long pagesSent = 0;
         try (FrameWriter writer = new FrameWriter(socket, dataDigest, maxPayload)) {
+            lowerPriority();
             while (queue.take(channel, e)) {
                 long wrote;
                 switch (e.kind) {
@@ -364,6 +367,7 @@ final class TcpConnection implements Connection {
     private void backgroundReceiveLoop(int channel) {
         NativeSocket socket = backgroundSockets[channel];
         try (Receiver rx = new Receiver(socket, LaneKind.BACKGROUND, channel)) {
+            lowerPriority();
             rx.run();
         } catch (IOException ex) {
             fail(lost("background channel " + channel, ex), false, true);
@@ -393,6 +397,13 @@ final class TcpConnection implements Connection {
             fail(ex, true, true);
         } finally {
             closeUrgent();
+        }
+    }
+
+    /** Background threads yield the CPU to urgent ones under load (option background-nice). */
+    private void lowerPriority() throws IOException {
+        if (backgroundNice > 0) {
+            io.pagewire.transport.tcp.net.ThreadPriority.setNice(backgroundNice);
         }
     }
 

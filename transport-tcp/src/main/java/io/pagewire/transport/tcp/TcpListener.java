@@ -332,7 +332,7 @@ final class TcpListener implements Listener {
             p.urgent.sendTimeoutMs(0);
             TcpConnection c = new TcpConnection(Role.DESTINATION, p.peer, layout, h.channels(), h.dataDigest(), h.maxPagePayload(),
                     1, p.urgent, p.background, handler, context.heartbeatIntervalNs(), context.peerTimeoutNs(),
-                    TcpTransportProvider.capabilities(h.channels(), h.dataDigest(), options.urgentDscp() >= 0));
+                    TcpTransportProvider.capabilities(h.channels(), h.dataDigest(), options.urgentDscp() >= 0), options.backgroundNice());
             Handshake.write(p.urgent, FrameType.HELLO_ACK, 0, h.sessionId(), heartbeatMs, null);
             c.start();
             return c;

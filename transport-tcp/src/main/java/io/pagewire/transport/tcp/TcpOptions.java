@@ -18,12 +18,15 @@ import java.util.Map;
  * @param notSentLowatBytes TCP_NOTSENT_LOWAT of background sockets, 0 = kernel default
  * @param urgentDscp DSCP mark of urgent packets (46 = EF), -1 = none
  * @param urgentPriority SO_PRIORITY of the urgent socket, -1 = none
+ * @param backgroundNice nice value of the background threads (0 = as the JVM)
  */
 record TcpOptions(int channels, boolean dataDigest, int batchBytes, int queueDepth, int sndbufBytes, int rcvbufBytes,
-                  int notSentLowatBytes, int urgentDscp, int urgentPriority) {
+                  int notSentLowatBytes, int urgentDscp, int urgentPriority, int backgroundNice) {
 
     /** Default background connections: measured on loopback with 2 cores (see docs/tuning.md). */
     static final int DEFAULT_CHANNELS = 2;
+    /** Default nice value of background threads: see docs/tuning.md. */
+    static final int DEFAULT_BACKGROUND_NICE = 10;
 
     static final Map<String, String> DESCRIPTIONS;
 
@@ -38,6 +41,8 @@ record TcpOptions(int channels, boolean dataDigest, int batchBytes, int queueDep
         m.put("notsent-lowat", "TCP_NOTSENT_LOWAT of background sockets in bytes (default 1m; 0 = kernel default)");
         m.put("urgent-dscp", "DSCP mark of urgent-lane packets, 0..63 (default 46 = EF; -1 = none)");
         m.put("urgent-priority", "SO_PRIORITY of the urgent socket, 0..6 (default 6; -1 = none)");
+        m.put("background-nice", "nice value of the background sender/receiver threads, 0..19 (default " + DEFAULT_BACKGROUND_NICE
+                + "): lets urgent threads win the CPU under load");
         DESCRIPTIONS = Map.copyOf(m);
     }
 
@@ -55,6 +60,7 @@ record TcpOptions(int channels, boolean dataDigest, int batchBytes, int queueDep
                 uri.intOption("rcvbuf", 0, 0, 1 << 30),
                 uri.intOption("notsent-lowat", 1 << 20, 0, 1 << 30),
                 uri.intOption("urgent-dscp", 46, -1, 63),
-                uri.intOption("urgent-priority", 6, -1, 6));
+                uri.intOption("urgent-priority", 6, -1, 6),
+                uri.intOption("background-nice", DEFAULT_BACKGROUND_NICE, 0, 19));
     }
 }

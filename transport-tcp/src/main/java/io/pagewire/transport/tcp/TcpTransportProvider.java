@@ -138,7 +138,7 @@ public final class TcpTransportProvider implements TransportProvider {
             }
             TcpConnection connection = new TcpConnection(Role.SOURCE, uri.text(), layout, o.channels(), o.dataDigest(), o.batchBytes(),
                     o.queueDepth(), urgent, background, context.handler(), context.heartbeatIntervalNs(), context.peerTimeoutNs(),
-                    capabilities(o.channels(), o.dataDigest(), o.urgentDscp() >= 0));
+                    capabilities(o.channels(), o.dataDigest(), o.urgentDscp() >= 0), o.backgroundNice());
             connection.start();
             return connection;
         } catch (IOException e) {

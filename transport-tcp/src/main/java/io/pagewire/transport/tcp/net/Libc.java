@@ -87,6 +87,11 @@ final class Libc {
     static final MethodHandle SEND = handle("send", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT));
     static final MethodHandle SENDMSG = handle("sendmsg", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT));
     static final MethodHandle POLL = handle("poll", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT));
+    static final MethodHandle GETTID = handle("gettid", FunctionDescriptor.of(JAVA_INT));
+    static final MethodHandle SETPRIORITY = handle("setpriority", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT));
+    static final MethodHandle GETPRIORITY = handle("getpriority", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
+
+    static final int PRIO_PROCESS = 0;
 
     private static MethodHandle handle(String name, FunctionDescriptor fd) {
         MemorySegment symbol = LIBC.find(name).orElseThrow(() -> new UnsatisfiedLinkError("libc has no symbol " + name));
