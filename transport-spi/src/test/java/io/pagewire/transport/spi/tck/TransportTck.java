@@ -89,6 +89,20 @@ public abstract class TransportTck {
         return Optional.empty();
     }
 
+    /**
+     * @return false when a peer cannot run in another JVM (an in-process simulated fabric). The
+     *         cases that kill or freeze a peer process then skip, naming this reason, and the
+     *         transport must cover peer death with its own failure injection.
+     */
+    protected boolean peersCanRunInAnotherProcess() {
+        return true;
+    }
+
+    private void requireChildProcesses() {
+        assumeTrue(peersCanRunInAnotherProcess(), getClass().getSimpleName()
+                + ": peers of this transport live in one process (simulated fabric); peer death is tested by its failure injection");
+    }
+
     /** @return the URI a source uses to reach this listener (default: the listener's own URI) */
     protected String connectUri(Listener listener) {
         return listener.uri();
@@ -683,6 +697,7 @@ public abstract class TransportTck {
     @ParameterizedTest(name = "{0}")
     @MethodSource("listenUris")
     void sourceKilledMidTransferFailsTheDestination(String listenUri) throws Exception {
+        requireChildProcesses();
         try (TckRam dst = TckRam.of(32 * MIB)) {
             Listener l = closeLater(Transports.listen(listenUri, context(dst.layout())));
             Recorder d = new Recorder();
@@ -722,6 +737,7 @@ public abstract class TransportTck {
     @ParameterizedTest(name = "{0}")
     @MethodSource("listenUris")
     void destinationKilledMidTransferFailsTheSource(String listenUri) throws Exception {
+        requireChildProcesses();
         try (TckRam src = TckRam.of(32 * MIB)) {
             src.fillPattern(1, 10, 1);
             ChildPeer child = closeLater(new ChildPeer("dest", listenUri, 32 * MIB));
@@ -752,6 +768,7 @@ public abstract class TransportTck {
     @ParameterizedTest(name = "{0}")
     @MethodSource("listenUris")
     void frozenPeerIsDetectedByThePeerTimeout(String listenUri) throws Exception {
+        requireChildProcesses();
         try (TckRam src = TckRam.of(8 * MIB)) {
             ChildPeer child = closeLater(new ChildPeer("dest", listenUri, 8 * MIB));
             Recorder s = new Recorder();
