@@ -1,20 +1,19 @@
 package io.pagewire.agent.cli;
 
 import io.pagewire.agent.ChildJvm;
-import io.pagewire.agent.Transfer;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
-import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
 import java.util.List;
 import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
 
-/** {@code pagewire demo}: a destination JVM, a source in this JVM, a verified transfer over loopback. */
-@Command(name = "demo", mixinStandardHelpOptions = true,
-        description = "Start a destination JVM, send it RAM over loopback and verify its copy byte for byte.")
+/** {@code pagewire demo}: a destination JVM, a live synthetic guest in this JVM, a verified migration over loopback. */
+@Command(name = "demo", mixinStandardHelpOptions = true, sortOptions = false,
+        description = {"Start a destination JVM, run a synthetic guest here and migrate it live over loopback.",
+                "Verifies the destination's RAM against the source's after switchover; exits 1 when they differ or the migration fails."})
 final class DemoCommand implements Callable<Integer> {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
@@ -23,32 +22,38 @@ final class DemoCommand implements Callable<Integer> {
             description = "listen URI of the destination; port 0 picks a free port (default ${DEFAULT-VALUE})")
     String uri;
 
-    @Option(names = "--ram", defaultValue = "1G", paramLabel = "SIZE", description = "guest RAM size (default ${DEFAULT-VALUE})")
-    long ram;
+    @Option(names = "--dst-backing", defaultValue = "anonymous", paramLabel = "B",
+            description = "destination RAM: anonymous (transparent huge pages, fast to populate) or memfd (default ${DEFAULT-VALUE})")
+    String dstBacking;
 
-    @Option(names = "--zero-fraction", defaultValue = "0.25", paramLabel = "F", description = "fraction of zero pages, 0..1 (default ${DEFAULT-VALUE})")
-    double zeroFraction;
+    @Mixin
+    GuestOptions guest;
 
-    @Option(names = "--json", description = "print statistics as JSON")
-    boolean json;
+    @Mixin
+    MigrateOptions migrate;
 
     @Override
     public Integer call() throws Exception {
-        MemorySegment memory = Arena.ofShared().allocate(ram, 4096);
-        Patterns.fill(memory, 4096, zeroFraction, 1);
-        ChildJvm.Started dst = ChildJvm.start(List.of("receive", "--listen", uri, "--ram", Long.toString(ram)), "LISTENING ");
+        guest.pattern(); // validate before starting anything
+        migrate.config();
+        ChildJvm.Started dst = ChildJvm.start(List.of("receive", "--listen", uri, "--ram", Long.toString(guest.ram),
+                "--backing", dstBacking, "--quiet"), "LISTENING ");
         try {
             String target = dst.line().substring("LISTENING ".length());
-            if (!json) {
-                spec.commandLine().getOut().println("destination pid " + dst.process().pid() + " listening on " + target + "; sending " + Sizes.human(ram));
+            if (!migrate.json) {
+                spec.commandLine().getOut().println("destination pid " + dst.process().pid() + " listening on " + target + "; migrating "
+                        + Sizes.human(guest.ram) + " with " + guest.vcpus + " vCPU(s) writing " + Sizes.human(guest.dirtyRate) + "/s ("
+                        + guest.pattern + " over " + Sizes.human(guest.workingSet) + ")");
+                spec.commandLine().getOut().flush();
             }
-            Transfer.Stats stats = Transfer.send(target, memory, 4096);
+            int rc = SourceRunner.run(spec.commandLine().getOut(), guest, migrate, target);
             boolean exited = dst.process().waitFor(60, TimeUnit.SECONDS);
-            boolean verified = stats.verified() && exited && dst.process().exitValue() == 0;
-            Transfer.Stats shown = new Transfer.Stats(stats.status(), stats.totalTimeMs(), stats.setupTimeMs(), stats.totalBytes(),
-                    stats.transferredBytes(), stats.normalPages(), stats.duplicatePages(), stats.pageSize(), stats.mbps(), verified);
-            spec.commandLine().getOut().println(json ? shown.json() : shown.infoMigrate());
-            return verified ? 0 : 1;
+            if (rc == 0 && (!exited || dst.process().exitValue() != 0)) {
+                spec.commandLine().getErr().println("pagewire: the destination did not report success (exit "
+                        + (exited ? dst.process().exitValue() : "none") + ")");
+                return 1;
+            }
+            return rc;
         } finally {
             dst.process().destroyForcibly();
         }

@@ -1,19 +1,21 @@
 package io.pagewire.agent.cli;
 
-import io.pagewire.agent.Transfer;
+import io.pagewire.agent.DestinationMigration;
+import io.pagewire.agent.MigrationStats;
+import io.pagewire.ramtracker.GuestRam;
+import io.pagewire.ramtracker.RegionSpec;
 import io.pagewire.transport.spi.Listener;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
-import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
 import java.time.Duration;
 import java.util.concurrent.Callable;
 
 /** {@code pagewire receive}: the destination side. */
-@Command(name = "receive", mixinStandardHelpOptions = true,
-        description = "Listen on a URI, receive one migration into RAM of the given size, verify it, and exit 0 when verified.")
+@Command(name = "receive", mixinStandardHelpOptions = true, sortOptions = false,
+        description = {"Listen on URI, receive one migration into RAM of the given size, and exit 0 when it completed",
+                "(and, when the source asked, the RAM matched the source's)."})
 final class ReceiveCommand implements Callable<Integer> {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
@@ -25,21 +27,46 @@ final class ReceiveCommand implements Callable<Integer> {
     @Option(names = "--ram", defaultValue = "1G", paramLabel = "SIZE", description = "guest RAM size; must match the source (default ${DEFAULT-VALUE})")
     long ram;
 
-    @Option(names = "--page-size", defaultValue = "4096", paramLabel = "BYTES", description = "page size (default ${DEFAULT-VALUE})")
-    long pageSize;
+    @Option(names = "--backing", defaultValue = "anonymous", paramLabel = "B",
+            description = "RAM backing: anonymous (transparent huge pages, fast to populate) or memfd (default ${DEFAULT-VALUE})")
+    String backing;
 
-    @Option(names = "--accept-timeout", defaultValue = "600", paramLabel = "SECONDS", description = "how long to wait for the source (default ${DEFAULT-VALUE})")
+    @Option(names = "--accept-timeout", defaultValue = "600", paramLabel = "SECONDS",
+            description = "how long to wait for the source (default ${DEFAULT-VALUE})")
     long acceptTimeoutSeconds;
+
+    @Option(names = "--json", description = "print statistics as JSON")
+    boolean json;
+
+    @Option(names = "--quiet", description = "print only LISTENING and the outcome")
+    boolean quiet;
 
     @Override
     public Integer call() throws Exception {
-        MemorySegment memory = Arena.ofShared().allocate(ram, 4096);
-        try (Listener l = Transfer.listen(listen, memory, pageSize)) {
-            spec.commandLine().getOut().println("LISTENING " + l.uri());
-            spec.commandLine().getOut().flush();
-            boolean ok = Transfer.receive(l, memory, pageSize, Duration.ofSeconds(acceptTimeoutSeconds));
-            spec.commandLine().getOut().println(ok ? "RECEIVED verified" : "RECEIVED not verified");
-            return ok ? 0 : 1;
+        RegionSpec region = switch (backing) {
+            case "anonymous" -> RegionSpec.anonymous("pc.ram", ram).hugePages(true);
+            case "memfd" -> RegionSpec.memfd("pc.ram", ram);
+            default -> throw new IllegalArgumentException("--backing " + backing + " is not one of anonymous, memfd");
+        };
+        try (GuestRam guestRam = GuestRam.create()) {
+            guestRam.open(region);
+            try (DestinationMigration dst = new DestinationMigration(guestRam); Listener l = dst.listen(guestRam, listen)) {
+                dst.startPopulating();
+                spec.commandLine().getOut().println("LISTENING " + l.uri());
+                spec.commandLine().getOut().flush();
+                MigrationStats stats = dst.receive(l, Duration.ofSeconds(acceptTimeoutSeconds));
+                boolean ok = stats.status() == MigrationStats.Status.COMPLETED
+                        && (dst.verification() == null || dst.verification().equals("verified"));
+                if (json) {
+                    spec.commandLine().getOut().println("{" + stats.jsonFields() + ",\"verification\":"
+                            + (dst.verification() == null ? "null" : MigrationStats.quote(dst.verification())) + "}");
+                } else if (!quiet) {
+                    spec.commandLine().getOut().println(stats.infoMigrate());
+                }
+                spec.commandLine().getOut().println(ok ? "RECEIVED " + (dst.verification() == null ? "completed" : dst.verification())
+                        : "FAILED " + (stats.errorDesc() != null ? stats.errorDesc() : dst.verification()));
+                return ok ? 0 : 1;
+            }
         }
     }
 }

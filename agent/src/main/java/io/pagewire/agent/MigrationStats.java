@@ -1,0 +1,313 @@
+package io.pagewire.agent;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * The counters of one migration, named as QEMU's {@code query-migrate} names them where the
+ * meaning is the same (see {@code migration/migration-stats.h} and the QAPI schema): one object,
+ * each counter commented. Updated by the engine's threads, read by anyone (each value is
+ * current; a set of reads is not a snapshot).
+ */
+public final class MigrationStats {
+
+    /** QEMU's MigrationStatus values that pagewire uses. */
+    public enum Status {
+        SETUP("setup"), ACTIVE("active"), POSTCOPY_ACTIVE("postcopy-active"), DEVICE("device"), COMPLETED("completed"),
+        FAILED("failed"), CANCELLED("cancelled");
+
+        private final String qemuName;
+
+        Status(String qemuName) {
+            this.qemuName = qemuName;
+        }
+
+        /** @return the name QEMU prints */
+        public String qemuName() {
+            return qemuName;
+        }
+    }
+
+    private volatile Status status = Status.SETUP;
+    private volatile String errorDesc;
+    private final long startNs = System.nanoTime();
+    /** setup-time: from start until the first page was offered (handshake, tracking started). */
+    private volatile long setupNs = -1;
+    /** total-time: from start until completion (or failure). */
+    private volatile long endNs = -1;
+    /** downtime: from pausing the guest until the destination acknowledged it has every page. */
+    private volatile long downtimeNs = -1;
+    /** Part of the downtime spent collecting the final dirty log and sending the last round. */
+    private volatile long downtimeFinalRoundNs = -1;
+    /** Part of the downtime spent waiting for the destination's completion acknowledgement. */
+    private volatile long downtimeCompletionNs = -1;
+    /** Downtime the engine expected when it decided to switch over. */
+    private volatile long expectedDowntimeNs = -1;
+    /** total: bytes of guest RAM. */
+    private volatile long totalBytes;
+    /** transferred: bytes written to the transport, frame headers included. */
+    private final AtomicLong transferred = new AtomicLong();
+    /** remaining: bytes dirty and not yet sent, as of the last dirty sync. */
+    private volatile long remainingBytes;
+    /** duplicate: zero pages sent as zero runs (QEMU counts zero pages as "duplicate"). */
+    private final AtomicLong duplicate = new AtomicLong();
+    /** skipped: ballooned pages sent as skip runs (neither scanned nor sent). */
+    private final AtomicLong skipped = new AtomicLong();
+    /** normal: pages sent with their data. */
+    private final AtomicLong normal = new AtomicLong();
+    /** normal-bytes: bytes of those pages. */
+    private final AtomicLong normalBytes = new AtomicLong();
+    /** Page size, for normal-bytes. */
+    private volatile long pageSize = 4096;
+    /** dirty-sync-count: how many times the dirty log was collected (QEMU: iterations of the bitmap sync). */
+    private final AtomicLong dirtySyncCount = new AtomicLong();
+    /** dirty-pages-rate: pages dirtied per second, measured over the last round. */
+    private volatile long dirtyPagesRate;
+    /** precopy rounds, the bulk round included. */
+    private final AtomicLong rounds = new AtomicLong();
+    /** cpu-throttle-percentage: the auto-converge throttle in force. */
+    private volatile int cpuThrottlePercentage;
+    /** Bandwidth estimate used for the switchover decision, bytes per second. */
+    private volatile long bandwidthBytesPerSec;
+    /** Per-round: pages sent and milliseconds, for the report. */
+    private final List<long[]> roundLog = new ArrayList<>();
+
+    // ---- updates (engine) ----
+
+    public void status(Status s) {
+        status = s;
+    }
+
+    public void failed(String description) {
+        errorDesc = description;
+        status = Status.FAILED;
+        end();
+    }
+
+    public void setupDone() {
+        if (setupNs < 0) {
+            setupNs = System.nanoTime() - startNs;
+        }
+    }
+
+    public void end() {
+        if (endNs < 0) {
+            endNs = System.nanoTime() - startNs;
+        }
+    }
+
+    public void totalBytes(long b) {
+        totalBytes = b;
+    }
+
+    public void pageSize(long b) {
+        pageSize = b;
+    }
+
+    public void addTransferred(long b) {
+        transferred.addAndGet(b);
+    }
+
+    public void remainingBytes(long b) {
+        remainingBytes = b;
+    }
+
+    public void addNormal(long pages, long bytes) {
+        normal.addAndGet(pages);
+        normalBytes.addAndGet(bytes);
+    }
+
+    public void addDuplicate(long pages) {
+        duplicate.addAndGet(pages);
+    }
+
+    public void addSkipped(long pages) {
+        skipped.addAndGet(pages);
+    }
+
+    public void dirtySync() {
+        dirtySyncCount.incrementAndGet();
+    }
+
+    public void dirtyPagesRate(long r) {
+        dirtyPagesRate = r;
+    }
+
+    public synchronized void round(long pages, long ns) {
+        rounds.incrementAndGet();
+        roundLog.add(new long[]{pages, ns});
+    }
+
+    public void throttle(int percent) {
+        cpuThrottlePercentage = percent;
+    }
+
+    public void bandwidth(long bytesPerSec) {
+        bandwidthBytesPerSec = bytesPerSec;
+    }
+
+    public void downtime(long totalNs, long finalRoundNs, long completionNs) {
+        downtimeNs = totalNs;
+        downtimeFinalRoundNs = finalRoundNs;
+        downtimeCompletionNs = completionNs;
+    }
+
+    public void expectedDowntime(long ns) {
+        expectedDowntimeNs = ns;
+    }
+
+    // ---- reads ----
+
+    public Status status() {
+        return status;
+    }
+
+    public String errorDesc() {
+        return errorDesc;
+    }
+
+    public long totalTimeMs() {
+        return ms(endNs >= 0 ? endNs : System.nanoTime() - startNs);
+    }
+
+    public long setupTimeMs() {
+        return setupNs < 0 ? 0 : ms(setupNs);
+    }
+
+    public long downtimeMs() {
+        return downtimeNs < 0 ? -1 : ms(downtimeNs);
+    }
+
+    /** @return downtime in microseconds, -1 before switchover */
+    public long downtimeUs() {
+        return downtimeNs < 0 ? -1 : downtimeNs / 1000;
+    }
+
+    public void transferred(long b) {
+        transferred.set(b);
+    }
+
+    public long transferred() {
+        return transferred.get();
+    }
+
+    public long normal() {
+        return normal.get();
+    }
+
+    public long duplicate() {
+        return duplicate.get();
+    }
+
+    public long skipped() {
+        return skipped.get();
+    }
+
+    public long rounds() {
+        return rounds.get();
+    }
+
+    public long dirtySyncCount() {
+        return dirtySyncCount.get();
+    }
+
+    public long remainingBytes() {
+        return remainingBytes;
+    }
+
+    public int throttlePercent() {
+        return cpuThrottlePercentage;
+    }
+
+    public long totalBytes() {
+        return totalBytes;
+    }
+
+    /** @return average throughput so far in megabits per second, as QEMU's {@code mbps} */
+    public double mbps() {
+        long ms = Math.max(1, totalTimeMs());
+        return transferred.get() * 8.0 / 1e6 / (ms / 1000.0);
+    }
+
+    private static long ms(long ns) {
+        return Math.round(ns / 1e6);
+    }
+
+    private static String ms3(long ns) {
+        return ns < 0 ? "-" : String.format(Locale.ROOT, "%.1f", ns / 1e6);
+    }
+
+    /** @return the statistics in the layout of QEMU's {@code info migrate} */
+    public synchronized String infoMigrate() {
+        List<String> l = new ArrayList<>();
+        l.add("Migration status: " + status.qemuName() + (errorDesc != null ? " (" + errorDesc + ")" : ""));
+        l.add("total time: " + totalTimeMs() + " ms");
+        if (downtimeNs >= 0) {
+            l.add("downtime: " + ms3(downtimeNs) + " ms (final round " + ms3(downtimeFinalRoundNs) + " ms, completion "
+                    + ms3(downtimeCompletionNs) + " ms; expected " + ms3(expectedDowntimeNs) + " ms)");
+        }
+        l.add("setup: " + setupTimeMs() + " ms");
+        l.add("transferred ram: " + transferred.get() / 1024 + " kbytes");
+        l.add(String.format(Locale.ROOT, "throughput: %.2f mbps", mbps()));
+        l.add("remaining ram: " + remainingBytes / 1024 + " kbytes");
+        l.add("total ram: " + totalBytes / 1024 + " kbytes");
+        l.add("duplicate: " + duplicate.get() + " pages");
+        l.add("skipped: " + skipped.get() + " pages");
+        l.add("normal: " + normal.get() + " pages");
+        l.add("normal bytes: " + normalBytes.get() / 1024 + " kbytes");
+        l.add("dirty sync count: " + dirtySyncCount.get());
+        l.add("dirty pages rate: " + dirtyPagesRate + " pages");
+        l.add("precopy rounds: " + rounds.get());
+        if (cpuThrottlePercentage > 0) {
+            l.add("cpu throttle percentage: " + cpuThrottlePercentage);
+        }
+        return String.join(System.lineSeparator(), l);
+    }
+
+    /** @return the statistics as a JSON object with QEMU's field names (without the closing brace's siblings) */
+    public synchronized String jsonFields() {
+        StringBuilder rl = new StringBuilder("[");
+        for (int i = 0; i < roundLog.size(); i++) {
+            if (i > 0) {
+                rl.append(',');
+            }
+            rl.append(String.format(Locale.ROOT, "{\"pages\":%d,\"ms\":%.2f}", roundLog.get(i)[0], roundLog.get(i)[1] / 1e6));
+        }
+        rl.append(']');
+        return String.format(Locale.ROOT,
+                "\"status\":\"%s\",%s\"total-time\":%d,\"setup-time\":%d,\"downtime\":%s,\"downtime-us\":%d,"
+                        + "\"downtime-breakdown\":{\"final-round-us\":%d,\"completion-us\":%d},\"expected-downtime\":%d,"
+                        + "\"ram\":{\"transferred\":%d,\"remaining\":%d,\"total\":%d,\"duplicate\":%d,\"skipped\":%d,\"normal\":%d,"
+                        + "\"normal-bytes\":%d,\"mbps\":%.2f,\"dirty-sync-count\":%d,\"dirty-pages-rate\":%d,\"page-size\":%d,"
+                        + "\"precopy-rounds\":%d,\"rounds\":%s},\"cpu-throttle-percentage\":%d",
+                status.qemuName(), errorDesc == null ? "" : "\"error-desc\":" + quote(errorDesc) + ",", totalTimeMs(), setupTimeMs(),
+                downtimeMs(), downtimeUs(), downtimeFinalRoundNs < 0 ? -1 : downtimeFinalRoundNs / 1000,
+                downtimeCompletionNs < 0 ? -1 : downtimeCompletionNs / 1000, expectedDowntimeNs < 0 ? -1 : ms(expectedDowntimeNs),
+                transferred.get(), remainingBytes, totalBytes, duplicate.get(), skipped.get(), normal.get(), normalBytes.get(),
+                mbps(), dirtySyncCount.get(), dirtyPagesRate, pageSize, rounds.get(), rl, cpuThrottlePercentage);
+    }
+
+    /** @return a JSON string literal */
+    public static String quote(String s) {
+        StringBuilder b = new StringBuilder("\"");
+        for (char c : s.toCharArray()) {
+            switch (c) {
+                case '"' -> b.append("\\\"");
+                case '\\' -> b.append("\\\\");
+                case '\n' -> b.append("\\n");
+                case '\r' -> b.append("\\r");
+                case '\t' -> b.append("\\t");
+                default -> {
+                    if (c < 0x20) {
+                        b.append(String.format("\\u%04x", (int) c));
+                    } else {
+                        b.append(c);
+                    }
+                }
+            }
+        }
+        return b.append('"').toString();
+    }
+}

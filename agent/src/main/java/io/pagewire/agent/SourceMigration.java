@@ -1,0 +1,482 @@
+package io.pagewire.agent;
+
+import io.pagewire.ramtracker.GuestRam;
+import io.pagewire.ramtracker.GuestRegion;
+import io.pagewire.ramtracker.bitmap.DirtyBitmap;
+import io.pagewire.ramtracker.dirty.DirtyLogSource;
+import io.pagewire.ramtracker.dirty.UffdWriteTracker;
+import io.pagewire.ramtracker.scan.BalloonMap;
+import io.pagewire.ramtracker.scan.PageClassifier;
+import io.pagewire.ramtracker.scan.RunSink;
+import io.pagewire.transport.spi.Connection;
+import io.pagewire.transport.spi.LaneKind;
+import io.pagewire.transport.spi.MessageHandler;
+import io.pagewire.transport.spi.RamLayout;
+import io.pagewire.transport.spi.RamRegion;
+import io.pagewire.transport.spi.TransportContext;
+import io.pagewire.transport.spi.TransportException;
+import io.pagewire.transport.spi.Transports;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.concurrent.locks.LockSupport;
+
+/**
+ * The source side of a precopy migration.
+ * <pre>
+ *   setup ---> bulk round ---> dirty rounds ---> switchover ---> completed
+ *   (connect,   (every page:    (collect the       (pause, final
+ *    start       normal, zero    dirty log, send    round, COMPLETE,
+ *    tracking)   or ballooned)   what is dirty)     wait for the ack)
+ * </pre>
+ * Switchover comes when the bytes still dirty, at the measured bandwidth, fit the downtime
+ * limit; or, when the round or time budget runs out, by policy: force, cancel, or throttle
+ * (auto-converge). The guest is paused only for the switchover. The source RAM is only ever
+ * read: a failed or cancelled migration leaves the guest running with its RAM untouched.
+ *
+ * <h2>Threading</h2>
+ * {@link #run} blocks its caller. Pages are classified by {@code scanThreads} threads, each
+ * taking a slice of every region; they hand runs to the connection's background lane one at a
+ * time (the lane has a single producer). {@link #cancel} may be called from any thread.
+ */
+public final class SourceMigration {
+    private static final long SLICE_ALIGN_PAGES = 64;
+
+    private final List<GuestRegion> regions;
+    private final GuestControl guest;
+    private final Map<String, BalloonMap> balloons;
+    private final MigrationConfig config;
+    private final MigrationStats stats = new MigrationStats();
+    private final AtomicReference<TransportException> failure = new AtomicReference<>();
+    private final CountDownLatch acknowledged = new CountDownLatch(1);
+    private final AtomicReference<CompletableFuture<String>> reply = new AtomicReference<>(new CompletableFuture<>());
+    private volatile String cancelReason;
+    private volatile Boolean verified;
+    private volatile String verification;
+    private final Object laneLock = new Object();
+    private long nextRound = 1;
+    private volatile long trackingStartNs;
+
+    /**
+     * @param ram the guest RAM (every region is migrated, in order)
+     * @param guest pause, resume and throttle the guest
+     * @param balloons ballooned pages per region name (absent: nothing ballooned)
+     * @param config settings
+     */
+    public SourceMigration(GuestRam ram, GuestControl guest, Map<String, BalloonMap> balloons, MigrationConfig config) {
+        this.regions = ram.regions();
+        this.guest = guest;
+        this.balloons = Map.copyOf(balloons);
+        this.config = config.conclude();
+        if (regions.isEmpty()) {
+            throw new IllegalArgumentException("guest RAM has no regions");
+        }
+    }
+
+    /** @return live statistics */
+    public MigrationStats stats() {
+        return stats;
+    }
+
+    /** @return whether the destination's copy matched (null when not verified) */
+    public Boolean verified() {
+        return verified;
+    }
+
+    /** @return the destination's verification answer ("verified", or what differs), null when not verified */
+    public String verification() {
+        return verification;
+    }
+
+    /** Cancels the migration; the guest keeps running on the source. */
+    public void cancel(String reason) {
+        cancelReason = reason;
+    }
+
+    /**
+     * Migrates to the destination at {@code uri}.
+     *
+     * @return the statistics; {@link MigrationStats#status()} is completed, failed or cancelled
+     */
+    public MigrationStats run(String uri) {
+        long total = 0;
+        for (GuestRegion r : regions) {
+            total += r.sizeBytes();
+        }
+        stats.totalBytes(total);
+        stats.pageSize(regions.getFirst().pageSize());
+        List<DirtyLogSource> trackers = new ArrayList<>();
+        Connection conn = null;
+        boolean paused = false;
+        ExecutorService scan = Executors.newFixedThreadPool(config.scanThreads(),
+                Thread.ofPlatform().daemon().name("pagewire-scan-", 0).factory());
+        try (Arena arena = Arena.ofShared()) {
+            List<RamRegion> layoutRegions = new ArrayList<>();
+            List<DirtyBitmap> bitmaps = new ArrayList<>();
+            for (GuestRegion r : regions) {
+                layoutRegions.add(RamRegion.of(r.name(), r.memory().asSlice(0, r.sizeBytes()), r.pageSize()));
+                bitmaps.add(DirtyBitmap.allocate(r.pageCount(), arena));
+            }
+            // Dirty tracking starts while the connection is set up: both take time, neither needs the other.
+            CompletableFuture<List<DirtyLogSource>> tracking = CompletableFuture.supplyAsync(() -> startTracking(trackers), scan);
+            conn = Transports.connect(uri, new TransportContext().layout(RamLayout.of(layoutRegions)).handler(handler()));
+            join(tracking);
+            stats.status(MigrationStats.Status.ACTIVE);
+            stats.setupDone();
+
+            // Bulk round: every page.
+            long bandwidth = -1;
+            long roundStart = System.nanoTime();
+            long sent0 = conn.stats().bytesSent();
+            sendRound(conn, scan, bitmaps, true);
+            long roundNs = System.nanoTime() - roundStart;
+            bandwidth = measure(conn.stats().bytesSent() - sent0, roundNs, bandwidth);
+            stats.round(totalPages(), roundNs);
+            // Tracking started before the bulk round: the first collect covers everything since then.
+            long lastCollect = trackingStartNs;
+            int throttle = 0;
+            long migrationStart = roundStart;
+
+            while (true) {
+                checkAlive();
+                long t0 = System.nanoTime();
+                long dirtyPages = collect(trackers, bitmaps);
+                long collectNs = System.nanoTime() - t0;
+                stats.dirtyPagesRate(dirtyPages * 1_000_000_000L / Math.max(1, t0 - lastCollect));
+                lastCollect = t0;
+                long remaining = dirtyBytes(bitmaps);
+                stats.remainingBytes(remaining);
+                long expectedNs = collectNs + (long) (remaining * 1e9 / Math.max(1, bandwidth));
+                stats.transferred(conn.stats().bytesSent());
+                if (expectedNs <= config.downtimeLimitNs()) {
+                    stats.expectedDowntime(expectedNs);
+                    break;
+                }
+                boolean budgetSpent = stats.rounds() >= config.maxRounds()
+                        || (config.maxTimeNs() > 0 && System.nanoTime() - migrationStart >= config.maxTimeNs());
+                if (budgetSpent) {
+                    MigrationConfig.Policy policy = config.policy();
+                    if (policy == MigrationConfig.Policy.THROTTLE && throttle >= config.throttleMaxPercent()) {
+                        policy = MigrationConfig.Policy.FORCE; // throttled as far as allowed and still not converging
+                    }
+                    if (policy == MigrationConfig.Policy.CANCEL) {
+                        cancelReason = "precopy did not converge within " + stats.rounds() + " rounds (expected downtime "
+                                + expectedNs / 1_000_000 + " ms > limit " + config.downtimeLimitNs() / 1_000_000 + " ms)";
+                        throw new CancelledException(cancelReason);
+                    }
+                    if (policy == MigrationConfig.Policy.FORCE) {
+                        stats.expectedDowntime(expectedNs);
+                        break;
+                    }
+                    throttle = throttle == 0 ? config.throttleInitialPercent()
+                            : Math.min(config.throttleMaxPercent(), throttle + config.throttleIncrementPercent());
+                    guest.throttle(throttle);
+                    stats.throttle(throttle);
+                }
+                roundStart = System.nanoTime();
+                sent0 = conn.stats().bytesSent();
+                long pages = dirtyPages;
+                sendRound(conn, scan, bitmaps, false);
+                roundNs = System.nanoTime() - roundStart;
+                bandwidth = measure(conn.stats().bytesSent() - sent0, roundNs, bandwidth);
+                stats.round(pages, roundNs);
+            }
+
+            // Switchover: the guest stops only now.
+            long pauseStart = System.nanoTime();
+            stats.status(MigrationStats.Status.DEVICE);
+            guest.pause();
+            paused = true;
+            collect(trackers, bitmaps);
+            stats.remainingBytes(dirtyBytes(bitmaps));
+            sendRound(conn, scan, bitmaps, false);
+            conn.background().sendComplete();
+            long finalRoundNs = System.nanoTime() - pauseStart;
+            if (!acknowledged.await(config.completionTimeoutNs(), TimeUnit.NANOSECONDS)) {
+                throw new TransportException(TransportException.Kind.TIMEOUT, "the destination did not acknowledge completion within "
+                        + TimeUnit.NANOSECONDS.toSeconds(config.completionTimeoutNs()) + " s");
+            }
+            checkAlive();
+            long downtimeNs = System.nanoTime() - pauseStart;
+            stats.downtime(downtimeNs, finalRoundNs, downtimeNs - finalRoundNs);
+            stats.remainingBytes(0);
+            stats.transferred(conn.stats().bytesSent());
+            stats.status(MigrationStats.Status.COMPLETED);
+            stats.end();
+            stopTracking(trackers);
+            // The guest now belongs to the destination; the source stays paused.
+            exchangeVerification(conn);
+            return stats;
+        } catch (CancelledException e) {
+            resumeAfterFailure(paused);
+            stats.failed(e.getMessage());
+            stats.status(MigrationStats.Status.CANCELLED);
+            if (conn != null) {
+                conn.abort("migration cancelled by the source: " + e.getMessage());
+            }
+            return stats;
+        } catch (TransportException | IllegalStateException | IllegalArgumentException | IndexOutOfBoundsException e) {
+            resumeAfterFailure(paused);
+            TransportException f = failure.get();
+            stats.failed(f != null ? f.getMessage() : e.getMessage());
+            return stats;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            resumeAfterFailure(paused);
+            stats.failed("interrupted");
+            return stats;
+        } finally {
+            if (conn != null) {
+                stats.transferred(conn.stats().bytesSent());
+                conn.close();
+            }
+            for (DirtyLogSource t : trackers) {
+                t.close();
+            }
+            scan.shutdownNow();
+        }
+    }
+
+    private void resumeAfterFailure(boolean paused) {
+        guest.throttle(0);
+        if (paused) {
+            guest.resume();
+        }
+    }
+
+    /** Thrown inside the engine for cancellation; never escapes {@link #run}. */
+    private static final class CancelledException extends RuntimeException {
+        CancelledException(String m) {
+            super(m, null, false, false);
+        }
+    }
+
+    private List<DirtyLogSource> startTracking(List<DirtyLogSource> trackers) {
+        for (GuestRegion r : regions) {
+            String cause = UffdWriteTracker.unavailabilityCause(r.backing());
+            if (cause != null) {
+                throw new IllegalStateException("cannot track writes to region '" + r.name() + "': " + cause);
+            }
+            UffdWriteTracker t = UffdWriteTracker.open(r);
+            synchronized (trackers) {
+                trackers.add(t);
+            }
+            t.start();
+        }
+        trackingStartNs = System.nanoTime();
+        return trackers;
+    }
+
+    private static void stopTracking(List<DirtyLogSource> trackers) {
+        for (DirtyLogSource t : trackers) {
+            t.stop();
+        }
+    }
+
+    private long collect(List<DirtyLogSource> trackers, List<DirtyBitmap> bitmaps) {
+        long n = 0;
+        for (int i = 0; i < trackers.size(); i++) {
+            trackers.get(i).collect(bitmaps.get(i));
+            n += bitmaps.get(i).count();
+        }
+        stats.dirtySync();
+        return n;
+    }
+
+    private long dirtyBytes(List<DirtyBitmap> bitmaps) {
+        long b = 0;
+        for (int i = 0; i < bitmaps.size(); i++) {
+            b += bitmaps.get(i).count() * regions.get(i).pageSize();
+        }
+        return b;
+    }
+
+    private long totalPages() {
+        long n = 0;
+        for (GuestRegion r : regions) {
+            n += r.pageCount();
+        }
+        return n;
+    }
+
+    /** Bandwidth from a round big enough to mean something; else keep the old estimate (1 GB/s before any). */
+    private long measure(long bytes, long ns, long previous) {
+        long bw = previous;
+        if (bytes >= 8L << 20 || previous < 0) {
+            bw = bytes >= 8L << 20 ? (long) (bytes * 1e9 / Math.max(1, ns)) : 1_000_000_000L;
+        }
+        stats.bandwidth(bw);
+        return bw;
+    }
+
+    /** Classifies and sends one round: every page (bulk) or the dirty ones, in slices on the scan threads. */
+    private void sendRound(Connection conn, ExecutorService scan, List<DirtyBitmap> bitmaps, boolean bulk)
+            throws InterruptedException {
+        List<Future<?>> tasks = new ArrayList<>();
+        int threads = config.scanThreads();
+        for (int r = 0; r < regions.size(); r++) {
+            GuestRegion region = regions.get(r);
+            long pages = region.pageCount();
+            long slice = Math.max(SLICE_ALIGN_PAGES, (pages / threads + SLICE_ALIGN_PAGES - 1) / SLICE_ALIGN_PAGES * SLICE_ALIGN_PAGES);
+            BalloonMap balloon = balloons.get(region.name());
+            DirtyBitmap dirty = bitmaps.get(r);
+            int regionId = r;
+            for (long first = 0; first < pages; first += slice) {
+                long from = first;
+                long count = Math.min(slice, pages - first);
+                tasks.add(scan.submit(() -> {
+                    PageClassifier classifier = new PageClassifier(region, balloon);
+                    RunSink sink = sink(conn, regionId, region.pageSize());
+                    long end = bulk ? classifier.classify(from, count, sink) : classifier.classifyDirty(dirty, from, count, sink);
+                    if (end != from + count) {
+                        throw new IllegalStateException("classification of region '" + region.name() + "' stopped at page " + end);
+                    }
+                    return null;
+                }));
+            }
+        }
+        for (Future<?> f : tasks) {
+            try {
+                f.get();
+            } catch (ExecutionException e) {
+                tasks.forEach(t -> t.cancel(true));
+                Throwable c = e.getCause();
+                if (c instanceof RuntimeException re) {
+                    throw re;
+                }
+                throw new IllegalStateException("page classification failed: " + c, c);
+            }
+        }
+        conn.background().sendRoundEnd(nextRound++);
+        conn.background().flush();
+    }
+
+    private RunSink sink(Connection conn, int regionId, long pageSize) {
+        return (kind, first, count) -> {
+            checkAlive();
+            synchronized (laneLock) {
+                switch (kind) {
+                    case NORMAL -> {
+                        pace(count * pageSize);
+                        conn.background().sendPages(regionId, first, count);
+                        stats.addNormal(count, count * pageSize);
+                    }
+                    case ZERO -> {
+                        conn.background().sendZeroRun(regionId, first, count);
+                        stats.addDuplicate(count);
+                    }
+                    case BALLOON -> {
+                        conn.background().sendSkipRun(regionId, first, count);
+                        stats.addSkipped(count);
+                    }
+                    default -> throw new IllegalStateException("unknown run kind " + kind);
+                }
+            }
+            return true;
+        };
+    }
+
+    private long paceStartNs = -1;
+    private long pacedBytes;
+
+    /** max-bandwidth: page data is released no faster than the cap (called under the lane lock). */
+    private void pace(long bytes) {
+        long cap = config.maxBandwidthBytesPerSec();
+        if (cap <= 0) {
+            return;
+        }
+        long now = System.nanoTime();
+        if (paceStartNs < 0) {
+            paceStartNs = now;
+        }
+        pacedBytes += bytes;
+        long due = paceStartNs + (long) (pacedBytes * 1e9 / cap);
+        if (due > now) {
+            LockSupport.parkNanos(due - now); // rate limit, not waiting for a condition
+        }
+    }
+
+    private void checkAlive() {
+        TransportException f = failure.get();
+        if (f != null) {
+            throw new TransportException(f.kind(), f.getMessage(), f);
+        }
+        String c = cancelReason;
+        if (c != null) {
+            throw new CancelledException(c);
+        }
+    }
+
+    private MessageHandler handler() {
+        return new MessageHandler() {
+            @Override
+            public void onComplete() {
+                acknowledged.countDown();
+            }
+
+            @Override
+            public void onControl(LaneKind lane, MemorySegment payload) {
+                reply.get().complete(new String(payload.toArray(ValueLayout.JAVA_BYTE), StandardCharsets.UTF_8));
+            }
+
+            @Override
+            public void onError(TransportException error) {
+                failure.compareAndSet(null, error);
+                acknowledged.countDown();
+                reply.get().completeExceptionally(error);
+            }
+        };
+    }
+
+    /**
+     * After completion: tells the destination the CRC32C of every region (the guest is paused, so
+     * the source RAM is stable) and reads its verdict; or just says "done".
+     */
+    private void exchangeVerification(Connection conn) {
+        if (!config.verify()) {
+            conn.urgent().sendControl(MemorySegment.ofArray(Protocol.DONE.getBytes(StandardCharsets.UTF_8)));
+            return;
+        }
+        StringBuilder msg = new StringBuilder(Protocol.VERIFY);
+        for (GuestRegion r : regions) {
+            msg.append(' ').append(Long.toHexString(Checksums.crc32c(r.memory().asSlice(0, r.sizeBytes()))));
+        }
+        conn.urgent().sendControl(MemorySegment.ofArray(msg.toString().getBytes(StandardCharsets.UTF_8)));
+        try {
+            String answer = reply.get().get(60, TimeUnit.SECONDS);
+            verified = answer.equals(Protocol.VERIFIED);
+            verification = answer;
+        } catch (ExecutionException | java.util.concurrent.TimeoutException e) {
+            verified = false;
+            verification = "no verdict from the destination: " + e;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            verified = false;
+            verification = "interrupted";
+        }
+    }
+
+    private static <T> T join(CompletableFuture<T> f) {
+        try {
+            return f.join();
+        } catch (java.util.concurrent.CompletionException e) {
+            if (e.getCause() instanceof RuntimeException re) {
+                throw re;
+            }
+            throw e;
+        }
+    }
+}

@@ -1,0 +1,48 @@
+package io.pagewire.agent.cli;
+
+import io.pagewire.agent.MigrationConfig;
+import picocli.CommandLine.Option;
+
+import java.util.Locale;
+import java.util.concurrent.TimeUnit;
+
+/** Options of the source side of a migration (demo and send). */
+final class MigrateOptions {
+    @Option(names = "--downtime-limit", defaultValue = "300", paramLabel = "MS",
+            description = "longest acceptable downtime in ms (default ${DEFAULT-VALUE}, as QEMU)")
+    long downtimeLimitMs;
+
+    @Option(names = "--max-rounds", defaultValue = "10", paramLabel = "N",
+            description = "precopy rounds before --policy applies (default ${DEFAULT-VALUE})")
+    int maxRounds;
+
+    @Option(names = "--max-time", defaultValue = "0", paramLabel = "MS", description = "time before --policy applies, 0 = none (default ${DEFAULT-VALUE})")
+    long maxTimeMs;
+
+    @Option(names = "--policy", defaultValue = "throttle", paramLabel = "P",
+            description = "when precopy does not converge: force, cancel or throttle (auto-converge) (default ${DEFAULT-VALUE})")
+    String policy;
+
+    @Option(names = "--max-bandwidth", defaultValue = "0", paramLabel = "BYTES_PER_SEC",
+            description = "cap on page data sent per second, 0 = none (default ${DEFAULT-VALUE})")
+    long maxBandwidth;
+
+    @Option(names = "--verify", negatable = true, defaultValue = "true", fallbackValue = "true",
+            description = "compare the destination's RAM with the source's after completion (default: on)")
+    boolean verify;
+
+    @Option(names = "--json", description = "print statistics as JSON")
+    boolean json;
+
+    MigrationConfig config() {
+        MigrationConfig.Policy p;
+        try {
+            p = MigrationConfig.Policy.valueOf(policy.toUpperCase(Locale.ROOT));
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("--policy " + policy + " is not one of force, cancel, throttle");
+        }
+        return new MigrationConfig().downtimeLimitNs(TimeUnit.MILLISECONDS.toNanos(downtimeLimitMs)).maxRounds(maxRounds)
+                .maxTimeNs(TimeUnit.MILLISECONDS.toNanos(maxTimeMs)).policy(p).maxBandwidthBytesPerSec(maxBandwidth).verify(verify)
+                .conclude();
+    }
+}

@@ -1,0 +1,61 @@
+package io.pagewire.agent.cli;
+
+import io.pagewire.agent.MigrationStats;
+import io.pagewire.agent.SourceMigration;
+import io.pagewire.agent.guest.GuestImage;
+import io.pagewire.agent.guest.SyntheticGuest;
+
+import java.io.PrintWriter;
+import java.util.Locale;
+import java.util.concurrent.TimeUnit;
+
+/** Runs the source side for {@code demo} and {@code send}: guest image, synthetic guest, migration, report. */
+final class SourceRunner {
+    private SourceRunner() {
+    }
+
+    /** @return the process exit code: 0 when completed (and verified, when asked) */
+    static int run(PrintWriter out, GuestOptions g, MigrateOptions m, String uri) {
+        SyntheticGuest.Pattern pattern = g.pattern();
+        try (GuestImage image = GuestImage.create(g.ram, g.zeroFraction, g.balloonFraction, 1);
+             SyntheticGuest guest = new SyntheticGuest(image.region().memory().asSlice(0, image.region().sizeBytes()),
+                     image.region().pageSize(), new SyntheticGuest.Config(g.vcpus, g.dirtyRate, pattern, g.workingSet, 7),
+                     page -> !image.balloon().isBallooned(page))) {
+            guest.start();
+            SourceMigration migration = new SourceMigration(image.ram(), guest, image.balloons(), m.config());
+            Thread progress = null;
+            if (!m.json && System.console() != null) {
+                progress = Thread.ofPlatform().daemon().name("pagewire-progress").start(() -> progress(migration.stats()));
+            }
+            MigrationStats stats = migration.run(uri);
+            if (progress != null) {
+                progress.interrupt();
+                System.err.print("\r\033[K");
+            }
+            Boolean verified = migration.verified();
+            if (m.json) {
+                out.println("{" + stats.jsonFields() + ",\"verified\":" + (verified != null && verified)
+                        + (migration.verification() != null ? ",\"verification\":" + MigrationStats.quote(migration.verification()) : "") + "}");
+            } else {
+                out.println(stats.infoMigrate());
+                out.println("verified: " + (verified == null ? "not checked" : verified + (verified ? "" : " (" + migration.verification() + ")")));
+            }
+            out.flush();
+            boolean ok = stats.status() == MigrationStats.Status.COMPLETED && (verified == null || verified);
+            return ok ? 0 : 1;
+        }
+    }
+
+    private static void progress(MigrationStats s) {
+        try {
+            while (!Thread.currentThread().isInterrupted()) {
+                System.err.printf(Locale.ROOT, "\r\033[K%s: round %d, %d MiB sent, %d MiB dirty at last sync, throttle %d%%",
+                        s.status().qemuName(), s.rounds(), s.transferred() >> 20, s.remainingBytes() >> 20, s.throttlePercent());
+                System.err.flush();
+                TimeUnit.MILLISECONDS.sleep(250);
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+}
