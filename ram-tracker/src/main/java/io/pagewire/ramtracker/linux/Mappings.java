@@ -1,0 +1,124 @@
+package io.pagewire.ramtracker.linux;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+
+/**
+ * Memory mappings as {@link MemorySegment}s: anonymous memory, shared mappings of a file, and
+ * the {@code madvise} calls guest RAM needs (populate in bulk, transparent huge pages, discard).
+ *
+ * <p>A mapping lives as long as the {@link Arena} it was made in: closing the arena unmaps it.
+ * Guest RAM uses one long-lived shared arena (closing shared arenas is expensive).
+ */
+public final class Mappings {
+    private Mappings() {
+    }
+
+    /**
+     * Maps private anonymous memory, read-write. The memory reads as zeros and is backed by
+     * physical pages only when first written.
+     *
+     * @param bytes size, a multiple of the base page size
+     * @param noReserve {@code MAP_NORESERVE}: no swap space is reserved, so a sparse mapping far
+     *                  larger than RAM (e.g. a bitmap for a huge guest) can be made
+     * @param arena the arena whose closing unmaps it
+     * @return the mapping
+     */
+    public static MemorySegment mapAnonymous(long bytes, boolean noReserve, Arena arena) {
+        int flags = Libc.MAP_PRIVATE | Libc.MAP_ANONYMOUS | (noReserve ? Libc.MAP_NORESERVE : 0);
+        return map(bytes, flags, -1, 0, arena, "anonymous memory" + (noReserve ? " (MAP_NORESERVE)" : ""));
+    }
+
+    /**
+     * Maps {@code bytes} of a file at {@code offset}, shared and read-write: writes go to the
+     * file, every mapping of the same file range sees the same pages (this is how a second
+     * mapping of a memfd lets postcopy place pages with UFFDIO_CONTINUE).
+     *
+     * @param file the file
+     * @param offset byte offset in the file, a multiple of its page size
+     * @param bytes length
+     * @param arena the arena whose closing unmaps it
+     * @return the mapping
+     */
+    public static MemorySegment mapShared(NativeFile file, long offset, long bytes, Arena arena) {
+        return map(bytes, Libc.MAP_SHARED, file.fd(), offset, arena, file.description() + " at offset " + offset);
+    }
+
+    @SuppressWarnings("restricted") // giving the mapping its size and lifetime is what this method is for
+    private static MemorySegment map(long bytes, int flags, int fd, long offset, Arena arena, String what) {
+        Linux.ensureAvailable();
+        if (bytes <= 0) {
+            throw new IllegalArgumentException("mapping size must be positive: " + bytes + " bytes of " + what);
+        }
+        try {
+            MemorySegment cap = Libc.capture();
+            long addr = (long) Libc.MMAP.invokeExact(cap, 0L, bytes, Libc.PROT_READ | Libc.PROT_WRITE, flags, fd, offset);
+            if (addr == Libc.MAP_FAILED) {
+                int errno = Libc.errno(cap);
+                throw Linux.failure("mmap", bytes + " bytes of " + what, errno,
+                        errno == Libc.ENOMEM ? "not enough memory or address space (for hugetlbfs: reserve huge pages with sysctl vm.nr_hugepages)"
+                                : null);
+            }
+            // munmap when the arena closes. The cleanup cannot report failure; munmap of the exact
+            // range mmap returned fails only for invalid arguments, which this range is not.
+            return MemorySegment.ofAddress(addr).reinterpret(bytes, arena, ignored -> unmap(addr, bytes));
+        } catch (Throwable t) {
+            throw Linux.unexpected("mmap", t);
+        }
+    }
+
+    private static void unmap(long addr, long bytes) {
+        try {
+            int rc = (int) Libc.MUNMAP.invokeExact(Libc.capture(), addr, bytes);
+            assert rc == 0 : "munmap(" + Long.toHexString(addr) + ", " + bytes + ") failed";
+        } catch (Throwable t) {
+            throw Linux.unexpected("munmap", t);
+        }
+    }
+
+    /**
+     * Populates a range writable in one call ({@code MADV_POPULATE_WRITE}, Linux 5.14+):
+     * allocates and maps every page, as the destination does before placing pages so that it
+     * does not take one page fault per page.
+     *
+     * @param range part of a mapping
+     * @throws io.pagewire.ramtracker.RamTrackerException with errno EINVAL on kernels before 5.14,
+     *         ENOMEM/EFAULT when the memory cannot be allocated
+     */
+    public static void populateWrite(MemorySegment range) {
+        madvise(range, Libc.MADV_POPULATE_WRITE, "madvise(MADV_POPULATE_WRITE)", "needs Linux 5.14+ and enough free memory");
+    }
+
+    /**
+     * Asks for transparent huge pages on an anonymous range ({@code MADV_HUGEPAGE}).
+     *
+     * @param range part of an anonymous mapping
+     */
+    public static void adviseHugePages(MemorySegment range) {
+        madvise(range, Libc.MADV_HUGEPAGE, "madvise(MADV_HUGEPAGE)", "transparent huge pages may be disabled in this kernel");
+    }
+
+    /**
+     * Drops the pages of a private anonymous range ({@code MADV_DONTNEED}): they read as zeros
+     * afterwards and are no longer populated.
+     *
+     * @param range part of a private anonymous mapping
+     */
+    public static void dontNeed(MemorySegment range) {
+        madvise(range, Libc.MADV_DONTNEED, "madvise(MADV_DONTNEED)", null);
+    }
+
+    private static void madvise(MemorySegment range, int advice, String call, String advice2) {
+        Linux.ensureAvailable();
+        try {
+            MemorySegment cap = Libc.capture();
+            int rc = (int) Libc.MADVISE.invokeExact(cap, range.address(), range.byteSize(), advice);
+            if (rc < 0) {
+                throw Linux.failure(call, "[0x" + Long.toHexString(range.address()) + ", +" + range.byteSize() + ")", Libc.errno(cap),
+                        advice2);
+            }
+        } catch (Throwable t) {
+            throw Linux.unexpected(call, t);
+        }
+    }
+}
