@@ -60,9 +60,9 @@ class CommandLineTest {
         try (java.net.ServerSocket s = new java.net.ServerSocket(0)) {
             port = s.getLocalPort();
         }
-        Run r = run("send", "--to", "tcp://127.0.0.1:" + port, "--ram", "1M");
-        assertEquals(2, r.exit);
-        assertTrue(r.err.contains("ECONNREFUSED") && r.err.contains("127.0.0.1:" + port), r.err);
+        Run r = run("send", "--to", "tcp://127.0.0.1:" + port, "--ram", "1M", "--pattern", "idle");
+        assertEquals(1, r.exit, "a migration that could not connect has failed");
+        assertTrue(r.out.contains("Migration status: failed") && r.out.contains("ECONNREFUSED") && r.out.contains("127.0.0.1:" + port), r.out);
     }
 
     @Test

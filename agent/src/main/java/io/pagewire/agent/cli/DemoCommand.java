@@ -36,6 +36,7 @@ final class DemoCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         guest.pattern(); // validate before starting anything
         migrate.config();
+        io.pagewire.transport.spi.Transports.provider(io.pagewire.transport.spi.TransportUri.parse(uri));
         ChildJvm.Started dst = ChildJvm.start(List.of("receive", "--listen", uri, "--ram", Long.toString(guest.ram),
                 "--backing", dstBacking, "--quiet"), "LISTENING ");
         try {

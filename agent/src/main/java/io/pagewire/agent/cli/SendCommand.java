@@ -27,6 +27,8 @@ final class SendCommand implements Callable<Integer> {
     public Integer call() {
         guest.pattern();
         migrate.config();
+        // A malformed URI or unknown option is a usage error: say so before any guest starts.
+        io.pagewire.transport.spi.Transports.provider(io.pagewire.transport.spi.TransportUri.parse(to));
         return SourceRunner.run(spec.commandLine().getOut(), guest, migrate, to);
     }
 }

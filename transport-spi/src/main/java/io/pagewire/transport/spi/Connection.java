@@ -13,6 +13,8 @@ import java.util.Set;
  * <li>A failed peer or connection surfaces as {@link MessageHandler#onError} and as exceptions from sends, on both
  *     sides, within the peer timeout; never as missing pages.</li>
  * <li>{@link #close()} is idempotent and releases every thread, socket and buffer.</li>
+ * <li>The RAM given in the layout must stay mapped until {@link #close()} has returned: until then transport
+ *     threads may still be reading or writing it, also after a failure.</li>
  * </ul>
  */
 public interface Connection extends AutoCloseable {

@@ -62,6 +62,10 @@ final class TcpConnection implements Connection {
     private final int backgroundNice;
 
     private final AtomicReference<TransportException> failure = new AtomicReference<>();
+    /** Counted down once the connection has failed. */
+    private final java.util.concurrent.CountDownLatch failed = new java.util.concurrent.CountDownLatch(1);
+    /** How long a background channel that broke waits for the urgent lane to deliver the peer's reason. */
+    private static final long PEER_REASON_WAIT_MS = 500;
     private final AtomicBoolean closed = new AtomicBoolean();
     /** Source: the destination acknowledged COMPLETE. Destination: it sent the acknowledgement. */
     private volatile boolean completed;
@@ -232,6 +236,7 @@ final class TcpConnection implements Connection {
         if (!failure.compareAndSet(null, cause)) {
             return;
         }
+        failed.countDown();
         if (tellPeer) {
             sendErrorBestEffort(cause.getMessage());
         }
@@ -370,6 +375,7 @@ final class TcpConnection implements Connection {
             lowerPriority();
             rx.run();
         } catch (IOException ex) {
+            awaitPeerReason();
             fail(lost("background channel " + channel, ex), false, true);
         } catch (InterruptedException ex) {
             Thread.currentThread().interrupt();
@@ -416,6 +422,19 @@ final class TcpConnection implements Connection {
             urgentWriter.close();
         } finally {
             urgentLock.unlock();
+        }
+    }
+
+    /**
+     * A peer that fails sends ERROR on the urgent connection and closes everything; a background
+     * channel may see its end of stream first. Waits briefly for the urgent receiver to deliver
+     * the peer's own reason, which then wins over "connection closed".
+     */
+    private void awaitPeerReason() {
+        try {
+            failed.await(PEER_REASON_WAIT_MS, TimeUnit.MILLISECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
         }
     }
 
@@ -605,6 +624,9 @@ final class TcpConnection implements Connection {
                 return; // orderly end
             }
             String where = lane == LaneKind.URGENT ? "urgent connection" : "background channel " + channel;
+            if (lane == LaneKind.BACKGROUND) {
+                awaitPeerReason();
+            }
             fail(new TransportException(Kind.CONNECTION_LOST, "the " + otherSide() + " " + peer + " closed the " + where
                     + " before the migration completed"), false, true);
         }

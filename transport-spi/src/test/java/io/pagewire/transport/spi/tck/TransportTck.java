@@ -223,7 +223,9 @@ public abstract class TransportTck {
     @ParameterizedTest(name = "{0}")
     @MethodSource("listenUris")
     void handshakeConnectsBothRolesAndCompletes(String listenUri) throws Exception {
-        try (TckRam src = TckRam.of(16 * MIB); TckRam dst = TckRam.of(16 * MIB)) {
+        { // RAM is closed after the connections (cleanup runs in reverse order)
+            TckRam src = closeLater(TckRam.of(16 * MIB));
+            TckRam dst = closeLater(TckRam.of(16 * MIB));
             Recorder s = new Recorder();
             AckingRecorder d = new AckingRecorder();
             Pair p = open(listenUri, src, dst, s, d);
@@ -240,8 +242,11 @@ public abstract class TransportTck {
     @ParameterizedTest(name = "{0}")
     @MethodSource("listenUris")
     void layoutMismatchIsRejectedAndListenerSurvives(String listenUri) throws Exception {
-        try (TckRam dst = TckRam.of(16 * MIB); TckRam bigger = TckRam.of(32 * MIB);
-             TckRam renamed = TckRam.of(new String[]{"other.ram"}, new long[]{16 * MIB}); TckRam good = TckRam.of(16 * MIB)) {
+        { // RAM is closed after the connections (cleanup runs in reverse order)
+            TckRam dst = closeLater(TckRam.of(16 * MIB));
+            TckRam bigger = closeLater(TckRam.of(32 * MIB));
+            TckRam renamed = closeLater(TckRam.of(new String[]{"other.ram"}, new long[]{16 * MIB}));
+            TckRam good = closeLater(TckRam.of(16 * MIB));
             Listener l = closeLater(Transports.listen(listenUri, context(dst.layout())));
             TransportException e = assertThrows(TransportException.class,
                     () -> Transports.connect(connectUri(l), context(bigger.layout())));
@@ -262,7 +267,8 @@ public abstract class TransportTck {
     @MethodSource("listenUris")
     void versionMismatchIsRejectedWithBothVersions(String listenUri) throws Exception {
         RawPeer raw = requireRawPeer();
-        try (TckRam dst = TckRam.of(16 * MIB)) {
+        { // RAM is closed after the connections (cleanup runs in reverse order)
+            TckRam dst = closeLater(TckRam.of(16 * MIB));
             Listener l = closeLater(Transports.listen(listenUri, context(dst.layout())));
             try (RawStream s = raw.open(connectUri(l))) {
                 byte[] hello = helloBytes(dst.layout(), 99, true);
@@ -277,7 +283,9 @@ public abstract class TransportTck {
     @MethodSource("listenUris")
     void garbageBeforeTheHandshakeIsRejected(String listenUri) throws Exception {
         RawPeer raw = requireRawPeer();
-        try (TckRam dst = TckRam.of(16 * MIB); TckRam good = TckRam.of(16 * MIB)) {
+        { // RAM is closed after the connections (cleanup runs in reverse order)
+            TckRam dst = closeLater(TckRam.of(16 * MIB));
+            TckRam good = closeLater(TckRam.of(16 * MIB));
             Listener l = closeLater(Transports.listen(listenUri, context(dst.layout())));
             try (RawStream s = raw.open(connectUri(l))) {
                 s.write("GET / HTTP/1.1\r\nHost: example\r\n\r\n".getBytes(StandardCharsets.US_ASCII));
@@ -317,7 +325,8 @@ public abstract class TransportTck {
     @MethodSource("hostileHelloCases")
     void hostileHelloIsRejected(String listenUri, String what, String keyword) throws Exception {
         RawPeer raw = requireRawPeer();
-        try (TckRam dst = TckRam.of(16 * MIB)) {
+        { // RAM is closed after the connections (cleanup runs in reverse order)
+            TckRam dst = closeLater(TckRam.of(16 * MIB));
             Listener l = closeLater(Transports.listen(listenUri, context(dst.layout())));
             byte[] hello = helloBytes(dst.layout(), Wire.VERSION, true);
             int p = Wire.PREAMBLE_LENGTH + FrameHeader.LENGTH;
@@ -356,7 +365,9 @@ public abstract class TransportTck {
     @MethodSource("listenUris")
     void largeMixedTransferArrivesByteExactAndInOrder(String listenUri) throws Exception {
         long bytes = Long.getLong("pagewire.tck.bytes", 1L << 30);
-        try (TckRam src = TckRam.of(bytes); TckRam dst = TckRam.of(bytes)) {
+        { // RAM is closed after the connections (cleanup runs in reverse order)
+            TckRam src = closeLater(TckRam.of(bytes));
+            TckRam dst = closeLater(TckRam.of(bytes));
             long seed = 42;
             src.fillPattern(seed, 30, 1);
             dst.fill((byte) 0xA5);
@@ -448,7 +459,9 @@ public abstract class TransportTck {
     @ParameterizedTest(name = "{0}")
     @MethodSource("listenUris")
     void roundEndIsABarrierAcrossStreams(String listenUri) throws Exception {
-        try (TckRam src = TckRam.of(32 * MIB); TckRam dst = TckRam.of(32 * MIB)) {
+        { // RAM is closed after the connections (cleanup runs in reverse order)
+            TckRam src = closeLater(TckRam.of(32 * MIB));
+            TckRam dst = closeLater(TckRam.of(32 * MIB));
             long pages = src.pages(0);
             MemorySegment sm = src.memory(0);
             for (long pg = 0; pg < pages; pg++) {
@@ -499,7 +512,9 @@ public abstract class TransportTck {
     void severalRegionsAndSkipRuns(String listenUri) throws Exception {
         String[] names = {"pc.ram", "vga.vram", "pc.rom"};
         long[] sizes = {8 * MIB, 2 * MIB, 256 * 1024};
-        try (TckRam src = TckRam.of(names, sizes); TckRam dst = TckRam.of(names, sizes)) {
+        { // RAM is closed after the connections (cleanup runs in reverse order)
+            TckRam src = closeLater(TckRam.of(names, sizes));
+            TckRam dst = closeLater(TckRam.of(names, sizes));
             src.fillPattern(9, 0, 1);
             dst.fill((byte) 0x5A);
             AtomicLong skipped = new AtomicLong();
@@ -533,7 +548,9 @@ public abstract class TransportTck {
     @ParameterizedTest(name = "{0}")
     @MethodSource("listenUris")
     void urgentLaneIsServedWhileBackgroundIsStalled(String listenUri) throws Exception {
-        try (TckRam src = TckRam.of(64 * MIB); TckRam dst = TckRam.of(64 * MIB)) {
+        { // RAM is closed after the connections (cleanup runs in reverse order)
+            TckRam src = closeLater(TckRam.of(64 * MIB));
+            TckRam dst = closeLater(TckRam.of(64 * MIB));
             src.fillPattern(3, 0, 1);
             long pages = src.pages(0);
             CountDownLatch release = new CountDownLatch(1);
@@ -609,7 +626,9 @@ public abstract class TransportTck {
     @ParameterizedTest(name = "{0}")
     @MethodSource("listenUris")
     void controlMessagesFlowBothWaysOnBothLanes(String listenUri) throws Exception {
-        try (TckRam src = TckRam.of(4 * MIB); TckRam dst = TckRam.of(4 * MIB)) {
+        { // RAM is closed after the connections (cleanup runs in reverse order)
+            TckRam src = closeLater(TckRam.of(4 * MIB));
+            TckRam dst = closeLater(TckRam.of(4 * MIB));
             List<String> atDst = java.util.Collections.synchronizedList(new ArrayList<>());
             List<String> atSrc = java.util.Collections.synchronizedList(new ArrayList<>());
             CountDownLatch dstGot = new CountDownLatch(2);
@@ -647,7 +666,9 @@ public abstract class TransportTck {
     @ParameterizedTest(name = "{0}")
     @MethodSource("listenUris")
     void slowReceiverSlowsTheSenderWithinAMemoryBound(String listenUri) throws Exception {
-        try (TckRam src = TckRam.of(64 * MIB); TckRam dst = TckRam.of(64 * MIB)) {
+        { // RAM is closed after the connections (cleanup runs in reverse order)
+            TckRam src = closeLater(TckRam.of(64 * MIB));
+            TckRam dst = closeLater(TckRam.of(64 * MIB));
             src.fillPattern(11, 0, 1);
             long pages = src.pages(0);
             AckingRecorder d = new AckingRecorder() {
@@ -698,7 +719,8 @@ public abstract class TransportTck {
     @MethodSource("listenUris")
     void sourceKilledMidTransferFailsTheDestination(String listenUri) throws Exception {
         requireChildProcesses();
-        try (TckRam dst = TckRam.of(32 * MIB)) {
+        { // RAM is closed after the connections (cleanup runs in reverse order)
+            TckRam dst = closeLater(TckRam.of(32 * MIB));
             Listener l = closeLater(Transports.listen(listenUri, context(dst.layout())));
             Recorder d = new Recorder();
             CountDownLatch someData = new CountDownLatch(1);
@@ -738,7 +760,8 @@ public abstract class TransportTck {
     @MethodSource("listenUris")
     void destinationKilledMidTransferFailsTheSource(String listenUri) throws Exception {
         requireChildProcesses();
-        try (TckRam src = TckRam.of(32 * MIB)) {
+        { // RAM is closed after the connections (cleanup runs in reverse order)
+            TckRam src = closeLater(TckRam.of(32 * MIB));
             src.fillPattern(1, 10, 1);
             ChildPeer child = closeLater(new ChildPeer("dest", listenUri, 32 * MIB));
             Recorder s = new Recorder();
@@ -769,7 +792,8 @@ public abstract class TransportTck {
     @MethodSource("listenUris")
     void frozenPeerIsDetectedByThePeerTimeout(String listenUri) throws Exception {
         requireChildProcesses();
-        try (TckRam src = TckRam.of(8 * MIB)) {
+        { // RAM is closed after the connections (cleanup runs in reverse order)
+            TckRam src = closeLater(TckRam.of(8 * MIB));
             ChildPeer child = closeLater(new ChildPeer("dest", listenUri, 8 * MIB));
             Recorder s = new Recorder();
             TransportContext ctx = context(src.layout()).handler(s).peerTimeoutNs(TimeUnit.SECONDS.toNanos(2))
@@ -790,7 +814,9 @@ public abstract class TransportTck {
     @ParameterizedTest(name = "{0}")
     @MethodSource("listenUris")
     void abortTellsThePeerWhy(String listenUri) throws Exception {
-        try (TckRam src = TckRam.of(4 * MIB); TckRam dst = TckRam.of(4 * MIB)) {
+        { // RAM is closed after the connections (cleanup runs in reverse order)
+            TckRam src = closeLater(TckRam.of(4 * MIB));
+            TckRam dst = closeLater(TckRam.of(4 * MIB));
             Recorder s = new Recorder();
             Recorder d = new Recorder();
             Pair p = open(listenUri, src, dst, s, d);
@@ -808,7 +834,9 @@ public abstract class TransportTck {
     @MethodSource("listenUris")
     void closeIsIdempotentAndReleasesEveryThread(String listenUri) throws Exception {
         int baseline = liveThreads();
-        try (TckRam src = TckRam.of(4 * MIB); TckRam dst = TckRam.of(4 * MIB)) {
+        { // RAM is closed after the connections (cleanup runs in reverse order)
+            TckRam src = closeLater(TckRam.of(4 * MIB));
+            TckRam dst = closeLater(TckRam.of(4 * MIB));
             Recorder s = new Recorder();
             AckingRecorder d = new AckingRecorder();
             Pair p = open(listenUri, src, dst, s, d);
@@ -852,7 +880,9 @@ public abstract class TransportTck {
     @ParameterizedTest(name = "{0}")
     @MethodSource("listenUris")
     void misuseFailsLocallyWithClearErrors(String listenUri) throws Exception {
-        try (TckRam src = TckRam.of(4 * MIB); TckRam dst = TckRam.of(4 * MIB)) {
+        { // RAM is closed after the connections (cleanup runs in reverse order)
+            TckRam src = closeLater(TckRam.of(4 * MIB));
+            TckRam dst = closeLater(TckRam.of(4 * MIB));
             Recorder s = new Recorder();
             AckingRecorder d = new AckingRecorder();
             Pair p = open(listenUri, src, dst, s, d);
@@ -873,7 +903,8 @@ public abstract class TransportTck {
     @ParameterizedTest(name = "{0}")
     @MethodSource("listenUris")
     void unknownOptionsAndSchemesAreRejected(String listenUri) throws Exception {
-        try (TckRam ram = TckRam.of(4 * MIB)) {
+        { // RAM is closed after the connections (cleanup runs in reverse order)
+            TckRam ram = closeLater(TckRam.of(4 * MIB));
             String bad = listenUri + (listenUri.contains("?") ? "&" : "?") + "no-such-option=1";
             TransportException e = assertThrows(TransportException.class, () -> Transports.listen(bad, context(ram.layout())));
             assertEquals(Kind.INVALID_URI, e.kind());
@@ -918,7 +949,8 @@ public abstract class TransportTck {
     void hostileFramesAreRejectedAndWriteNothingOutsideLegitimatePages(String listenUri, Hostile hostile) throws Exception {
         RawPeer raw = requireRawPeer();
         long ramBytes = 4 * MIB;
-        try (TckRam dst = TckRam.of(ramBytes)) {
+        { // RAM is closed after the connections (cleanup runs in reverse order)
+            TckRam dst = closeLater(TckRam.of(ramBytes));
             dst.fill((byte) 0x5A);
             long pages = dst.pages(0);
             Listener l = closeLater(Transports.listen(listenUri, context(dst.layout())));

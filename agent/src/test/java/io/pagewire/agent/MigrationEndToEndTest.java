@@ -1,0 +1,283 @@
+package io.pagewire.agent;
+
+import io.pagewire.agent.guest.GuestImage;
+import io.pagewire.agent.guest.SyntheticGuest;
+import io.pagewire.ramtracker.GuestRam;
+import io.pagewire.ramtracker.RegionSpec;
+import io.pagewire.transport.spi.Listener;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.locks.LockSupport;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * Live migrations between two JVM processes over real sockets: the source (a synthetic guest and
+ * the engine) in this JVM, the destination ({@code pagewire receive}) in a child JVM, or the other
+ * way round for the killed-source case.
+ */
+@Timeout(value = 120, unit = TimeUnit.SECONDS)
+class MigrationEndToEndTest {
+    private static final long MIB = 1 << 20;
+    private final List<Process> children = new ArrayList<>();
+
+    @AfterEach
+    void killChildren() throws InterruptedException {
+        for (Process p : children) {
+            p.destroyForcibly();
+            p.waitFor(10, TimeUnit.SECONDS);
+        }
+    }
+
+    /** Pause/resume/throttle recorder around the synthetic guest. */
+    private static final class Recording implements GuestControl {
+        final SyntheticGuest guest;
+        final AtomicLong pauses = new AtomicLong();
+        final AtomicLong resumes = new AtomicLong();
+        volatile long pausedAtNs = -1;
+        volatile long longestPauseNs;
+        volatile int maxThrottle;
+
+        Recording(SyntheticGuest guest) {
+            this.guest = guest;
+        }
+
+        @Override
+        public void pause() {
+            guest.pause();
+            pauses.incrementAndGet();
+            pausedAtNs = System.nanoTime();
+        }
+
+        @Override
+        public void resume() {
+            longestPauseNs = Math.max(longestPauseNs, System.nanoTime() - pausedAtNs);
+            pausedAtNs = -1;
+            resumes.incrementAndGet();
+            guest.resume();
+        }
+
+        @Override
+        public void throttle(int percent) {
+            maxThrottle = Math.max(maxThrottle, percent);
+            guest.throttle(percent);
+        }
+    }
+
+    private record Result(MigrationStats stats, SourceMigration migration, Recording guest, Process destination, String destinationLast,
+                          boolean guestRunsAfterwards) {
+    }
+
+    /** Whether the guest's vCPUs write again within a few seconds (they must, unless it was migrated away). */
+    private static boolean runs(SyntheticGuest guest) {
+        long before = guest.writes();
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+        while (System.nanoTime() < deadline) {
+            if (guest.writes() != before) {
+                return true;
+            }
+            LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(5));
+        }
+        return false;
+    }
+
+    private Process destination(long ram, String... extra) throws IOException {
+        List<String> args = new ArrayList<>(List.of("receive", "--listen", "tcp://127.0.0.1:0", "--ram", Long.toString(ram), "--quiet"));
+        args.addAll(List.of(extra));
+        Process p = new ProcessBuilder(ChildJvm.command(args)).redirectError(ProcessBuilder.Redirect.INHERIT).start();
+        children.add(p);
+        return p;
+    }
+
+    private static String awaitLine(BufferedReader r, String prefix) throws IOException {
+        String line;
+        while ((line = r.readLine()) != null) {
+            if (line.startsWith(prefix)) {
+                return line;
+            }
+        }
+        throw new AssertionError("child ended without printing " + prefix);
+    }
+
+    private Result migrate(long ram, double zero, double balloon, SyntheticGuest.Config guestConfig, MigrationConfig config)
+            throws Exception {
+        Process dst = destination(ram);
+        BufferedReader out = new BufferedReader(new InputStreamReader(dst.getInputStream(), StandardCharsets.UTF_8));
+        String uri = awaitLine(out, "LISTENING ").substring("LISTENING ".length());
+        try (GuestImage image = GuestImage.create(ram, zero, balloon, 3);
+             SyntheticGuest guest = new SyntheticGuest(image.region().memory().asSlice(0, image.region().sizeBytes()), image.region().pageSize(),
+                     guestConfig, page -> !image.balloon().isBallooned(page))) {
+            guest.start();
+            Recording rec = new Recording(guest);
+            SourceMigration m = new SourceMigration(image.ram(), rec, image.balloons(), config);
+            MigrationStats stats = m.run(uri);
+            boolean runsAfterwards = guestConfig.pattern() != SyntheticGuest.Pattern.IDLE && runs(guest);
+            String last = out.readLine();
+            assertTrue(dst.waitFor(30, TimeUnit.SECONDS), "destination did not exit");
+            return new Result(stats, m, rec, dst, last, runsAfterwards);
+        }
+    }
+
+    private static SyntheticGuest.Config guest(SyntheticGuest.Pattern p, long rate, long workingSet) {
+        return new SyntheticGuest.Config(1, rate, p, workingSet, 11);
+    }
+
+    private static void assertCompletedAndVerified(Result r) {
+        assertEquals(MigrationStats.Status.COMPLETED, r.stats.status(), r.stats.infoMigrate());
+        assertEquals(Boolean.TRUE, r.migration.verified(), r.migration.verification());
+        assertEquals(0, r.destination.exitValue(), "destination: " + r.destinationLast);
+        assertTrue(r.destinationLast.startsWith("RECEIVED verified"), r.destinationLast);
+        assertEquals(1, r.guest.pauses.get(), "the guest is paused once, for the switchover");
+        assertEquals(0, r.guest.resumes.get(), "a completed migration leaves the source paused");
+        assertTrue(!r.guestRunsAfterwards, "after the switchover the guest runs on the destination, not here");
+    }
+
+    @Test
+    void idleGuestMigratesInOneRound() throws Exception {
+        Result r = migrate(64 * MIB, 0.3, 0, guest(SyntheticGuest.Pattern.IDLE, 0, 0), new MigrationConfig());
+        assertCompletedAndVerified(r);
+        assertEquals(1, r.stats.rounds(), "nothing is dirtied, so nothing is sent twice: " + r.stats.infoMigrate());
+        assertTrue(r.stats.duplicate() > 0 && r.stats.normal() > 0, r.stats.infoMigrate());
+        assertEquals(64 * MIB / 4096, r.stats.duplicate() + r.stats.normal() + r.stats.skipped());
+    }
+
+    @Test
+    void dirtyingGuestConvergesWithinTheDowntimeLimit() throws Exception {
+        Result r = migrate(128 * MIB, 0.2, 0, guest(SyntheticGuest.Pattern.RANDOM, 64 * MIB, 32 * MIB),
+                new MigrationConfig().downtimeLimitNs(TimeUnit.MILLISECONDS.toNanos(300)));
+        assertCompletedAndVerified(r);
+        assertTrue(r.guest.guest.writes() > 0, "the guest ran during the migration");
+        assertTrue(r.stats.dirtySyncCount() >= 2, r.stats.infoMigrate());
+        assertTrue(r.stats.downtimeMs() >= 0 && r.stats.downtimeMs() <= 1000, r.stats.infoMigrate());
+    }
+
+    /** A link of 16 MiB/s (max-bandwidth) against a guest dirtying 32 MiB at 256 MiB/s: precopy cannot converge at 50 ms. */
+    private static MigrationConfig slowLink(MigrationConfig.Policy policy) {
+        return new MigrationConfig().maxBandwidthBytesPerSec(16 * MIB).downtimeLimitNs(TimeUnit.MILLISECONDS.toNanos(50)).maxRounds(3)
+                .policy(policy).throttleInitialPercent(50).throttleIncrementPercent(20);
+    }
+
+    private static final SyntheticGuest.Config TOO_FAST = guest(SyntheticGuest.Pattern.SEQUENTIAL, 256 * MIB, 32 * MIB);
+
+    @Test
+    void tooFastGuestWithForceSwitchesOverAnyway() throws Exception {
+        Result r = migrate(48 * MIB, 0.5, 0, TOO_FAST, slowLink(MigrationConfig.Policy.FORCE));
+        assertCompletedAndVerified(r);
+        assertEquals(3, r.stats.rounds(), r.stats.infoMigrate());
+        assertTrue(r.stats.downtimeMs() > 50, "forced: the downtime exceeds the limit: " + r.stats.infoMigrate());
+        assertEquals(0, r.guest.maxThrottle);
+    }
+
+    @Test
+    void tooFastGuestWithCancelKeepsRunningOnTheSource() throws Exception {
+        Result r = migrate(48 * MIB, 0.5, 0, TOO_FAST, slowLink(MigrationConfig.Policy.CANCEL));
+        assertEquals(MigrationStats.Status.CANCELLED, r.stats.status(), r.stats.infoMigrate());
+        assertTrue(r.stats.errorDesc().contains("did not converge"), r.stats.errorDesc());
+        assertEquals(0, r.guest.pauses.get(), "a cancelled precopy never pauses the guest");
+        assertNotEquals(0, r.destination.exitValue(), "the destination must not report success: " + r.destinationLast);
+        assertTrue(r.destinationLast.startsWith("FAILED") && r.destinationLast.contains("cancelled"), r.destinationLast);
+        assertTrue(r.guestRunsAfterwards, "the guest keeps running on the source after the cancel");
+    }
+
+    @Test
+    void tooFastGuestWithThrottleConverges() throws Exception {
+        Result r = migrate(48 * MIB, 0.5, 0, TOO_FAST, slowLink(MigrationConfig.Policy.THROTTLE).downtimeLimitNs(TimeUnit.MILLISECONDS.toNanos(300)));
+        assertCompletedAndVerified(r);
+        assertTrue(r.guest.maxThrottle >= 50, "auto-converge throttled the vCPUs: " + r.stats.infoMigrate());
+        assertTrue(r.stats.rounds() > 3, r.stats.infoMigrate());
+    }
+
+    @Test
+    void balloonHeavyGuestSendsSkipRunsNotPages() throws Exception {
+        Result r = migrate(128 * MIB, 0.1, 0.75, guest(SyntheticGuest.Pattern.RANDOM, 16 * MIB, 128 * MIB), new MigrationConfig());
+        assertCompletedAndVerified(r);
+        long pages = 128 * MIB / 4096;
+        assertTrue(r.stats.skipped() >= pages / 2, r.stats.infoMigrate());
+        assertTrue(r.stats.transferred() < 64 * MIB, "ballooned pages cost no data: " + r.stats.infoMigrate());
+    }
+
+    @Test
+    void ramSizeNotAMultipleOf64Pages() throws Exception {
+        long ram = 32 * MIB + 37 * 4096;
+        Result r = migrate(ram, 0.2, 0, guest(SyntheticGuest.Pattern.SEQUENTIAL, 32 * MIB, ram), new MigrationConfig());
+        assertCompletedAndVerified(r);
+    }
+
+    @Test
+    void destinationKilledMidMigrationLeavesTheGuestRunning() throws Exception {
+        long ram = 64 * MIB;
+        Process dst = destination(ram);
+        BufferedReader out = new BufferedReader(new InputStreamReader(dst.getInputStream(), StandardCharsets.UTF_8));
+        String uri = awaitLine(out, "LISTENING ").substring("LISTENING ".length());
+        try (GuestImage image = GuestImage.create(ram, 0.1, 0, 5);
+             SyntheticGuest guest = new SyntheticGuest(image.region().memory().asSlice(0, ram), 4096,
+                     guest(SyntheticGuest.Pattern.RANDOM, 32 * MIB, 16 * MIB), p -> true)) {
+            guest.start();
+            Recording rec = new Recording(guest);
+            // 8 MiB/s: the bulk round alone takes seconds, so the kill lands mid-migration.
+            SourceMigration m = new SourceMigration(image.ram(), rec, image.balloons(), new MigrationConfig().maxBandwidthBytesPerSec(8 * MIB));
+            CompletableFuture<MigrationStats> run = CompletableFuture.supplyAsync(() -> m.run(uri));
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+            while (m.stats().status() != MigrationStats.Status.ACTIVE) {
+                assertTrue(System.nanoTime() < deadline, "migration never became active");
+                LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(10));
+            }
+            dst.destroyForcibly();
+            MigrationStats stats = run.get(30, TimeUnit.SECONDS);
+            assertEquals(MigrationStats.Status.FAILED, stats.status(), stats.infoMigrate());
+            assertTrue(stats.errorDesc() != null && !stats.errorDesc().isEmpty(), stats.infoMigrate());
+            assertTrue(rec.pauses.get() == 0 || rec.longestPauseNs < TimeUnit.SECONDS.toNanos(5),
+                    "never paused longer than a switchover");
+            assertEquals(rec.pauses.get(), rec.resumes.get(), "a paused guest is resumed after the failure");
+            long before = guest.writes();
+            while (guest.writes() == before) {
+                assertTrue(System.nanoTime() < deadline, "the guest does not run after the failed migration");
+                LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(5));
+            }
+        }
+    }
+
+    @Test
+    void sourceKilledMidMigrationIsAFailureAtTheDestination() throws Exception {
+        long ram = 64 * MIB;
+        try (GuestRam guestRam = GuestRam.create()) {
+            guestRam.open(RegionSpec.anonymous("pc.ram", ram));
+            try (DestinationMigration dst = new DestinationMigration(guestRam); Listener l = dst.listen(guestRam, "tcp://127.0.0.1:0")) {
+                Process src = new ProcessBuilder(ChildJvm.command(List.of("send", "--to", l.uri(), "--ram", Long.toString(ram),
+                        "--max-bandwidth", "4M", "--dirty-rate", "16M", "--working-set", "8M")))
+                        .redirectError(ProcessBuilder.Redirect.INHERIT).redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
+                children.add(src);
+                CompletableFuture<MigrationStats> rx = CompletableFuture.supplyAsync(() -> {
+                    try {
+                        return dst.receive(l, Duration.ofSeconds(60));
+                    } catch (InterruptedException e) {
+                        throw new IllegalStateException(e);
+                    }
+                });
+                long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+                while (dst.stats().normal() + dst.stats().duplicate() < 64) {
+                    assertTrue(System.nanoTime() < deadline, "no pages arrived");
+                    LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(10));
+                }
+                src.destroyForcibly();
+                MigrationStats stats = rx.get(30, TimeUnit.SECONDS);
+                assertEquals(MigrationStats.Status.FAILED, stats.status(), stats.infoMigrate());
+                assertTrue(stats.errorDesc().contains("closed") || stats.errorDesc().contains("reset"), stats.errorDesc());
+            }
+        }
+    }
+}
