@@ -50,12 +50,18 @@ public final class DestinationMigration implements AutoCloseable {
     private Thread populator;
     private volatile String verification;
     private volatile String populateError;
+    private volatile Populate populateMode = Populate.NONE;
+    private final Object hintLock = new Object();
+    private final java.util.BitSet[] wantedChunks;
+    private final long[] hintChunkPages;
 
     /** @param ram the destination's guest RAM, with the same regions as the source */
     public DestinationMigration(GuestRam ram) {
         this.regions = ram.regions();
         this.accounted = new DirtyBitmap[regions.size()];
         this.hasData = new DirtyBitmap[regions.size()];
+        this.wantedChunks = new java.util.BitSet[regions.size()];
+        this.hintChunkPages = new long[regions.size()];
         long total = 0;
         for (int i = 0; i < regions.size(); i++) {
             accounted[i] = DirtyBitmap.allocate(regions.get(i).pageCount(), arena);
@@ -80,26 +86,119 @@ public final class DestinationMigration implements AutoCloseable {
         return Transports.listen(uri, new TransportContext().layout(layout(ram)));
     }
 
+    /** How destination RAM is populated. */
+    public enum Populate {
+        /** Populate the chunks the source says hold data, in order, on a background thread while receiving (default). */
+        HINTED,
+        /** Populate everything on a background thread while receiving. */
+        ALL,
+        /** Populate everything before accepting (a pre-populated destination). */
+        BEFORE,
+        /** Never: page writes fault the memory in. */
+        NONE
+    }
+
     /**
-     * Populates every region in 64 MiB steps on a background thread ({@code MADV_POPULATE_WRITE}),
-     * so that pages arriving later land in memory that takes no page fault. Runs in parallel with
-     * receiving; a page the stream reaches first is simply faulted in by the transport's write.
+     * Starts populating ({@code MADV_POPULATE_WRITE}, 64 MiB at a time) so that pages arriving
+     * later land in memory that takes no page fault. Runs in parallel with receiving; a page the
+     * stream reaches first is simply faulted in by the transport's write. With {@code BEFORE} it
+     * returns when everything is populated.
      */
-    public void startPopulating() {
-        populator = Thread.ofPlatform().daemon().name("pagewire-populate").start(() -> {
-            try {
-                for (GuestRegion r : regions) {
-                    long step = Math.max(1, POPULATE_CHUNK / r.pageSize());
-                    for (long p = 0; p < r.pageCount() && !stopPopulating; p += step) {
-                        r.populate(p, Math.min(step, r.pageCount() - p));
+    public void startPopulating(Populate mode) {
+        this.populateMode = mode;
+        switch (mode) {
+            case NONE -> {
+            }
+            case BEFORE -> populateAll();
+            case ALL -> populator = Thread.ofPlatform().daemon().name("pagewire-populate").start(this::populateAllQuietly);
+            case HINTED -> populator = Thread.ofPlatform().daemon().name("pagewire-populate").start(this::populateHinted);
+            default -> throw new IllegalArgumentException(mode.toString());
+        }
+    }
+
+    private void populateAll() {
+        for (GuestRegion r : regions) {
+            long step = Math.max(1, POPULATE_CHUNK / r.pageSize());
+            for (long p = 0; p < r.pageCount() && !stopPopulating; p += step) {
+                r.populate(p, Math.min(step, r.pageCount() - p));
+            }
+        }
+    }
+
+    private void populateAllQuietly() {
+        try {
+            populateAll();
+        } catch (RuntimeException e) {
+            populateFailed(e);
+        }
+    }
+
+    private void populateFailed(RuntimeException e) {
+        // Not fatal: pages not populated are faulted in by the writes that place them, only slower.
+        populateError = e.getMessage();
+        System.err.println("pagewire: populating destination RAM ahead of the stream failed, continuing without: " + e.getMessage());
+    }
+
+    /** Populates hinted chunks in region and chunk order as hints arrive; ends when told to stop. */
+    private void populateHinted() {
+        try {
+            while (!stopPopulating) {
+                int region = -1;
+                long chunk = -1;
+                synchronized (hintLock) {
+                    for (int r = 0; r < regions.size() && region < 0; r++) {
+                        long c = wantedChunks[r] == null ? -1 : wantedChunks[r].nextSetBit(0);
+                        if (c >= 0) {
+                            region = r;
+                            chunk = c;
+                            wantedChunks[r].clear((int) c);
+                        }
+                    }
+                    if (region < 0) {
+                        hintLock.wait(100);
+                        continue;
                     }
                 }
-            } catch (RuntimeException e) {
-                // Not fatal: pages not populated are faulted in by the writes that place them, only slower.
-                populateError = e.getMessage();
-                System.err.println("pagewire: populating destination RAM ahead of the stream failed, continuing without: " + e.getMessage());
+                GuestRegion r = regions.get(region);
+                long chunkPages = hintChunkPages[region];
+                long first = chunk * chunkPages;
+                r.populate(first, Math.min(chunkPages, r.pageCount() - first));
             }
-        });
+        } catch (RuntimeException e) {
+            populateFailed(e);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    /** Records a population hint from the source: "REGION CHUNK_PAGES FIRST_CHUNK HEX". */
+    private void hint(String args) {
+        String[] a = args.split(" ");
+        if (a.length != 4) {
+            throw new IllegalArgumentException("malformed population hint: " + args);
+        }
+        int region = Integer.parseInt(a[0]);
+        long chunkPages = Long.parseLong(a[1]);
+        long first = Long.parseLong(a[2]);
+        byte[] bits = java.util.HexFormat.of().parseHex(a[3]);
+        if (region < 0 || region >= regions.size() || chunkPages < 1 || first < 0) {
+            throw new IllegalArgumentException("population hint out of range: " + args);
+        }
+        long chunks = (regions.get(region).pageCount() + chunkPages - 1) / chunkPages;
+        synchronized (hintLock) {
+            if (wantedChunks[region] == null) {
+                wantedChunks[region] = new java.util.BitSet((int) chunks);
+                hintChunkPages[region] = chunkPages;
+            } else if (hintChunkPages[region] != chunkPages) {
+                throw new IllegalArgumentException("population hints with different chunk sizes: " + args);
+            }
+            for (long i = 0; i < 8L * bits.length && first + i < chunks; i++) {
+                if ((bits[(int) (i >>> 3)] & (1 << (i & 7))) != 0) {
+                    wantedChunks[region].set((int) (first + i));
+                }
+            }
+            hintLock.notifyAll();
+        }
     }
 
     /** @return the verification result ("verified", "mismatch ...", or null when the source asked none) */
@@ -177,6 +276,10 @@ public final class DestinationMigration implements AutoCloseable {
                     finished.countDown();
                 } else if (text.equals(Protocol.DONE)) {
                     finished.countDown();
+                } else if (text.startsWith(Protocol.POPULATE + " ")) {
+                    if (populateMode == Populate.HINTED) {
+                        hint(text.substring(Protocol.POPULATE.length() + 1));
+                    }
                 }
             }
 
@@ -245,6 +348,9 @@ public final class DestinationMigration implements AutoCloseable {
     @Override
     public void close() throws InterruptedException {
         stopPopulating = true;
+        synchronized (hintLock) {
+            hintLock.notifyAll();
+        }
         if (populator != null) {
             populator.join(TimeUnit.SECONDS.toMillis(30));
         }

@@ -134,6 +134,7 @@ public final class SourceMigration {
             CompletableFuture<List<DirtyLogSource>> tracking = CompletableFuture.supplyAsync(() -> startTracking(trackers), scan);
             conn = Transports.connect(uri, new TransportContext().layout(RamLayout.of(layoutRegions)).handler(handler()));
             join(tracking);
+            sendPopulationHints(conn);
             stats.status(MigrationStats.Status.ACTIVE);
             stats.setupDone();
 
@@ -278,6 +279,35 @@ public final class SourceMigration {
         }
         trackingStartNs = System.nanoTime();
         return trackers;
+    }
+
+    /**
+     * Tells the destination which 64 MiB chunks hold data here (from the kernel's bookkeeping,
+     * without reading memory), so it populates only those ahead of the stream.
+     */
+    private void sendPopulationHints(Connection conn) {
+        for (int r = 0; r < regions.size(); r++) {
+            GuestRegion region = regions.get(r);
+            long chunkPages = Math.max(1, Protocol.POPULATE_CHUNK_BYTES / region.pageSize());
+            long chunks = (region.pageCount() + chunkPages - 1) / chunkPages;
+            for (long first = 0; first < chunks; first += Protocol.POPULATE_CHUNKS_PER_MESSAGE) {
+                long n = Math.min(Protocol.POPULATE_CHUNKS_PER_MESSAGE, chunks - first);
+                byte[] bits = new byte[(int) ((n + 7) / 8)];
+                boolean any = false;
+                for (long i = 0; i < n; i++) {
+                    long from = (first + i) * chunkPages;
+                    long to = Math.min(region.pageCount(), from + chunkPages);
+                    if (region.nextPopulatedPage(from, to) < to) {
+                        bits[(int) (i >>> 3)] |= (byte) (1 << (i & 7));
+                        any = true;
+                    }
+                }
+                if (any) {
+                    String msg = Protocol.POPULATE + " " + r + " " + chunkPages + " " + first + " " + java.util.HexFormat.of().formatHex(bits);
+                    conn.urgent().sendControl(MemorySegment.ofArray(msg.getBytes(StandardCharsets.UTF_8)));
+                }
+            }
+        }
     }
 
     private static void stopTracking(List<DirtyLogSource> trackers) {

@@ -26,6 +26,10 @@ final class DemoCommand implements Callable<Integer> {
             description = "destination RAM: anonymous (transparent huge pages, fast to populate) or memfd (default ${DEFAULT-VALUE})")
     String dstBacking;
 
+    @Option(names = "--dst-populate", defaultValue = "hinted", paramLabel = "MODE",
+            description = "destination RAM population: hinted, all, before or none (see 'receive --help') (default ${DEFAULT-VALUE})")
+    String dstPopulate;
+
     @Mixin
     GuestOptions guest;
 
@@ -38,7 +42,7 @@ final class DemoCommand implements Callable<Integer> {
         migrate.config();
         io.pagewire.transport.spi.Transports.provider(io.pagewire.transport.spi.TransportUri.parse(uri));
         ChildJvm.Started dst = ChildJvm.start(List.of("receive", "--listen", uri, "--ram", Long.toString(guest.ram),
-                "--backing", dstBacking, "--quiet"), "LISTENING ");
+                "--backing", dstBacking, "--populate", dstPopulate, "--quiet"), "LISTENING ");
         try {
             String target = dst.line().substring("LISTENING ".length());
             if (!migrate.json) {

@@ -35,6 +35,12 @@ final class ReceiveCommand implements Callable<Integer> {
             description = "how long to wait for the source (default ${DEFAULT-VALUE})")
     long acceptTimeoutSeconds;
 
+    @Option(names = "--populate", defaultValue = "hinted", paramLabel = "MODE",
+            description = {"how RAM is populated: hinted (the chunks the source says hold data, in bulk, while receiving),",
+                    "all (everything, while receiving), before (everything, before accepting: a pre-populated destination),",
+                    "none (page writes fault it in) (default ${DEFAULT-VALUE})"})
+    String populate;
+
     @Option(names = "--json", description = "print statistics as JSON")
     boolean json;
 
@@ -51,7 +57,13 @@ final class ReceiveCommand implements Callable<Integer> {
         try (GuestRam guestRam = GuestRam.create()) {
             guestRam.open(region);
             try (DestinationMigration dst = new DestinationMigration(guestRam); Listener l = dst.listen(guestRam, listen)) {
-                dst.startPopulating();
+                DestinationMigration.Populate mode;
+                try {
+                    mode = DestinationMigration.Populate.valueOf(populate.toUpperCase(java.util.Locale.ROOT));
+                } catch (IllegalArgumentException e) {
+                    throw new IllegalArgumentException("--populate " + populate + " is not one of hinted, all, before, none");
+                }
+                dst.startPopulating(mode);
                 spec.commandLine().getOut().println("LISTENING " + l.uri());
                 spec.commandLine().getOut().flush();
                 MigrationStats stats = dst.receive(l, Duration.ofSeconds(acceptTimeoutSeconds));
