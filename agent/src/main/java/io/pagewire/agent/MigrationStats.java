@@ -136,8 +136,22 @@ public final class MigrationStats {
     }
 
     public synchronized void round(long pages, long ns) {
+        round(pages, ns, -1, -1, -1, -1);
+    }
+
+    /**
+     * Records a round.
+     *
+     * @param pages pages the round covered
+     * @param ns how long it took
+     * @param bytes bytes it sent
+     * @param collectNs how long the dirty-log collect before it took (-1: none)
+     * @param bandwidth bandwidth estimate after it, bytes per second
+     * @param expectedDowntimeNs expected downtime computed before it (-1: none)
+     */
+    public synchronized void round(long pages, long ns, long bytes, long collectNs, long bandwidth, long expectedDowntimeNs) {
         rounds.incrementAndGet();
-        roundLog.add(new long[]{pages, ns});
+        roundLog.add(new long[]{pages, ns, bytes, collectNs, bandwidth, expectedDowntimeNs});
     }
 
     public void throttle(int percent) {
@@ -273,7 +287,9 @@ public final class MigrationStats {
             if (i > 0) {
                 rl.append(',');
             }
-            rl.append(String.format(Locale.ROOT, "{\"pages\":%d,\"ms\":%.2f}", roundLog.get(i)[0], roundLog.get(i)[1] / 1e6));
+            long[] r = roundLog.get(i);
+            rl.append(String.format(Locale.ROOT, "{\"pages\":%d,\"ms\":%.2f,\"bytes\":%d,\"collect-ms\":%.2f,\"mbps\":%.0f,"
+                    + "\"expected-downtime-ms\":%.1f}", r[0], r[1] / 1e6, r[2], r[3] / 1e6, r[4] * 8 / 1e6, r[5] / 1e6));
         }
         rl.append(']');
         return String.format(Locale.ROOT,

@@ -145,7 +145,7 @@ public final class SourceMigration {
             sendRound(conn, scan, bitmaps, true);
             long roundNs = System.nanoTime() - roundStart;
             bandwidth = measure(conn.stats().bytesSent() - sent0, roundNs, bandwidth);
-            stats.round(totalPages(), roundNs);
+            stats.round(totalPages(), roundNs, conn.stats().bytesSent() - sent0, -1, bandwidth, -1);
             // Tracking started before the bulk round: the first collect covers everything since then.
             long lastCollect = trackingStartNs;
             int throttle = 0;
@@ -193,7 +193,7 @@ public final class SourceMigration {
                 sendRound(conn, scan, bitmaps, false);
                 roundNs = System.nanoTime() - roundStart;
                 bandwidth = measure(conn.stats().bytesSent() - sent0, roundNs, bandwidth);
-                stats.round(pages, roundNs);
+                stats.round(pages, roundNs, conn.stats().bytesSent() - sent0, collectNs, bandwidth, expectedNs);
             }
 
             // Switchover: the guest stops only now.

@@ -35,6 +35,14 @@ public final class GuestImage implements AutoCloseable {
      * @param seed pattern seed
      */
     public static GuestImage create(long bytes, double zeroFraction, double balloonFraction, long seed) {
+        return create(bytes, zeroFraction, balloonFraction, seed, false);
+    }
+
+    /**
+     * As {@link #create(long, double, double, long)}; with {@code writeZeroPages} the zero pages are
+     * written with zeroes (populated, so they must be scanned) instead of left untouched.
+     */
+    public static GuestImage create(long bytes, double zeroFraction, double balloonFraction, long seed, boolean writeZeroPages) {
         if (zeroFraction < 0 || zeroFraction > 1 || balloonFraction < 0 || balloonFraction > 1) {
             throw new IllegalArgumentException("zero fraction " + zeroFraction + " and balloon fraction " + balloonFraction + " must be in 0..1");
         }
@@ -56,6 +64,9 @@ public final class GuestImage implements AutoCloseable {
                 for (long p = chunk; p < chunk + n; p++) {
                     // Zero pages come in runs of 16, as in real guests.
                     if (Long.remainderUnsigned(mix(seed ^ (p >>> 4)), 1_000_000) < zeroThreshold) {
+                        if (writeZeroPages) {
+                            m.asSlice(p * pageSize, pageSize).fill((byte) 0);
+                        }
                         continue;
                     }
                     long x = mix(seed + p);

@@ -43,6 +43,9 @@ final class BackgroundQueue {
     }
 
     private final ReentrantLock lock = new ReentrantLock();
+    /** Sender threads wait here for work; signalled once per offer (no wake-up storms). */
+    private final Condition work = lock.newCondition();
+    /** The producer waits here for space, an empty ring or idleness. */
     private final Condition changed = lock.newCondition();
     private final int capacity;
     private final int[] kinds;
@@ -96,7 +99,7 @@ final class BackgroundQueue {
             payloads[tail] = payload;
             size++;
             stats.addPending(byteCount);
-            changed.signalAll();
+            work.signal();
             return true;
         } finally {
             lock.unlock();
@@ -147,7 +150,7 @@ final class BackgroundQueue {
                 barrierKind[c] = kind;
                 barrierValue[c] = value;
             }
-            changed.signalAll();
+            work.signalAll();
         } finally {
             lock.unlock();
         }
@@ -163,43 +166,55 @@ final class BackgroundQueue {
     }
 
     /**
-     * Takes the next entry for a channel: its barrier first, else the next batch.
+     * Takes the next work for a channel: its barrier first, else the next entry of the ring; when
+     * that entry is a short page run, also the page runs of the same region right behind it, up to
+     * {@code listLimit[region]} pages in all, so that scattered pages travel in one PAGE_LIST frame.
      *
-     * @return false when the queue is closed
+     * @param into receives the entries (reused)
+     * @return entries taken (at least 1), or 0 when the queue is closed
      */
-    boolean take(int channel, Entry into) throws InterruptedException {
+    int take(int channel, Entry[] into, int[] listLimit) throws InterruptedException {
         lock.lockInterruptibly();
         try {
             while (true) {
                 if (closed) {
-                    return false;
+                    return 0;
                 }
                 if (barrierKind[channel] != 0) {
-                    into.kind = barrierKind[channel];
-                    into.first = barrierValue[channel];
-                    into.region = 0;
-                    into.count = 0;
-                    into.bytes = 0;
-                    into.payload = null;
+                    Entry e = into[0];
+                    e.kind = barrierKind[channel];
+                    e.first = barrierValue[channel];
+                    e.region = 0;
+                    e.count = 0;
+                    e.bytes = 0;
+                    e.payload = null;
                     barrierKind[channel] = 0;
                     inFlight++;
-                    return true;
+                    changed.signalAll();
+                    return 1;
                 }
                 if (size > 0) {
-                    into.kind = kinds[head];
-                    into.region = regions[head];
-                    into.first = firsts[head];
-                    into.count = counts[head];
-                    into.bytes = bytes[head];
-                    into.payload = payloads[head];
-                    payloads[head] = null;
-                    head = (head + 1) % capacity;
-                    size--;
-                    inFlight++;
+                    int k = 0;
+                    long pages = 0;
+                    do {
+                        Entry e = into[k++];
+                        e.kind = kinds[head];
+                        e.region = regions[head];
+                        e.first = firsts[head];
+                        e.count = counts[head];
+                        e.bytes = bytes[head];
+                        e.payload = payloads[head];
+                        payloads[head] = null;
+                        head = (head + 1) % capacity;
+                        size--;
+                        inFlight++;
+                        pages += e.count;
+                    } while (size > 0 && k < into.length && into[0].kind == PAGES && kinds[head] == PAGES
+                            && regions[head] == into[0].region && pages + counts[head] <= listLimit[into[0].region]);
                     changed.signalAll();
-                    return true;
+                    return k;
                 }
-                changed.await();
+                work.await();
             }
         } finally {
             lock.unlock();
@@ -247,6 +262,7 @@ final class BackgroundQueue {
         lock.lock();
         try {
             closed = true;
+            work.signalAll();
             changed.signalAll();
         } finally {
             lock.unlock();

@@ -26,6 +26,7 @@ final class FrameWriter implements AutoCloseable {
     private final Arena arena = Arena.ofShared();
     private final FrameHeader header;
     private final MemorySegment iov;
+    private final MemorySegment indices;
     private final MemorySegment msghdr;
     private final MemorySegment trailer;
     private final MemorySegment staging; // null without data digest
@@ -36,7 +37,8 @@ final class FrameWriter implements AutoCloseable {
         this.socket = socket;
         this.dataDigest = dataDigest;
         this.header = new FrameHeader(arena);
-        this.iov = arena.allocate(4 * NativeSocket.IOVEC_BYTES, 8);
+        this.iov = arena.allocate((Wire.MAX_LIST_PAGES + 4) * NativeSocket.IOVEC_BYTES, 8);
+        this.indices = arena.allocate(Wire.MAX_LIST_PAGES * 8L, 8);
         this.msghdr = arena.allocate(NativeSocket.MSGHDR_BYTES, 8);
         this.trailer = arena.allocate(Wire.DIGEST_LENGTH, 8);
         this.staging = dataDigest ? arena.allocate(Math.max(maxPayload, Wire.MAX_CONTROL_BYTES), 4096)
@@ -72,6 +74,51 @@ final class FrameWriter implements AutoCloseable {
         NativeSocket.iovec(iov, 1, pages);
         socket.sendvFully(msghdr, iov, 2, FrameHeader.LENGTH + len);
         return FrameHeader.LENGTH + len;
+    }
+
+    /**
+     * Writes a PAGE_LIST frame: {@code n} scattered pages of one region (ascending), indices then
+     * data, in one gathering send.
+     *
+     * @param pages ascending page indices; {@code n <= Wire.MAX_LIST_PAGES} and within the max payload
+     * @return bytes written
+     */
+    long writePageList(RamRegion region, int regionId, long[] pages, int n) throws IOException {
+        long pageSize = region.pageSize();
+        long indexBytes = 8L * n;
+        long payload = indexBytes + n * pageSize;
+        for (int i = 0; i < n; i++) {
+            indices.set(Wire.U64, 8L * i, pages[i]);
+        }
+        MemorySegment memory = region.memory();
+        if (dataDigest) {
+            MemorySegment.copy(indices, 0, staging, 0, indexBytes);
+            for (int i = 0; i < n; i++) {
+                MemorySegment.copy(memory, pages[i] * pageSize, staging, indexBytes + i * pageSize, pageSize);
+            }
+            header.encode(FrameType.PAGE_LIST, FrameHeader.FLAG_DATA_DIGEST, regionId, 0, n, (int) payload);
+            trailer.set(Wire.U32, 0, Wire.crc32c(crc, staging, 0, payload));
+            NativeSocket.iovec(iov, 0, header.segment());
+            NativeSocket.iovec(iov, 1, staging.asSlice(0, payload));
+            NativeSocket.iovec(iov, 2, trailer);
+            socket.sendvFully(msghdr, iov, 3, FrameHeader.LENGTH + payload + Wire.DIGEST_LENGTH);
+            return FrameHeader.LENGTH + payload + Wire.DIGEST_LENGTH;
+        }
+        header.encode(FrameType.PAGE_LIST, 0, regionId, 0, n, (int) payload);
+        NativeSocket.iovec(iov, 0, header.segment());
+        NativeSocket.iovec(iov, 1, indices.asSlice(0, indexBytes));
+        int k = 2;
+        // Straight from guest RAM: one iovec per run of adjacent pages.
+        for (int i = 0; i < n; ) {
+            int j = i + 1;
+            while (j < n && pages[j] == pages[j - 1] + 1) {
+                j++;
+            }
+            NativeSocket.iovec(iov, k++, memory, pages[i] * pageSize, (j - i) * pageSize);
+            i = j;
+        }
+        socket.sendvFully(msghdr, iov, k, FrameHeader.LENGTH + payload);
+        return FrameHeader.LENGTH + payload;
     }
 
     /**

@@ -335,26 +335,58 @@ final class TcpConnection implements Connection {
 
     private void senderLoop(int channel) {
         NativeSocket socket = backgroundSockets[channel];
-        BackgroundQueue.Entry e = new BackgroundQueue.Entry();
+        BackgroundQueue.Entry[] batch = new BackgroundQueue.Entry[Wire.MAX_LIST_PAGES];
+        for (int i = 0; i < batch.length; i++) {
+            batch[i] = new BackgroundQueue.Entry();
+        }
+        long[] pageList = new long[Wire.MAX_LIST_PAGES];
+        int[] listLimit = new int[layout.regionCount()];
+        for (int r = 0; r < listLimit.length; r++) {
+            listLimit[r] = (int) validator.maxListPages(layout.region(r).descriptor().pageShift());
+        }
         long pagesSent = 0;
         try (FrameWriter writer = new FrameWriter(socket, dataDigest, maxPayload)) {
             lowerPriority();
-            while (queue.take(channel, e)) {
-                long wrote;
-                switch (e.kind) {
-                    case BackgroundQueue.PAGES -> {
-                        wrote = writer.writePages(layout.region(e.region), e.region, e.first, (int) e.count);
-                        pagesSent += e.count;
-                        stats.onSent(e.count, wrote, false);
+            int k;
+            while ((k = queue.take(channel, batch, listLimit)) > 0) {
+                BackgroundQueue.Entry e = batch[0];
+                if (k > 1) {
+                    // Short runs of one region, merged into one PAGE_LIST (ascending, each page once).
+                    int n = 0;
+                    for (int i = 0; i < k; i++) {
+                        for (long p = batch[i].first; p < batch[i].first + batch[i].count; p++) {
+                            pageList[n++] = p;
+                        }
                     }
-                    case BackgroundQueue.ZERO_RUN -> stats.onSent(0, writer.writeHeaderOnly(FrameType.ZERO_RUN, e.region, e.first, e.count), false);
-                    case BackgroundQueue.SKIP_RUN -> stats.onSent(0, writer.writeHeaderOnly(FrameType.SKIP_RUN, e.region, e.first, e.count), false);
-                    case BackgroundQueue.CONTROL -> stats.onSent(0, writer.writeControl(e.payload), false);
-                    case BackgroundQueue.ROUND_END -> stats.onSent(0, writer.writeHeaderOnly(FrameType.ROUND_END, 0, e.first, 0), false);
-                    case BackgroundQueue.COMPLETE -> stats.onSent(0, writer.writeHeaderOnly(FrameType.COMPLETE, 0, 0, pagesSent), false);
-                    default -> throw new IllegalStateException("unknown queue entry kind " + e.kind);
+                    java.util.Arrays.sort(pageList, 0, n);
+                    int unique = 0;
+                    for (int i = 0; i < n; i++) {
+                        if (unique == 0 || pageList[i] != pageList[unique - 1]) {
+                            pageList[unique++] = pageList[i];
+                        }
+                    }
+                    long wrote = writer.writePageList(layout.region(e.region), e.region, pageList, unique);
+                    pagesSent += unique;
+                    stats.onSent(unique, wrote, false);
+                } else {
+                    long wrote;
+                    switch (e.kind) {
+                        case BackgroundQueue.PAGES -> {
+                            wrote = writer.writePages(layout.region(e.region), e.region, e.first, (int) e.count);
+                            pagesSent += e.count;
+                            stats.onSent(e.count, wrote, false);
+                        }
+                        case BackgroundQueue.ZERO_RUN -> stats.onSent(0, writer.writeHeaderOnly(FrameType.ZERO_RUN, e.region, e.first, e.count), false);
+                        case BackgroundQueue.SKIP_RUN -> stats.onSent(0, writer.writeHeaderOnly(FrameType.SKIP_RUN, e.region, e.first, e.count), false);
+                        case BackgroundQueue.CONTROL -> stats.onSent(0, writer.writeControl(e.payload), false);
+                        case BackgroundQueue.ROUND_END -> stats.onSent(0, writer.writeHeaderOnly(FrameType.ROUND_END, 0, e.first, 0), false);
+                        case BackgroundQueue.COMPLETE -> stats.onSent(0, writer.writeHeaderOnly(FrameType.COMPLETE, 0, 0, pagesSent), false);
+                        default -> throw new IllegalStateException("unknown queue entry kind " + e.kind);
+                    }
                 }
-                queue.done(e);
+                for (int i = 0; i < k; i++) {
+                    queue.done(batch[i]);
+                }
             }
         } catch (IOException ex) {
             fail(lost("background channel " + channel, ex), false, true);
@@ -465,6 +497,8 @@ final class TcpConnection implements Connection {
         private final MemorySegment trailer = arena.allocate(Wire.DIGEST_LENGTH, 8);
         private final CRC32C crc = new CRC32C();
         private MemorySegment staging; // for regions with a placer; allocated on first use
+        private MemorySegment listIov; // PAGE_LIST scatter list; allocated on first use
+        private MemorySegment listMsghdr;
         private boolean channelComplete;
 
         Receiver(NativeSocket socket, LaneKind lane, int channel) {
@@ -514,6 +548,7 @@ final class TcpConnection implements Connection {
             int type = header.type();
             switch (type) {
                 case FrameType.PAGES -> receivePages();
+                case FrameType.PAGE_LIST -> receivePageList();
                 case FrameType.ZERO_RUN -> {
                     stats.onReceived(0, FrameHeader.LENGTH, lane == LaneKind.URGENT);
                     callHandler(() -> handler.onZeroRun(lane, header.region(), header.first(), header.count()));
@@ -607,6 +642,85 @@ final class TcpConnection implements Connection {
             }
             stats.onReceived(count, wire, lane == LaneKind.URGENT);
             callHandler(() -> handler.onPages(lane, regionId, first, count));
+        }
+
+        /** PAGE_LIST: indices first (validated), then the data scattered straight into RAM with one recvmsg. */
+        private void receivePageList() throws IOException {
+            int regionId = header.region();
+            RamRegion region = layout.region(regionId);
+            int n = (int) header.count();
+            long pageSize = region.pageSize();
+            long indexBytes = 8L * n;
+            readFully(small, 0, indexBytes);
+            validator.validatePageList(header, small);
+            if (listIov == null) {
+                listIov = arena.allocate((long) Wire.MAX_LIST_PAGES * NativeSocket.IOVEC_BYTES, 8);
+                listMsghdr = arena.allocate(NativeSocket.MSGHDR_BYTES, 8);
+            }
+            boolean placed = region.placer() != null;
+            if (placed && staging == null) {
+                staging = arena.allocate(maxPayload, 4096);
+            }
+            int runs = 0;
+            for (int i = 0; i < n; ) {
+                long first = small.get(Wire.U64, 8L * i);
+                int j = i + 1;
+                while (j < n && small.get(Wire.U64, 8L * j) == first + (j - i)) {
+                    j++;
+                }
+                if (placed) {
+                    NativeSocket.iovec(listIov, runs++, staging, i * pageSize, (j - i) * pageSize);
+                } else {
+                    NativeSocket.iovec(listIov, runs++, region.memory(), first * pageSize, (j - i) * pageSize);
+                }
+                i = j;
+            }
+            long dataBytes = n * pageSize;
+            socket.recvvFully(listMsghdr, listIov, runs, dataBytes);
+            long wire = FrameHeader.LENGTH + indexBytes + dataBytes;
+            if (header.hasDataDigest()) {
+                readFully(trailer, 0, Wire.DIGEST_LENGTH);
+                crc.reset();
+                Wire.crc32cUpdate(crc, small, 0, indexBytes);
+                if (placed) {
+                    Wire.crc32cUpdate(crc, staging, 0, dataBytes);
+                } else {
+                    for (int i = 0; i < n; ) {
+                        long first = small.get(Wire.U64, 8L * i);
+                        int j = i + 1;
+                        while (j < n && small.get(Wire.U64, 8L * j) == first + (j - i)) {
+                            j++;
+                        }
+                        Wire.crc32cUpdate(crc, region.memory(), first * pageSize, (j - i) * pageSize);
+                        i = j;
+                    }
+                }
+                int expected = trailer.get(Wire.U32, 0);
+                if (expected != (int) crc.getValue()) {
+                    throw new WireException(String.format("data digest mismatch on PAGE_LIST region %d (%d pages from %d): frame says 0x%08x,"
+                            + " data gives 0x%08x", regionId, n, small.get(Wire.U64, 0), expected, (int) crc.getValue()));
+                }
+                wire += Wire.DIGEST_LENGTH;
+            }
+            // Report (and place) run by run, as onPages takes contiguous ranges.
+            for (int i = 0; i < n; ) {
+                long first = small.get(Wire.U64, 8L * i);
+                int j = i + 1;
+                while (j < n && small.get(Wire.U64, 8L * j) == first + (j - i)) {
+                    j++;
+                }
+                int count = j - i;
+                if (placed) {
+                    MemorySegment data = staging.asSlice(i * pageSize, count * pageSize);
+                    callHandler(() -> region.placer().place(regionId, first, count, data));
+                }
+                callHandler(() -> handler.onPages(lane, regionId, first, count));
+                i = j;
+            }
+            if (channel >= 0) {
+                channelPagesReceived[channel] += n;
+            }
+            stats.onReceived(n, wire, lane == LaneKind.URGENT);
         }
 
         private void readFully(MemorySegment dst, long offset, long len) throws IOException {

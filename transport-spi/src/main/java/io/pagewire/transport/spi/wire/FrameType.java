@@ -32,9 +32,14 @@ public final class FrameType {
     public static final int CONTROL = 11;
     /** Liveness, urgent connection only; first = sender's clock (ns). */
     public static final int HEARTBEAT = 12;
+    /**
+     * Scattered pages of one region: count = n; payload = n ascending page indices (u64), then the
+     * n pages' data in that order (QEMU multifd's packet shape).
+     */
+    public static final int PAGE_LIST = 13;
 
     /** Highest type number. */
-    public static final int MAX = HEARTBEAT;
+    public static final int MAX = PAGE_LIST;
 
     /** @return a name for messages */
     public static String name(int type) {
@@ -51,6 +56,7 @@ public final class FrameType {
             case ERROR -> "ERROR";
             case CONTROL -> "CONTROL";
             case HEARTBEAT -> "HEARTBEAT";
+            case PAGE_LIST -> "PAGE_LIST";
             default -> "unknown(" + type + ")";
         };
     }

@@ -58,7 +58,7 @@ public final class FrameValidator {
         if ((h.flags() & ~FrameHeader.KNOWN_FLAGS) != 0) {
             throw err(h, "unknown flags 0x" + Integer.toHexString(h.flags()) + " (known: 0x" + Integer.toHexString(FrameHeader.KNOWN_FLAGS) + ")");
         }
-        if (h.hasDataDigest() && type != FrameType.PAGES) {
+        if (h.hasDataDigest() && type != FrameType.PAGES && type != FrameType.PAGE_LIST) {
             throw err(h, "DATA_DIGEST flag on a frame without page data");
         }
         long payload = Integer.toUnsignedLong(h.payloadLength());
@@ -77,6 +77,24 @@ public final class FrameValidator {
                 checkRange(h);
                 if (payload != h.count() << shift) {
                     throw err(h, "payload length " + payload + " != page count " + h.count() + " x page size " + (1L << shift));
+                }
+            }
+            case FrameType.PAGE_LIST -> {
+                expectReceiver(h, receiver, Role.DESTINATION);
+                if (h.hasDataDigest() != dataDigest) {
+                    throw err(h, dataDigest ? "no data digest, but the handshake negotiated data digests"
+                            : "a data digest, but the handshake negotiated none");
+                }
+                int shift = pageShift(h);
+                long maxPages = maxListPages(shift);
+                if (h.count() < 1 || h.count() > maxPages) {
+                    throw err(h, "page count " + h.count() + " outside 1.." + maxPages + " (max payload " + maxPagePayload + " bytes)");
+                }
+                if (h.first() != 0) {
+                    throw err(h, "first " + h.first() + " must be 0 (the page indices are in the payload)");
+                }
+                if (payload != h.count() * ((1L << shift) + 8)) {
+                    throw err(h, "payload length " + payload + " != page count " + h.count() + " x (page size " + (1L << shift) + " + 8)");
                 }
             }
             case FrameType.ZERO_RUN, FrameType.SKIP_RUN -> {
@@ -130,6 +148,34 @@ public final class FrameValidator {
                     throw err(h, "handshake frame after the handshake");
             default -> throw err(h, "unknown frame type " + type + " (this side speaks wire version " + Wire.VERSION
                     + ": types 1.." + FrameType.MAX + ")");
+        }
+    }
+
+    /** @return most pages a PAGE_LIST may carry for pages of {@code 1 << pageShift} bytes */
+    public long maxListPages(int pageShift) {
+        return Math.min(Wire.MAX_LIST_PAGES, maxPagePayload / ((1L << pageShift) + 8));
+    }
+
+    /**
+     * Checks the page indices of a PAGE_LIST (read from its payload) before any page data is
+     * read: each inside the region, strictly ascending (so no page appears twice).
+     *
+     * @param h the frame header (already validated)
+     * @param indices the indices, big-endian u64, {@code h.count()} of them
+     */
+    public void validatePageList(FrameHeader h, java.lang.foreign.MemorySegment indices) {
+        int r = h.region();
+        long pages = pageCounts[r];
+        long previous = -1;
+        for (long i = 0; i < h.count(); i++) {
+            long p = indices.get(Wire.U64, i * 8);
+            if (p < 0 || p >= pages) {
+                throw err(h, "page index " + p + " (entry " + i + ") outside region " + r + " '" + regions.get(r).name() + "' of " + pages + " pages");
+            }
+            if (p <= previous) {
+                throw err(h, "page index " + p + " (entry " + i + ") not above the previous " + previous + ": indices must be strictly ascending");
+            }
+            previous = p;
         }
     }
 

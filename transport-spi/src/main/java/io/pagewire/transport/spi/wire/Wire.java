@@ -39,6 +39,8 @@ public final class Wire {
     public static final int MAX_HELLO_BYTES = 1 << 20;
     /** Length of the data digest trailer. */
     public static final int DIGEST_LENGTH = 4;
+    /** Most pages in one PAGE_LIST frame (also bounded by the max payload). */
+    public static final int MAX_LIST_PAGES = 1024;
     /** Most background channels. */
     public static final int MAX_CHANNELS = 64;
 
@@ -81,6 +83,18 @@ public final class Wire {
             }
         }
         return sb.append('\'').toString();
+    }
+
+    /**
+     * Adds a native segment range to a running CRC32C (no reset).
+     */
+    public static void crc32cUpdate(CRC32C crc, MemorySegment seg, long offset, long length) {
+        long done = 0;
+        while (done < length) {
+            long n = Math.min(length - done, 1L << 30);
+            crc.update(seg.asSlice(offset + done, n).asByteBuffer());
+            done += n;
+        }
     }
 
     /**

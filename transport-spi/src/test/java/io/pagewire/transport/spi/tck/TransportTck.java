@@ -543,6 +543,46 @@ public abstract class TransportTck {
         }
     }
 
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("listenUris")
+    void scatteredSinglePagesArriveByteExactlyOnce(String listenUri) throws Exception {
+        { // RAM is closed after the connections (cleanup runs in reverse order)
+            TckRam src = closeLater(TckRam.of(32 * MIB));
+            TckRam dst = closeLater(TckRam.of(32 * MIB));
+            src.fillPattern(21, 0, 1);
+            long pages = src.pages(0);
+            AtomicLongArray seen = new AtomicLongArray((int) ((pages + 63) / 64));
+            AtomicReference<String> violation = new AtomicReference<>();
+            AckingRecorder d = new AckingRecorder() {
+                @Override
+                public void onPages(LaneKind lane, int region, long first, int count) {
+                    for (long p = first; p < first + count; p++) {
+                        long bit = 1L << (p & 63);
+                        if ((seen.getAndUpdate((int) (p >>> 6), w -> w | bit) & bit) != 0) {
+                            violation.compareAndSet(null, "page " + p + " delivered twice");
+                        }
+                    }
+                }
+            };
+            Recorder s = new Recorder();
+            Pair p = open(listenUri, src, dst, s, d);
+            // Even pages one at a time going up, odd pages one at a time going down: a dirty round's shape.
+            for (long pg = 0; pg < pages; pg += 2) {
+                p.source().background().sendPages(0, pg, 1);
+            }
+            for (long pg = pages - 1; pg > 0; pg -= 2) {
+                p.source().background().sendPages(0, pg, 1);
+            }
+            complete(p, d, s);
+            assertNull(violation.get(), violation.get());
+            for (int w = 0; w < seen.length(); w++) {
+                assertEquals(-1L, seen.get(w), "pages missing in word " + w);
+            }
+            assertEquals(-1, src.memory(0).mismatch(dst.memory(0)));
+            assertEquals(pages, p.destination().stats().pagesReceived());
+        }
+    }
+
     // ======================================================================= urgent lane
 
     @ParameterizedTest(name = "{0}")
@@ -931,6 +971,9 @@ public abstract class TransportTck {
         UNKNOWN_FLAGS("unknown flags"),
         HANDSHAKE_FRAME_AGAIN("handshake frame"),
         PAGE_REQUEST_TO_DESTINATION("may only be sent to the source"),
+        PAGE_LIST_DUPLICATE_INDEX("strictly ascending"),
+        PAGE_LIST_INDEX_OUT_OF_RANGE("outside region"),
+        PAGE_LIST_BAD_LENGTH("payload length"),
         TRUNCATED_FRAME("");
 
         final String keyword;
@@ -986,6 +1029,9 @@ public abstract class TransportTck {
                     case UNKNOWN_FLAGS -> header(FrameType.ZERO_RUN, 0x80, 0, 0, 1, 0);
                     case HANDSHAKE_FRAME_AGAIN -> header(FrameType.HELLO, 0, 0, 0, 0, 0);
                     case PAGE_REQUEST_TO_DESTINATION -> header(FrameType.PAGE_REQUEST, 0, 0, 0, 1, 0);
+                    case PAGE_LIST_DUPLICATE_INDEX -> pageListFrame(0, new long[]{9, 9}, (byte) 0x66, true);
+                    case PAGE_LIST_INDEX_OUT_OF_RANGE -> pageListFrame(0, new long[]{9, 1L << 40}, (byte) 0x66, true);
+                    case PAGE_LIST_BAD_LENGTH -> header(FrameType.PAGE_LIST, FrameHeader.FLAG_DATA_DIGEST, 0, 0, 2, 2 * 4096);
                     case TRUNCATED_FRAME -> {
                         byte[] f = pagesFrame(0, 8, 16, (byte) 0x66, true, false);
                         yield Arrays.copyOf(f, FrameHeader.LENGTH + 10_000);
@@ -1060,6 +1106,25 @@ public abstract class TransportTck {
             crc.update(b, FrameHeader.LENGTH, len);
             int v = (int) crc.getValue() ^ (wrongDigest ? 1 : 0);
             MemorySegment.ofArray(b).set(Wire.U32, FrameHeader.LENGTH + len, v);
+        }
+        return b;
+    }
+
+    /** A PAGE_LIST frame (indices as given, not checked) filled with {@code fill}, with a correct data digest. */
+    public static byte[] pageListFrame(int region, long[] pages, byte fill, boolean digest) {
+        int n = pages.length;
+        int payload = n * 8 + n * 4096;
+        byte[] b = new byte[FrameHeader.LENGTH + payload + (digest ? 4 : 0)];
+        MemorySegment s = MemorySegment.ofArray(b);
+        new FrameHeader(s).encode(FrameType.PAGE_LIST, digest ? FrameHeader.FLAG_DATA_DIGEST : 0, region, 0, n, payload);
+        for (int i = 0; i < n; i++) {
+            s.set(Wire.U64, FrameHeader.LENGTH + 8L * i, pages[i]);
+        }
+        Arrays.fill(b, FrameHeader.LENGTH + 8 * n, FrameHeader.LENGTH + payload, fill);
+        if (digest) {
+            java.util.zip.CRC32C crc = new java.util.zip.CRC32C();
+            crc.update(b, FrameHeader.LENGTH, payload);
+            s.set(Wire.U32, FrameHeader.LENGTH + payload, (int) crc.getValue());
         }
         return b;
     }

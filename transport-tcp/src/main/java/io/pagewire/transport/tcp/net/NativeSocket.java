@@ -378,7 +378,7 @@ public final class NativeSocket implements AutoCloseable {
         try {
             while (remaining > 0) {
                 msghdr.set(ValueLayout.ADDRESS, Libc.MSGHDR_IOV, iov.asSlice(first * Libc.IOVEC_SIZE));
-                msghdr.set(ValueLayout.JAVA_LONG, Libc.MSGHDR_IOVLEN, count - first);
+                msghdr.set(ValueLayout.JAVA_LONG, Libc.MSGHDR_IOVLEN, Math.min(count - first, 1024)); // IOV_MAX
                 long n = (long) Libc.SENDMSG.invokeExact(cap, fd, msghdr, Libc.MSG_NOSIGNAL);
                 if (n < 0) {
                     int errno = Libc.errno(cap);
@@ -407,6 +407,60 @@ public final class NativeSocket implements AutoCloseable {
         } catch (Throwable t) {
             throw new IllegalStateException(t);
         }
+    }
+
+    /**
+     * Receives exactly {@code totalBytes} scattered over {@code count} iovecs (modified to track
+     * partial receives); {@code msghdr} is scratch space of {@link #MSGHDR_BYTES}.
+     *
+     * @throws EOFException when the peer closed before all arrived
+     */
+    public void recvvFully(MemorySegment msghdr, MemorySegment iov, int count, long totalBytes) throws IOException {
+        MemorySegment cap = Libc.capture();
+        msghdr.fill((byte) 0);
+        int first = 0;
+        long remaining = totalBytes;
+        try {
+            while (remaining > 0) {
+                msghdr.set(ValueLayout.ADDRESS, Libc.MSGHDR_IOV, iov.asSlice(first * Libc.IOVEC_SIZE));
+                msghdr.set(ValueLayout.JAVA_LONG, Libc.MSGHDR_IOVLEN, Math.min(count - first, 1024));
+                long n = (long) Libc.RECVMSG.invokeExact(cap, fd, msghdr, Libc.MSG_WAITALL);
+                if (n == 0) {
+                    throw new EOFException("connection closed by the peer with " + remaining + " of " + totalBytes + " bytes still to come");
+                }
+                if (n < 0) {
+                    int errno = Libc.errno(cap);
+                    if (errno == Libc.EINTR) {
+                        continue;
+                    }
+                    throw new SocketErrnoException("recvmsg", errno, "with " + remaining + " of " + totalBytes + " bytes to come"
+                            + (shutdown.get() ? " (socket shut down)" : ""));
+                }
+                remaining -= n;
+                while (n > 0 && first < count) {
+                    long off = first * Libc.IOVEC_SIZE;
+                    long len = iov.get(ValueLayout.JAVA_LONG, off + 8);
+                    if (n >= len) {
+                        n -= len;
+                        first++;
+                    } else {
+                        iov.set(ValueLayout.JAVA_LONG, off, iov.get(ValueLayout.JAVA_LONG, off) + n);
+                        iov.set(ValueLayout.JAVA_LONG, off + 8, len - n);
+                        n = 0;
+                    }
+                }
+            }
+        } catch (IOException | RuntimeException | Error e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new IllegalStateException(t);
+        }
+    }
+
+    /** Sets iovec {@code i} to {@code length} bytes at {@code seg + offset}. */
+    public static void iovec(MemorySegment iov, int i, MemorySegment seg, long offset, long length) {
+        iov.set(ValueLayout.JAVA_LONG, i * Libc.IOVEC_SIZE, seg.address() + offset);
+        iov.set(ValueLayout.JAVA_LONG, i * Libc.IOVEC_SIZE + 8, length);
     }
 
     /** Size of the msghdr scratch segment for {@link #sendvFully}. */

@@ -1,0 +1,215 @@
+package io.pagewire.perf.e2e;
+
+import io.pagewire.agent.MigrationConfig;
+import io.pagewire.agent.MigrationStats;
+import io.pagewire.agent.SourceMigration;
+import io.pagewire.agent.guest.GuestImage;
+import io.pagewire.agent.guest.SyntheticGuest;
+import io.pagewire.ramtracker.GuestRam;
+import io.pagewire.ramtracker.RegionSpec;
+
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.io.PrintWriter;
+import java.lang.management.ManagementFactory;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.LocalDateTime;
+import java.time.format.DateTimeFormatter;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Comparator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * End-to-end migration benchmark: the cases of the agent issue, each against QEMU 7.2's figures on
+ * the same machines. The source (a synthetic guest and the engine) runs in this JVM; the
+ * destination runs in one long-lived child JVM ({@link MigrationBenchDestination}) that receives
+ * one migration after another, as a QEMU destination process would. Both JVMs are warmed up with a
+ * small migration first. Medians of {@code --runs}.
+ * <pre>
+ *   MigrationBench [--uri tcp://127.0.0.1:0] [--runs 3] [--cases a,b,...] [--warm-memory 12g] [--out DIR]
+ * </pre>
+ * {@code --warm-memory} touches and frees that much memory first: inside a VM the first touch of
+ * guest memory the hypervisor has not backed yet costs ~9 us per 4 KiB page, whatever the program.
+ */
+public final class MigrationBench {
+    private MigrationBench() {
+    }
+
+    private record Case(String name, String qemu, String target, long ram, double zero, boolean writeZeros, SyntheticGuest.Config guest,
+                        String populate, MigrationConfig config) {
+    }
+
+    private static final long GIB = 1L << 30;
+    private static final long MIB = 1L << 20;
+
+    private static List<Case> cases() {
+        SyntheticGuest.Config idle = new SyntheticGuest.Config(1, 0, SyntheticGuest.Pattern.IDLE, 0, 1);
+        return List.of(
+                new Case("never-written-4g", "126 ms (multifd 2), 145 ms (1 channel)", "<= 30 ms", 4 * GIB, 1.0, false, idle, "hinted",
+                        new MigrationConfig()),
+                new Case("zeroes-4g", "253 ms", "<= 160 ms", 4 * GIB, 1.0, true, idle, "hinted", new MigrationConfig()),
+                new Case("nonzero-2g-prepopulated", "487 ms (multifd 2), 684 ms (1 channel)", "<= 450 ms", 2 * GIB, 0.0, false, idle, "before",
+                        new MigrationConfig()),
+                new Case("nonzero-2g-not-prepopulated", "5.5 s", "<= 1 s", 2 * GIB, 0.0, false, idle, "hinted", new MigrationConfig()),
+                new Case("dirty-256m-random-512m", "total 723 ms, downtime 244 ms", "total <= 723 ms, downtime <= 100 ms", 2 * GIB, 0.0, false,
+                        new SyntheticGuest.Config(1, 256 * MIB, SyntheticGuest.Pattern.RANDOM, 512 * MIB, 1), "hinted",
+                        new MigrationConfig().downtimeLimitNs(TimeUnit.MILLISECONDS.toNanos(300))),
+                new Case("faster-than-link", "never converges (cancelled after 20 s)", "throttle converges", 2 * GIB, 0.0, false,
+                        new SyntheticGuest.Config(1, 0, SyntheticGuest.Pattern.SEQUENTIAL, 512 * MIB, 1), "hinted",
+                        new MigrationConfig().downtimeLimitNs(TimeUnit.MILLISECONDS.toNanos(300)).policy(MigrationConfig.Policy.THROTTLE)));
+    }
+
+    public static void main(String[] args) throws Exception {
+        String uri = "tcp://127.0.0.1:0";
+        int runs = 3;
+        List<String> only = null;
+        long warm = 0;
+        Path out = Path.of("perf", "target", "reports");
+        for (int i = 0; i < args.length; i += 2) {
+            String v = i + 1 < args.length ? args[i + 1] : null;
+            switch (args[i]) {
+                case "--uri" -> uri = v;
+                case "--runs" -> runs = Integer.parseInt(v);
+                case "--cases" -> only = Arrays.asList(v.split(","));
+                case "--warm-memory" -> warm = TransportBench.parseSize(v);
+                case "--out" -> out = Path.of(v);
+                default -> throw new IllegalArgumentException("unknown argument " + args[i]
+                        + "; usage: MigrationBench [--uri URI] [--runs 3] [--cases a,b] [--warm-memory 12g] [--out DIR]");
+            }
+        }
+        Files.createDirectories(out);
+        if (warm > 0) {
+            warmMemory(warm);
+        }
+        List<Case> selected = new ArrayList<>();
+        for (Case c : cases()) {
+            if (only == null || only.contains(c.name)) {
+                selected.add(c);
+            }
+        }
+        Map<String, List<MigrationStats>> results = new LinkedHashMap<>();
+        try (Destination dst = new Destination()) {
+            // Warm-up: both JVMs run a small migration before anything is measured.
+            for (int i = 0; i < 3; i++) {
+                run(dst, uri, new Case("warm-up", "", "", 64 * MIB, 0.3, false,
+                        new SyntheticGuest.Config(1, 16 * MIB, SyntheticGuest.Pattern.RANDOM, 16 * MIB, 1), "hinted", new MigrationConfig()));
+            }
+            for (Case c : selected) {
+                List<MigrationStats> rs = new ArrayList<>();
+                for (int r = 0; r < runs; r++) {
+                    MigrationStats s = run(dst, uri, c);
+                    System.out.printf(Locale.ROOT, "%-30s run %d: %s, total %d ms, setup %d ms, downtime %s ms, transferred %d MiB, rounds %d,"
+                                    + " throttle %d%%%n", c.name, r + 1, s.status().qemuName(), s.totalTimeMs(), s.setupTimeMs(),
+                            s.downtimeUs() < 0 ? "-" : String.format(Locale.ROOT, "%.1f", s.downtimeUs() / 1000.0), s.transferred() >> 20, s.rounds(),
+                            s.throttlePercent());
+                    rs.add(s);
+                }
+                results.put(c.name, rs);
+            }
+        }
+        StringBuilder md = new StringBuilder();
+        String stamp = LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss"));
+        md.append("# Migration benchmark ").append(stamp).append("\n\n");
+        md.append(String.format(Locale.ROOT, "URI `%s`; medians of %d runs; %d cores; memory warmed: %s.%n%n", uri, runs,
+                Runtime.getRuntime().availableProcessors(), warm > 0 ? (warm >> 30) + " GiB" : "no"));
+        md.append("| case | QEMU 7.2 here | target | total ms | setup ms | downtime ms | transferred MiB | rounds | status |\n");
+        md.append("|---|---|---|---|---|---|---|---|---|\n");
+        for (Case c : selected) {
+            List<MigrationStats> rs = results.get(c.name);
+            MigrationStats med = rs.stream().sorted(Comparator.comparingLong(MigrationStats::totalTimeMs)).toList().get(rs.size() / 2);
+            long[] downs = rs.stream().mapToLong(MigrationStats::downtimeUs).sorted().toArray();
+            md.append(String.format(Locale.ROOT, "| %s | %s | %s | %d | %d | %.1f | %d | %d | %s |%n", c.name, c.qemu, c.target, med.totalTimeMs(),
+                    med.setupTimeMs(), downs[downs.length / 2] / 1000.0, med.transferred() >> 20, med.rounds(), med.status().qemuName()
+                            + (med.throttlePercent() > 0 ? ", throttle " + med.throttlePercent() + "%" : "")));
+        }
+        System.out.println();
+        System.out.println(md);
+        Path report = out.resolve("migration-bench-" + stamp + ".md");
+        Files.writeString(report, md.toString(), StandardCharsets.UTF_8);
+        System.out.println("report: " + report);
+        System.exit(0);
+    }
+
+    private static MigrationStats run(Destination dst, String listenUri, Case c) throws IOException {
+        String target = dst.start(listenUri, c.ram, c.populate);
+        try (GuestImage image = GuestImage.create(c.ram, c.zero, 0, 1, c.writeZeros);
+             SyntheticGuest guest = new SyntheticGuest(image.region().memory().asSlice(0, image.region().sizeBytes()), image.region().pageSize(),
+                     c.guest, p -> true)) {
+            guest.start();
+            SourceMigration m = new SourceMigration(image.ram(), guest, image.balloons(), c.config.verify(true));
+            MigrationStats s = m.run(target);
+            String verdict = dst.result();
+            if (s.status() != MigrationStats.Status.COMPLETED || !Boolean.TRUE.equals(m.verified())) {
+                throw new IllegalStateException(c.name + ": migration " + s.status().qemuName() + ", verification " + m.verification() + ", destination "
+                        + verdict + "\n" + s.infoMigrate());
+            }
+            return s;
+        }
+    }
+
+    /** Touches {@code bytes} of anonymous memory and frees it, so later allocations get memory the hypervisor has backed. */
+    private static void warmMemory(long bytes) {
+        long t0 = System.nanoTime();
+        try (GuestRam ram = GuestRam.create()) {
+            var r = ram.open(RegionSpec.anonymous("warm", bytes).hugePages(true));
+            r.populate(0, r.pageCount());
+        }
+        System.out.printf(Locale.ROOT, "warmed %d GiB of memory in %d ms%n", bytes >> 30, (System.nanoTime() - t0) / 1_000_000);
+    }
+
+    /** The long-lived destination JVM. */
+    private static final class Destination implements AutoCloseable {
+        private final Process process;
+        private final PrintWriter in;
+        private final BufferedReader out;
+
+        Destination() throws IOException {
+            List<String> jvm = new ArrayList<>();
+            jvm.add(ProcessHandle.current().info().command().orElse("java"));
+            for (String a : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
+                if (a.startsWith("--enable-native-access") || a.startsWith("--add-opens") || a.startsWith("-XX:")) {
+                    jvm.add(a);
+                }
+            }
+            jvm.addAll(List.of("-cp", System.getProperty("java.class.path"), MigrationBenchDestination.class.getName()));
+            process = new ProcessBuilder(jvm).redirectError(ProcessBuilder.Redirect.INHERIT).start();
+            in = new PrintWriter(process.getOutputStream(), true, StandardCharsets.UTF_8);
+            out = new BufferedReader(new InputStreamReader(process.getInputStream(), StandardCharsets.UTF_8));
+        }
+
+        String start(String uri, long ram, String populate) throws IOException {
+            in.println("receive " + uri + " " + ram + " " + populate);
+            return expect("LISTENING ");
+        }
+
+        String result() throws IOException {
+            return expect("RESULT ");
+        }
+
+        private String expect(String prefix) throws IOException {
+            String line;
+            while ((line = out.readLine()) != null) {
+                if (line.startsWith(prefix)) {
+                    return line.substring(prefix.length());
+                }
+            }
+            throw new IOException("the destination JVM ended (exit " + (process.isAlive() ? "-" : process.exitValue()) + ")");
+        }
+
+        @Override
+        public void close() throws InterruptedException {
+            in.println("exit");
+            if (!process.waitFor(10, TimeUnit.SECONDS)) {
+                process.destroyForcibly();
+            }
+        }
+    }
+}
