@@ -8,6 +8,7 @@ import org.openjdk.jmh.annotations.Level;
 import org.openjdk.jmh.annotations.Measurement;
 import org.openjdk.jmh.annotations.Mode;
 import org.openjdk.jmh.annotations.OutputTimeUnit;
+import org.openjdk.jmh.annotations.Param;
 import org.openjdk.jmh.annotations.Scope;
 import org.openjdk.jmh.annotations.Setup;
 import org.openjdk.jmh.annotations.State;
@@ -40,7 +41,11 @@ public class FindDirtyBenchmark {
     private Arena arena;
     private DirtyBitmap bitmap;
     private DirtyBitmap.Cursor cursor;
-    private final long[] batch = new long[4096];
+    /** Pages per cursor batch (a {@code long[]}); try {@code -p batchPages=256,1024,4096}. */
+    @Param({"4096"})
+    int batchPages;
+
+    private long[] batch;
     private long expected;
 
     @Setup(Level.Trial)
@@ -57,6 +62,7 @@ public class FindDirtyBenchmark {
             p += 1 + (long) (Math.log(1 - rnd.nextDouble()) / logKeep);
         }
         cursor = bitmap.cursor();
+        batch = new long[batchPages];
     }
 
     @TearDown(Level.Trial)

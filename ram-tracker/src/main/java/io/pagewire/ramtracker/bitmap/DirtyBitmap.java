@@ -550,6 +550,51 @@ public final class DirtyBitmap implements DirtySink {
     }
 
     /**
+     * The cursor's hot loop: reports whole words {@code [fromWord, toWord)} into {@code out} from
+     * index {@code k} on, until fewer than 64 slots are left; stores the next word in
+     * {@code state[0]}. Static, with everything in parameters: the JIT keeps it in registers.
+     * The inner loop counts an int so that the JIT sees a counted loop and polls for safepoints
+     * once per strip of iterations instead of once per word (measured over 384 MiB at 1%
+     * density: 150 ms with a poll per word, 110 ms without).
+     *
+     * @return the new k
+     */
+    private static int fill(MemorySegment words, long fromWord, long toWord, long[] out, int k, long[] state) {
+        int limit = out.length - 64;
+        long i = fromWord;
+        while (i < toWord && k <= limit) {
+            int n = (int) Math.min(toWord - i, 1 << 20);
+            int j = 0;
+            for (; j < n; j++) {
+                if (k > limit) {
+                    break;
+                }
+                long wi = i + j;
+                long w = words.getAtIndex(WORD, wi);
+                long base = wi << 6;
+                int c = Long.bitCount(w);
+                // Write two candidates unconditionally (a bit count of 0..2 covers ~97% of words
+                // at 1% density) and advance by the real count: no branch per word.
+                out[k] = base + Long.numberOfTrailingZeros(w);
+                w &= w - 1;
+                out[k + 1] = base + Long.numberOfTrailingZeros(w);
+                if (c > 2) {
+                    w &= w - 1;
+                    int q = k + 2;
+                    while (w != 0) {
+                        out[q++] = base + Long.numberOfTrailingZeros(w);
+                        w &= w - 1;
+                    }
+                }
+                k += c;
+            }
+            i += j;
+        }
+        state[0] = i;
+        return k;
+    }
+
+    /**
      * Iterates dirty pages in batches: {@link #next(long[])} fills an array with page indices,
      * in order, with no allocation and almost no branches (the common one to three bits per word
      * are written unconditionally). In taking mode each word's bits are taken atomically as they
@@ -561,6 +606,7 @@ public final class DirtyBitmap implements DirtySink {
         private long position;
         private long end;
         private boolean taking;
+        private final long[] state = new long[1];
 
         private Cursor() {
         }
@@ -620,45 +666,21 @@ public final class DirtyBitmap implements DirtySink {
                     position = Math.min(end, (i + 1) << 6);
                     continue;
                 }
-                // Whole words [i, lastWord): the hot loop. It counts an int j so that the JIT sees
-                // a counted loop and polls for safepoints once per strip of iterations instead of
-                // once per word (measured: 150 -> 110 ms over 384 MiB at 1% density); the batch
-                // limit is an early exit inside it.
-                int n = (int) Math.min(lastWord - i, 1 << 20);
-                int j = 0;
+                // Whole words [i, lastWord).
                 if (taking) {
+                    int n = (int) Math.min(lastWord - i, 1 << 20);
+                    int j = 0;
                     for (; j < n; j++) {
                         if (k > limit) {
                             break;
                         }
                         k = emit(takeUnchecked(i + j, -1L), (i + j) << 6, out, k);
                     }
+                    position = (i + j) << 6;
                 } else {
-                    for (; j < n; j++) {
-                        if (k > limit) {
-                            break;
-                        }
-                        long wi = i + j;
-                        long w = words.getAtIndex(WORD, wi);
-                        long base = wi << 6;
-                        int c = Long.bitCount(w);
-                        // Write two candidates unconditionally (a bit count of 0..2 covers ~97% of
-                        // words at 1% density) and advance by the real count: no branch per word.
-                        out[k] = base + Long.numberOfTrailingZeros(w);
-                        w &= w - 1;
-                        out[k + 1] = base + Long.numberOfTrailingZeros(w);
-                        if (c > 2) {
-                            w &= w - 1;
-                            int q = k + 2;
-                            while (w != 0) {
-                                out[q++] = base + Long.numberOfTrailingZeros(w);
-                                w &= w - 1;
-                            }
-                        }
-                        k += c;
-                    }
+                    k = fill(words, i, lastWord, out, k, state);
+                    position = state[0] << 6;
                 }
-                position = (i + j) << 6;
             }
             return k;
         }

