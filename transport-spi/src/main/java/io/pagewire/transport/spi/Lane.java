@@ -10,7 +10,9 @@ import java.lang.foreign.MemorySegment;
  * <h2>Pages, not bytes</h2>
  * {@link #offerPages} passes a reference into the source RAM region; the transport reads the
  * page data at some time before {@link #flush()} returns, possibly much later than the offer.
- * The source RAM is only read, never written.
+ * The source RAM is only read, never written. A transport may gather short runs of pages and
+ * hand them on together (as one page list) at the next round end, flush, complete, or when the
+ * list is full.
  *
  * <h2>Threading</h2>
  * The background lane has a single producer: call its send methods from one thread at a time.

@@ -31,6 +31,8 @@ final class BackgroundQueue {
     static final int CONTROL = 4;
     static final int ROUND_END = 5;
     static final int COMPLETE = 6;
+    /** Scattered pages of one region gathered by the producer; the pages are in the entry's list. */
+    static final int PAGE_LIST = 7;
 
     /** One taken entry; each sender thread reuses its own. */
     static final class Entry {
@@ -40,6 +42,8 @@ final class BackgroundQueue {
         long count;
         long bytes;
         byte[] payload;
+        /** For PAGE_LIST: the page indices, {@code count} of them. */
+        final long[] list = new long[io.pagewire.transport.spi.wire.Wire.MAX_LIST_PAGES];
     }
 
     private final ReentrantLock lock = new ReentrantLock();
@@ -54,6 +58,7 @@ final class BackgroundQueue {
     private final long[] counts;
     private final long[] bytes;
     private final byte[][] payloads;
+    private final long[][] lists;
     private int head;
     private int size;
     private final int[] barrierKind;
@@ -72,6 +77,7 @@ final class BackgroundQueue {
         this.counts = new long[capacity];
         this.bytes = new long[capacity];
         this.payloads = new byte[capacity][];
+        this.lists = new long[capacity][];
         this.barrierKind = new int[channels];
         this.barrierValue = new long[channels];
         this.stats = stats;
@@ -97,6 +103,38 @@ final class BackgroundQueue {
             counts[tail] = count;
             bytes[tail] = byteCount;
             payloads[tail] = payload;
+            size++;
+            stats.addPending(byteCount);
+            work.signal();
+            return true;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /**
+     * Adds a page list without blocking (the pages are copied).
+     *
+     * @return true when added, false when the ring is full
+     */
+    boolean offerList(int region, long[] pages, int n, long byteCount) {
+        lock.lock();
+        try {
+            checkOpen();
+            if (size == capacity) {
+                return false;
+            }
+            int tail = (head + size) % capacity;
+            if (lists[tail] == null) {
+                lists[tail] = new long[io.pagewire.transport.spi.wire.Wire.MAX_LIST_PAGES];
+            }
+            System.arraycopy(pages, 0, lists[tail], 0, n);
+            kinds[tail] = PAGE_LIST;
+            regions[tail] = region;
+            firsts[tail] = 0;
+            counts[tail] = n;
+            bytes[tail] = byteCount;
+            payloads[tail] = null;
             size++;
             stats.addPending(byteCount);
             work.signal();
@@ -205,6 +243,9 @@ final class BackgroundQueue {
                         e.bytes = bytes[head];
                         e.payload = payloads[head];
                         payloads[head] = null;
+                        if (e.kind == PAGE_LIST) {
+                            System.arraycopy(lists[head], 0, e.list, 0, (int) e.count);
+                        }
                         head = (head + 1) % capacity;
                         size--;
                         inFlight++;

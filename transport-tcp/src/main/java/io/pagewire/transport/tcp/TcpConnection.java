@@ -350,12 +350,18 @@ final class TcpConnection implements Connection {
             int k;
             while ((k = queue.take(channel, batch, listLimit)) > 0) {
                 BackgroundQueue.Entry e = batch[0];
-                if (k > 1) {
-                    // Short runs of one region, merged into one PAGE_LIST (ascending, each page once).
+                if (k > 1 || e.kind == BackgroundQueue.PAGE_LIST) {
+                    // Page lists and short runs of one region, as one PAGE_LIST (ascending, each page once).
                     int n = 0;
                     for (int i = 0; i < k; i++) {
-                        for (long p = batch[i].first; p < batch[i].first + batch[i].count; p++) {
-                            pageList[n++] = p;
+                        BackgroundQueue.Entry b = batch[i];
+                        if (b.kind == BackgroundQueue.PAGE_LIST) {
+                            System.arraycopy(b.list, 0, pageList, n, (int) b.count);
+                            n += (int) b.count;
+                        } else {
+                            for (long p = b.first; p < b.first + b.count; p++) {
+                                pageList[n++] = p;
+                            }
                         }
                     }
                     java.util.Arrays.sort(pageList, 0, n);
@@ -794,11 +800,56 @@ final class TcpConnection implements Connection {
             }
         }
 
+        // Short runs are gathered here into one PAGE_LIST entry (single producer: no lock needed).
+        private final long[] pending = new long[Wire.MAX_LIST_PAGES];
+        private int pendingCount;
+        private int pendingRegion = -1;
+
+        /** Hands the gathered list to the queue; false when the queue is full (nothing changed). */
+        private boolean offerPending() {
+            if (pendingCount == 0) {
+                return true;
+            }
+            long bytes = pendingCount * layout.region(pendingRegion).pageSize();
+            if (!queue.offerList(pendingRegion, pending, pendingCount, bytes)) {
+                return false;
+            }
+            pendingCount = 0;
+            return true;
+        }
+
+        /** Every other operation first hands over the gathered list, to keep the order. */
+        private void flushPending() {
+            while (!offerPending()) {
+                stats.onBackPressure();
+                queue.awaitSpace();
+            }
+        }
+
         @Override
         public long offerPages(int regionId, long firstPage, long pageCount) {
             RamRegion r = checkedRegion(regionId, firstPage, pageCount);
             ensureOpen();
             checkNotCompleting();
+            int listLimit = (int) validator.maxListPages(r.descriptor().pageShift());
+            if (pageCount < listLimit / 2) {
+                if ((pendingRegion != regionId || pendingCount + pageCount > listLimit) && !offerPending()) {
+                    stats.onBackPressure();
+                    return BACK_PRESSURED;
+                }
+                pendingRegion = regionId;
+                for (long p = firstPage; p < firstPage + pageCount; p++) {
+                    pending[pendingCount++] = p;
+                }
+                if (pendingCount == listLimit) {
+                    offerPending(); // best effort now; otherwise the next call or a flush hands it over
+                }
+                return pageCount;
+            }
+            if (!offerPending()) {
+                stats.onBackPressure();
+                return BACK_PRESSURED;
+            }
             long perBatch = maxPayload / r.pageSize();
             long taken = 0;
             while (taken < pageCount) {
@@ -832,6 +883,7 @@ final class TcpConnection implements Connection {
             checkedRegion(regionId, firstPage, pageCount);
             ensureOpen();
             checkNotCompleting();
+            flushPending();
             while (!queue.offer(kind, regionId, firstPage, pageCount, 0, null)) {
                 stats.onBackPressure();
                 queue.awaitSpace();
@@ -855,6 +907,7 @@ final class TcpConnection implements Connection {
             }
             ensureOpen();
             checkNotCompleting();
+            flushPending();
             queue.barrier(BackgroundQueue.ROUND_END, round);
         }
 
@@ -868,6 +921,7 @@ final class TcpConnection implements Connection {
             byte[] copy = controlCopy(payload);
             ensureOpen();
             checkNotCompleting();
+            flushPending();
             while (!queue.offer(BackgroundQueue.CONTROL, 0, 0, 0, 0, copy)) {
                 stats.onBackPressure();
                 queue.awaitSpace();
@@ -878,11 +932,14 @@ final class TcpConnection implements Connection {
         public void sendComplete() {
             ensureOpen();
             checkNotCompleting();
+            flushPending();
             queue.barrier(BackgroundQueue.COMPLETE, 0);
         }
 
         @Override
         public void flush() {
+            ensureOpen();
+            flushPending();
             queue.awaitIdle();
         }
     }
