@@ -1,0 +1,235 @@
+package io.pagewire.transport.rdma;
+
+import io.pagewire.transport.rdma.disni.DisniProbe;
+import io.pagewire.transport.rdma.sim.SimFabric;
+import io.pagewire.transport.rdma.verbs.ProtectionDomain;
+import io.pagewire.transport.rdma.verbs.RdmaEndpoint;
+import io.pagewire.transport.rdma.verbs.RdmaFabric;
+import io.pagewire.transport.rdma.verbs.VerbsException;
+import io.pagewire.transport.spi.Capability;
+import io.pagewire.transport.spi.Connection;
+import io.pagewire.transport.spi.Listener;
+import io.pagewire.transport.spi.RamLayout;
+import io.pagewire.transport.spi.Role;
+import io.pagewire.transport.spi.TransportContext;
+import io.pagewire.transport.spi.TransportException;
+import io.pagewire.transport.spi.TransportException.Kind;
+import io.pagewire.transport.spi.TransportProvider;
+import io.pagewire.transport.spi.TransportUri;
+import io.pagewire.transport.spi.wire.FrameType;
+import io.pagewire.transport.spi.wire.Hello;
+import io.pagewire.transport.spi.wire.WireException;
+
+import java.lang.foreign.MemorySegment;
+import java.security.SecureRandom;
+import java.util.EnumSet;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * {@code rdma://host:port?pin-all=true|false&...}: the RDMA transport. See {@code docs/rdma.md}.
+ *
+ * <p>The fabric is chosen by the system property {@value #FABRIC_PROPERTY}: {@code disni}
+ * (default: real RDMA through DiSNi and libibverbs) or {@code simulated} (the in-process
+ * {@link SimFabric}; both ends in one JVM; for tests and benchmarks). The DiSNi implementation is
+ * loaded by name only when used, so this class and the simulated fabric work without DiSNi's jar
+ * or native library.
+ */
+public final class RdmaTransportProvider implements TransportProvider {
+    /** System property selecting the fabric: {@code disni} or {@code simulated}. */
+    public static final String FABRIC_PROPERTY = "pagewire.rdma.fabric";
+    private static final String DISNI_FABRIC = "io.pagewire.transport.rdma.disni.DisniFabric";
+    private static final SecureRandom RANDOM = new SecureRandom();
+
+    private final String fabricName;
+
+    /** The provider the service loader creates: fabric from {@value #FABRIC_PROPERTY}. */
+    public RdmaTransportProvider() {
+        this(System.getProperty(FABRIC_PROPERTY, "disni").strip());
+    }
+
+    /** @param fabricName {@code disni} or {@code simulated} */
+    public RdmaTransportProvider(String fabricName) {
+        this.fabricName = fabricName;
+    }
+
+    @Override
+    public String scheme() {
+        return "rdma";
+    }
+
+    @Override
+    public Map<String, String> options() {
+        return RdmaOptions.DESCRIPTIONS;
+    }
+
+    @Override
+    public Set<Capability> capabilities() {
+        return EnumSet.of(Capability.ONE_SIDED_PLACEMENT, Capability.MEMORY_REGISTRATION, Capability.SEPARATE_URGENT_PATH,
+                Capability.ZERO_COPY_SEND, Capability.ZERO_COPY_RECEIVE, Capability.DATA_DIGEST);
+    }
+
+    @Override
+    public String unavailabilityCause() {
+        return switch (fabricName) {
+            case "simulated" -> null;
+            case "disni" -> DisniProbe.unavailabilityCause();
+            default -> "system property " + FABRIC_PROPERTY + "=" + fabricName + " names no fabric; expected disni (real RDMA, the default) or"
+                    + " simulated (in-process, for tests)";
+        };
+    }
+
+    /** @return the fabric this provider runs over */
+    RdmaFabric fabric() {
+        String cause = unavailabilityCause();
+        if (cause != null) {
+            throw new TransportException(Kind.UNAVAILABLE, "rdma: transport unavailable here: " + cause);
+        }
+        if (fabricName.equals("simulated")) {
+            return SimFabric.instance();
+        }
+        try {
+            // By name: DiSNi's classes are linked only from here on.
+            return (RdmaFabric) Class.forName(DISNI_FABRIC).getConstructor().newInstance();
+        } catch (ReflectiveOperationException | LinkageError e) {
+            Throwable c = e.getCause() != null ? e.getCause() : e;
+            throw new TransportException(Kind.UNAVAILABLE, "rdma: the DiSNi fabric could not be started: " + c, c);
+        }
+    }
+
+    @Override
+    public Listener listen(TransportUri uri, TransportContext context) {
+        RdmaOptions options = RdmaOptions.parse(uri);
+        uri.requirePort();
+        options.check(uri, context.layout());
+        return new RdmaListener(fabric(), uri, options, context);
+    }
+
+    @Override
+    public Connection connect(TransportUri uri, TransportContext context) {
+        RdmaOptions o = RdmaOptions.parse(uri);
+        String host = uri.requireHost();
+        int port = uri.requirePort();
+        if (port == 0) {
+            throw new TransportException(Kind.INVALID_URI, "cannot connect to port 0 in '" + uri.text() + "'; give the destination's port");
+        }
+        RamLayout layout = context.layout();
+        o.check(uri, layout);
+        int heartbeatMs = (int) Math.max(1, TimeUnit.NANOSECONDS.toMillis(context.heartbeatIntervalNs()));
+        int peerTimeoutMs = (int) TimeUnit.NANOSECONDS.toMillis(context.peerTimeoutNs());
+        long sessionId = RANDOM.nextLong() | 1;
+        Hello hello = new Hello(sessionId, o.dataDigest() ? Hello.FLAG_DATA_DIGEST : 0, 1, o.batchBytes(), heartbeatMs, peerTimeoutMs,
+                layout.descriptors());
+        if (hello.encodedLength() > Protocol.MAX_HANDSHAKE_PAYLOAD) {
+            throw new TransportException(Kind.INVALID_CONFIG, "the RAM layout needs a " + hello.encodedLength() + "-byte HELLO, over rdma://'s "
+                    + Protocol.MAX_HANDSHAKE_PAYLOAD + "-byte first message; use fewer regions or shorter names");
+        }
+        RdmaFabric fabric = fabric();
+        long deadline = System.nanoTime() + context.connectTimeoutNs();
+        int txStaging = o.dataDigest() ? o.batchBytes() : 0;
+        int txSlots = o.queueDepth() + 8;
+        ProtectionDomain pd = null;
+        Channel urgent = null;
+        Channel background = null;
+        LocalRam localRam = null;
+        String step = "resolve " + host + ":" + port;
+        try {
+            RdmaEndpoint ue = fabric.resolve(host, port, context.connectTimeoutNs());
+            try {
+                pd = ue.device().allocPd();
+            } catch (VerbsException e) {
+                ue.close();
+                throw e;
+            }
+            urgent = new Channel("urgent", ue, pd, o.queueDepth(), txSlots, true, txStaging, null);
+            step = "connect the urgent queue pair";
+            ue.connect(left(deadline));
+            step = "register the source's RAM";
+            localRam = new LocalRam(layout, pd, o);
+            Message m = urgent.begin();
+            Handshake.hello(m, hello, o.queueDepth());
+            urgent.post(m);
+            step = "resolve the background queue pair";
+            RdmaEndpoint be = fabric.resolve(host, port, left(deadline));
+            if (!be.device().name().equals(ue.device().name())) {
+                be.close();
+                throw new VerbsException("the background queue pair resolved to device " + be.device().name() + ", the urgent one to "
+                        + ue.device().name() + "; both must use one device");
+            }
+            background = new Channel("background", be, pd, o.queueDepth(), txSlots, false, txStaging, null);
+            step = "connect the background queue pair";
+            be.connect(left(deadline));
+            m = background.begin();
+            Handshake.join(m, sessionId);
+            background.post(m);
+            step = "wait for the destination's answer";
+            MemorySegment answer = urgent.awaitHandshake(deadline);
+            if (answer == null) {
+                throw new TransportException(Kind.CONNECT_FAILED, "rdma: the destination " + uri.text() + " did not answer within "
+                        + TimeUnit.NANOSECONDS.toMillis(context.connectTimeoutNs()) + " ms");
+            }
+            Handshake.First first;
+            try {
+                first = Handshake.read(answer, Protocol.MAX_HANDSHAKE_PAYLOAD);
+            } catch (Handshake.VersionMismatch e) {
+                throw new TransportException(Kind.HANDSHAKE, "the destination " + uri.text() + " speaks wire version " + e.version
+                        + "; this source speaks version " + io.pagewire.transport.spi.wire.Wire.VERSION);
+            }
+            if (first.type() == FrameType.ERROR) {
+                throw new TransportException(Kind.HANDSHAKE, "the destination " + uri.text() + " refused the migration: "
+                        + new String(first.payload().toArray(java.lang.foreign.ValueLayout.JAVA_BYTE), java.nio.charset.StandardCharsets.UTF_8));
+            }
+            if (first.type() != FrameType.HELLO_ACK || first.header().first() != sessionId) {
+                throw new WireException("expected HELLO_ACK for session " + Long.toHexString(sessionId) + ", got " + Protocol.name(first.type())
+                        + " for " + Long.toHexString(first.header().first()));
+            }
+            long peerHeartbeatMs = first.header().count();
+            if (peerHeartbeatMs < 1 || 2 * peerHeartbeatMs > peerTimeoutMs) {
+                throw new TransportException(Kind.HANDSHAKE, "the destination's heartbeat interval " + peerHeartbeatMs
+                        + " ms is too long for this source's peer timeout " + peerTimeoutMs + " ms");
+            }
+            MemorySegment regionsPayload = Handshake.follow(first.after(), Protocol.RDMA_REGIONS, Protocol.MAX_HANDSHAKE_PAYLOAD);
+            Protocol.Regions regions = Protocol.Regions.decode(regionsPayload, 0, regionsPayload.byteSize(), layout.descriptors(), o.batchBytes());
+            urgent.releaseHandshake();
+            urgent.setPeer(regions.rxDepth(), regions.stagingSlots());
+            background.setPeer(regions.rxDepth(), regions.stagingSlots());
+            RemoteRam remoteRam = new RemoteRam(layout, regions);
+            ProtectionDomain domain = pd;
+            RdmaConnection c = new RdmaConnection(Role.SOURCE, uri.text(), layout, o, o.batchBytes(), o.dataDigest(), context.handler(),
+                    context.heartbeatIntervalNs(), context.peerTimeoutNs(), urgent, background, domain::close, localRam, remoteRam, null);
+            c.start();
+            return c;
+        } catch (VerbsException e) {
+            cleanup(urgent, background, localRam, pd);
+            throw new TransportException(Kind.CONNECT_FAILED, "rdma: could not " + step + " to " + uri.text() + " (" + fabric.name()
+                    + " fabric): " + e.getMessage(), e);
+        } catch (WireException e) {
+            cleanup(urgent, background, localRam, pd);
+            throw new TransportException(Kind.HANDSHAKE, "rdma: the destination " + uri.text() + " answered with an invalid handshake: "
+                    + e.getMessage(), e);
+        } catch (RuntimeException e) {
+            cleanup(urgent, background, localRam, pd);
+            throw e;
+        }
+    }
+
+    private static long left(long deadline) {
+        return Math.max(1, deadline - System.nanoTime());
+    }
+
+    private static void cleanup(Channel urgent, Channel background, LocalRam localRam, ProtectionDomain pd) {
+        if (urgent != null) {
+            urgent.close();
+        }
+        if (background != null) {
+            background.close();
+        }
+        if (localRam != null) {
+            localRam.close();
+        }
+        if (pd != null) {
+            pd.close();
+        }
+    }
+}
