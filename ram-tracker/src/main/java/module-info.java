@@ -15,5 +15,6 @@ module io.pagewire.ramtracker {
     exports io.pagewire.ramtracker.blocktime;
     exports io.pagewire.ramtracker.dirty;
     exports io.pagewire.ramtracker.linux;
+    exports io.pagewire.ramtracker.postcopy;
     exports io.pagewire.ramtracker.scan;
 }

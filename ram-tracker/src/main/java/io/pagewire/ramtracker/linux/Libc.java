@@ -163,6 +163,9 @@ final class Libc {
     static final MethodHandle IOCTL;
     static final MethodHandle SYSCALL1;
     static final MethodHandle SYSCONF;
+    static final MethodHandle READ;
+    static final MethodHandle POLL;
+    static final MethodHandle GETTID;
 
     private static final MemoryLayout CAPTURE_LAYOUT;
     private static final VarHandle ERRNO_HANDLE;
@@ -170,7 +173,8 @@ final class Libc {
     static {
         String failure = null;
         MethodHandle memfd = null, open = null, close = null, ftruncate = null, fallocate = null, lseek = null, fstatfs = null,
-                mmap = null, munmap = null, madvise = null, ioctl = null, syscall = null, sysconf = null;
+                mmap = null, munmap = null, madvise = null, ioctl = null, syscall = null, sysconf = null, read = null, poll = null,
+                gettid = null;
         MemoryLayout captureLayout = null;
         VarHandle errnoHandle = null;
         try {
@@ -199,6 +203,9 @@ final class Libc {
             syscall = handle(linker, libc, "syscall", FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG), errno,
                     Linker.Option.firstVariadicArg(1));
             sysconf = handle(linker, libc, "sysconf", FunctionDescriptor.of(JAVA_LONG, JAVA_INT), errno);
+            read = handle(linker, libc, "read", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG), errno);
+            poll = handle(linker, libc, "poll", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT), errno);
+            gettid = handle(linker, libc, "gettid", FunctionDescriptor.of(JAVA_INT), errno);
         } catch (IllegalCallerException e) {
             failure = "native access is not enabled for " + moduleName() + " (" + e.getMessage() + "); add "
                     + nativeAccessFlag() + " to the java command line";
@@ -220,6 +227,9 @@ final class Libc {
         IOCTL = ioctl;
         SYSCALL1 = syscall;
         SYSCONF = sysconf;
+        READ = read;
+        POLL = poll;
+        GETTID = gettid;
         CAPTURE_LAYOUT = captureLayout;
         ERRNO_HANDLE = errnoHandle;
     }

@@ -348,6 +348,165 @@ public final class Userfaultfd implements AutoCloseable {
         }
     }
 
+    // ------------------------------------------------------------ fault events (postcopy)
+
+    /** Size of one {@code struct uffd_msg}. */
+    public static final int MSG_SIZE = 32;
+    /** {@code UFFD_EVENT_PAGEFAULT}. */
+    public static final int EVENT_PAGEFAULT = 0x12;
+    /** Fault flags: {@code UFFD_PAGEFAULT_FLAG_WRITE}, {@code _WP}, {@code _MINOR}. */
+    public static final long FAULT_FLAG_WRITE = 1, FAULT_FLAG_WP = 2, FAULT_FLAG_MINOR = 4;
+
+    /**
+     * Waits up to {@code timeoutMs} for fault events and reads as many as fit in {@code buf}.
+     *
+     * <pre>
+     * struct uffd_msg (32 bytes):  0 event (u8) | 1..7 reserved | 8 flags (u64) | 16 address (u64) | 24 ptid (u32) | 28 pad
+     * </pre>
+     *
+     * @param buf room for messages, a multiple of {@link #MSG_SIZE}
+     * @return messages read (0 on timeout)
+     */
+    public int readEvents(MemorySegment buf, int timeoutMs) {
+        if (closed.get()) {
+            throw new RamTrackerException("read on a closed userfaultfd (fd " + fd + ")");
+        }
+        try {
+            MemorySegment cap = Libc.capture();
+            MemorySegment pfd = Libc.scratch();
+            pfd.set(java.lang.foreign.ValueLayout.JAVA_INT, 0, fd);
+            pfd.set(java.lang.foreign.ValueLayout.JAVA_SHORT, 4, (short) 1); // POLLIN
+            pfd.set(java.lang.foreign.ValueLayout.JAVA_SHORT, 6, (short) 0);
+            int rc = (int) Libc.POLL.invokeExact(cap, pfd, 1L, timeoutMs);
+            if (rc < 0) {
+                int errno = Libc.errno(cap);
+                if (errno == Libc.EINTR) {
+                    return 0;
+                }
+                throw Linux.failure("poll", "userfaultfd " + fd, errno, null);
+            }
+            if (rc == 0) {
+                return 0;
+            }
+            long n = (long) Libc.READ.invokeExact(cap, fd, buf, buf.byteSize() - buf.byteSize() % MSG_SIZE);
+            if (n < 0) {
+                int errno = Libc.errno(cap);
+                if (errno == Libc.EAGAIN || errno == Libc.EINTR) {
+                    return 0; // another reader took them, or a signal
+                }
+                throw Linux.failure("read", "userfaultfd " + fd, errno, null);
+            }
+            return (int) (n / MSG_SIZE);
+        } catch (Throwable t) {
+            throw Linux.unexpected("read(userfaultfd)", t);
+        }
+    }
+
+    /** @return the event type of message {@code i} */
+    public static int event(MemorySegment buf, int i) {
+        return buf.get(java.lang.foreign.ValueLayout.JAVA_BYTE, (long) i * MSG_SIZE) & 0xff;
+    }
+
+    /** @return the faulting address of page-fault message {@code i} */
+    public static long faultAddress(MemorySegment buf, int i) {
+        return buf.get(JAVA_LONG, (long) i * MSG_SIZE + 16);
+    }
+
+    /** @return the flags of page-fault message {@code i} */
+    public static long faultFlags(MemorySegment buf, int i) {
+        return buf.get(JAVA_LONG, (long) i * MSG_SIZE + 8);
+    }
+
+    /** @return the faulting thread's id of message {@code i} (needs {@link #FEATURE_THREAD_ID}) */
+    public static int faultThreadId(MemorySegment buf, int i) {
+        return buf.get(java.lang.foreign.ValueLayout.JAVA_INT, (long) i * MSG_SIZE + 24);
+    }
+
+    /** @return the calling thread's kernel thread id (what {@link #faultThreadId} reports) */
+    public static int currentThreadId() {
+        try {
+            return (int) Libc.GETTID.invokeExact(Libc.capture());
+        } catch (Throwable t) {
+            throw Linux.unexpected("gettid", t);
+        }
+    }
+
+    /**
+     * Places pages atomically, skipping those already present: {@code UFFDIO_COPY} (source data)
+     * or {@code UFFDIO_CONTINUE} (source null: the pages are already in the page cache), page range
+     * by page range. A page another thread placed first ({@code EEXIST}) is left alone: postcopy
+     * answers a fault and pushes in the background, and whichever lands first wins.
+     *
+     * @param destination page-aligned range in the registered mapping
+     * @param source data for {@code UFFDIO_COPY}, or null for {@code UFFDIO_CONTINUE}
+     * @param pageSize page size
+     * @return pages placed by this call (the rest already were)
+     */
+    public long place(MemorySegment destination, MemorySegment source, long pageSize) {
+        long placed = 0;
+        long off = 0;
+        long size = destination.byteSize();
+        while (off < size) {
+            MemorySegment arg = Libc.scratch();
+            long request;
+            if (source != null) {
+                arg.set(JAVA_LONG, 0, destination.address() + off);
+                arg.set(JAVA_LONG, 8, source.address() + off);
+                arg.set(JAVA_LONG, 16, size - off);
+                arg.set(JAVA_LONG, 24, 0L);
+                arg.set(JAVA_LONG, 32, 0L);
+                request = Libc.UFFDIO_COPY;
+            } else {
+                arg.set(JAVA_LONG, 0, destination.address() + off);
+                arg.set(JAVA_LONG, 8, size - off);
+                arg.set(JAVA_LONG, 16, 0L);
+                arg.set(JAVA_LONG, 24, 0L);
+                request = Libc.UFFDIO_CONTINUE;
+            }
+            int errno = ioctlErrno(request, arg);
+            long done = arg.get(JAVA_LONG, source != null ? 32 : 24);
+            if (errno == 0) {
+                placed += (size - off) / pageSize;
+                break;
+            }
+            if (errno == Libc.EAGAIN) {
+                // Interrupted part way (mapping changes): go on from where it stopped.
+                if (done > 0) {
+                    placed += done / pageSize;
+                    off += done;
+                }
+                continue;
+            }
+            if (errno != Libc.EEXIST) {
+                throw Linux.failure(source != null ? "ioctl(UFFDIO_COPY)" : "ioctl(UFFDIO_CONTINUE)",
+                        "[0x" + Long.toHexString(destination.address() + off) + ", +" + (size - off) + ")", errno,
+                        source != null ? null : "the pages must already be in the page cache");
+            }
+            // EEXIST: 'done' bytes were placed, then a page that is already there; skip it.
+            long skip = Math.max(0, done);
+            placed += skip / pageSize;
+            off += skip + pageSize;
+        }
+        return placed;
+    }
+
+    /** Runs an ioctl; returns 0 or the errno (EINTR retried). */
+    private int ioctlErrno(long request, MemorySegment arg) {
+        if (closed.get()) {
+            throw new RamTrackerException("ioctl on a closed userfaultfd (fd " + fd + ")");
+        }
+        try {
+            MemorySegment cap = Libc.capture();
+            int rc;
+            do {
+                rc = (int) Libc.IOCTL.invokeExact(cap, fd, request, arg);
+            } while (rc < 0 && Libc.errno(cap) == Libc.EINTR);
+            return rc < 0 ? Libc.errno(cap) : 0;
+        } catch (Throwable t) {
+            throw Linux.unexpected("ioctl(userfaultfd)", t);
+        }
+    }
+
     /** Closes the descriptor; registrations on it end. Idempotent. */
     @Override
     public void close() {

@@ -1,0 +1,278 @@
+package io.pagewire.ramtracker.postcopy;
+
+import io.pagewire.ramtracker.Backing;
+import io.pagewire.ramtracker.GuestRegion;
+import io.pagewire.ramtracker.RamTrackerException;
+import io.pagewire.ramtracker.bitmap.DirtyBitmap;
+import io.pagewire.ramtracker.linux.Userfaultfd;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+
+/**
+ * A destination region in postcopy: the guest runs on it before all its pages have arrived.
+ *
+ * <h2>Design: MINOR mode over a second mapping</h2>
+ * The region is a memfd (or shmem file). The guest's mapping ({@link GuestRegion#memory()}) is
+ * registered with userfaultfd for MISSING and MINOR faults; pages are written through a second
+ * mapping of the same file ({@link #alias()}), which the guest never sees, and then mapped into
+ * the guest's with {@code UFFDIO_CONTINUE}. So a page is written once, where it will live, and
+ * becomes visible whole and atomically; there is no staging copy inside the kernel as with
+ * {@code UFFDIO_COPY}. A page that arrived before postcopy started is already in the page cache:
+ * touching it raises a MINOR fault that is resolved locally ({@link #mapPresent}) without asking
+ * the source. A page not there at all raises a MISSING fault: the agent asks the source for it.
+ *
+ * <h2>Exactly one writer per page</h2>
+ * The fault answer (urgent lane), the background push and local MINOR resolution may race for the
+ * same page. Each claims the page first ({@link #claimed} bit, set atomically); only the claimer
+ * writes it through the alias and maps it; the others drop their copy. A page is never written
+ * after it was mapped, so guest writes are never overwritten by a late copy.
+ *
+ * <h2>Threading</h2>
+ * {@link #place}, {@link #placeZero} and {@link #mapPresent} may be called from any threads at
+ * once; {@link #readFaults} from one fault thread.
+ */
+public final class PostcopyRegion implements AutoCloseable {
+    /** userfaultfd features this needs. */
+    public static final long FEATURES = Userfaultfd.FEATURE_MISSING_SHMEM | Userfaultfd.FEATURE_MINOR_SHMEM | Userfaultfd.FEATURE_THREAD_ID;
+
+    private final GuestRegion region;
+    private final Arena arena = Arena.ofShared();
+    private final MemorySegment guest;
+    private final MemorySegment alias;
+    private final long pageSize;
+    private final int pageShift;
+    private final DirtyBitmap claimed;
+    private final Userfaultfd uffd;
+    private boolean registered;
+
+    private PostcopyRegion(GuestRegion region, Userfaultfd uffd) {
+        this.region = region;
+        this.uffd = uffd;
+        this.guest = region.memory().asSlice(0, region.sizeBytes());
+        this.alias = region.mapAgain(arena).asSlice(0, region.sizeBytes());
+        this.pageSize = region.pageSize();
+        this.pageShift = region.pageShift();
+        this.claimed = DirtyBitmap.allocate(region.pageCount(), arena);
+    }
+
+    /** @return null when postcopy can run on this region here, else why not */
+    public static String unavailabilityCause(GuestRegion region) {
+        if (region.backing() == Backing.ANONYMOUS) {
+            return "region '" + region.name() + "' is anonymous memory; postcopy (MINOR mode) needs a memfd or shmem file";
+        }
+        if (!Userfaultfd.isAvailable()) {
+            return Userfaultfd.unavailabilityCause();
+        }
+        return Userfaultfd.missingFeatures(FEATURES);
+    }
+
+    /**
+     * Prepares a region for postcopy: the second mapping and a userfaultfd (not yet registered:
+     * before {@link #start()} the guest does not run here and pages are simply written).
+     */
+    public static PostcopyRegion open(GuestRegion region) {
+        String cause = unavailabilityCause(region);
+        if (cause != null) {
+            throw new RamTrackerException("postcopy on region '" + region.name() + "': " + cause);
+        }
+        return new PostcopyRegion(region, Userfaultfd.open(FEATURES));
+    }
+
+    /** @return the region */
+    public GuestRegion region() {
+        return region;
+    }
+
+    /** @return the second mapping, which the transport and placement write */
+    public MemorySegment alias() {
+        return alias;
+    }
+
+    /**
+     * Registers the guest mapping for MISSING and MINOR faults: from now on a guest access to a
+     * page not yet mapped blocks until it is placed. Call after {@link #discard} of stale pages
+     * and before the guest runs.
+     */
+    public synchronized void start() {
+        if (!registered) {
+            uffd.register(guest, Userfaultfd.MODE_MISSING | Userfaultfd.MODE_MINOR);
+            registered = true;
+        }
+    }
+
+    /** @return whether {@link #start()} ran */
+    public synchronized boolean started() {
+        return registered;
+    }
+
+    /**
+     * Drops pages whose copy here is stale (dirtied at the source after they were sent): their
+     * file pages are freed, so a guest access faults MISSING and they are asked for again.
+     * Before {@link #start()} only.
+     */
+    public void discard(long firstPage, long count) {
+        region.discard(firstPage, count);
+    }
+
+    /** @return whether the page is mapped into the guest (or being placed) */
+    public boolean isPlaced(long page) {
+        return claimed.isDirty(page);
+    }
+
+    /** @return pages mapped into the guest (or being placed) */
+    public long placedCount() {
+        return claimed.count();
+    }
+
+    /** @return the page of a faulting address in the guest mapping, or -1 when outside */
+    public long pageOf(long address) {
+        long off = address - guest.address();
+        return off < 0 || off >= guest.byteSize() ? -1 : off >>> pageShift;
+    }
+
+    /** Claims a page; true for the one caller that may write and map it. */
+    private boolean claim(long page) {
+        long bit = 1L << (page & 63);
+        return (claimed.orWordAtomic(page >>> 6, bit) & bit) == 0;
+    }
+
+    /**
+     * Places pages: those nobody claimed yet are written through the alias from {@code data}
+     * ({@code count * pageSize} bytes) and mapped, waking any thread that faulted on them.
+     *
+     * @param placedOut receives each page this call placed (may be null)
+     * @return pages this call placed (the others were placed already and are left alone)
+     */
+    public long place(long firstPage, long count, MemorySegment data, PageSink placedOut) {
+        return placeRuns(firstPage, count, data, placedOut);
+    }
+
+    /** Places zero pages (nobody claimed yet): zeroes them through the alias and maps them. */
+    public long placeZero(long firstPage, long count, PageSink placedOut) {
+        return placeRuns(firstPage, count, null, placedOut);
+    }
+
+    private long placeRuns(long firstPage, long count, MemorySegment data, PageSink placedOut) {
+        long placed = 0;
+        long end = firstPage + count;
+        long p = firstPage;
+        while (p < end) {
+            if (!claim(p)) {
+                p++;
+                continue;
+            }
+            long q = p + 1;
+            while (q < end && claim(q)) {
+                q++;
+            }
+            // [p, q) is ours: write it, then map it whole.
+            long off = p << pageShift;
+            long len = (q - p) << pageShift;
+            if (data != null) {
+                MemorySegment.copy(data, (p - firstPage) << pageShift, alias, off, len);
+            } else {
+                alias.asSlice(off, len).fill((byte) 0);
+            }
+            map(p, q);
+            placed += q - p;
+            if (placedOut != null) {
+                for (long x = p; x < q; x++) {
+                    placedOut.page(x);
+                }
+            }
+            p = q;
+        }
+        return placed;
+    }
+
+    /**
+     * Maps pages already in the page cache (they arrived before postcopy started and are
+     * current): resolves MINOR faults without asking the source.
+     *
+     * @return pages this call mapped
+     */
+    public long mapPresent(long firstPage, long count, PageSink placedOut) {
+        long mapped = 0;
+        long end = firstPage + count;
+        for (long p = firstPage; p < end; ) {
+            if (!claim(p)) {
+                p++;
+                continue;
+            }
+            long q = p + 1;
+            while (q < end && claim(q)) {
+                q++;
+            }
+            map(p, q);
+            mapped += q - p;
+            if (placedOut != null) {
+                for (long x = p; x < q; x++) {
+                    placedOut.page(x);
+                }
+            }
+            p = q;
+        }
+        return mapped;
+    }
+
+    private void map(long from, long to) {
+        if (registered) {
+            uffd.place(guest.asSlice(from << pageShift, (to - from) << pageShift), null, pageSize);
+        }
+    }
+
+    /**
+     * Reads pending fault events, waiting up to {@code timeoutMs}.
+     *
+     * @param buf room for events ({@link Userfaultfd#MSG_SIZE} each)
+     * @param sink receives each page fault: page, faulting thread id, whether MINOR (page present)
+     * @return faults delivered
+     */
+    public int readFaults(MemorySegment buf, int timeoutMs, FaultSink sink) {
+        int n = uffd.readEvents(buf, timeoutMs);
+        int faults = 0;
+        for (int i = 0; i < n; i++) {
+            if (Userfaultfd.event(buf, i) != Userfaultfd.EVENT_PAGEFAULT) {
+                continue;
+            }
+            long page = pageOf(Userfaultfd.faultAddress(buf, i));
+            if (page < 0) {
+                continue;
+            }
+            sink.fault(page, Userfaultfd.faultThreadId(buf, i), (Userfaultfd.faultFlags(buf, i) & Userfaultfd.FAULT_FLAG_MINOR) != 0);
+            faults++;
+        }
+        return faults;
+    }
+
+    /** Receives page faults. */
+    @FunctionalInterface
+    public interface FaultSink {
+        /**
+         * @param page the faulting page
+         * @param threadId the faulting thread's kernel id
+         * @param minor true when the page is in the page cache (arrived earlier), false when missing
+         */
+        void fault(long page, int threadId, boolean minor);
+    }
+
+    /** Receives pages as they are placed. */
+    @FunctionalInterface
+    public interface PageSink {
+        void page(long page);
+    }
+
+    /** Unregisters (waking any waiter, which then sees the page as it is) and unmaps the alias. */
+    @Override
+    public void close() {
+        synchronized (this) {
+            if (registered) {
+                uffd.unregister(guest);
+                registered = false;
+            }
+        }
+        uffd.close();
+        arena.close();
+    }
+}

@@ -1,0 +1,111 @@
+package io.pagewire.ramtracker.postcopy;
+
+import io.pagewire.ramtracker.GuestRam;
+import io.pagewire.ramtracker.GuestRegion;
+import io.pagewire.ramtracker.RegionSpec;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicReference;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+/** Real userfaultfd: guest threads block on missing pages; a fault thread and a background pusher place them. */
+@Timeout(60)
+class PostcopyRegionTest {
+    private static final long PAGES = 8192;
+
+    @Test
+    void faultingThreadsGetExactlyTheSourcePagesWhileABackgroundPushRaces() throws Exception {
+        try (GuestRam ram = GuestRam.create(); Arena arena = Arena.ofShared()) {
+            GuestRegion region = ram.open(RegionSpec.memfd("pc.ram", PAGES * 4096));
+            String cause = PostcopyRegion.unavailabilityCause(region);
+            assumeTrue(cause == null, () -> "postcopy unavailable: " + cause);
+            MemorySegment source = arena.allocate(PAGES * 4096, 4096);
+            for (long p = 0; p < PAGES; p++) {
+                source.set(ValueLayout.JAVA_LONG, p * 4096, p * 31 + 7);
+                source.set(ValueLayout.JAVA_LONG, p * 4096 + 4088, ~p);
+            }
+            try (PostcopyRegion pc = PostcopyRegion.open(region)) {
+                // Before postcopy: the first quarter arrived in precopy (written through the alias, not mapped).
+                long early = PAGES / 4;
+                MemorySegment.copy(source, 0, pc.alias(), 0, early * 4096);
+                // Pages 100..199 were dirtied at the source afterwards: stale here, discarded.
+                pc.discard(100, 100);
+                pc.start();
+
+                AtomicBoolean stop = new AtomicBoolean();
+                AtomicLong minor = new AtomicLong();
+                AtomicLong missing = new AtomicLong();
+                AtomicReference<Throwable> failure = new AtomicReference<>();
+                ConcurrentHashMap<Long, Boolean> requested = new ConcurrentHashMap<>();
+                Thread faults = Thread.ofPlatform().start(() -> {
+                    MemorySegment buf = Arena.ofAuto().allocate(32 * 64);
+                    try {
+                        while (!stop.get()) {
+                            pc.readFaults(buf, 50, (page, tid, isMinor) -> {
+                                if (isMinor) {
+                                    minor.incrementAndGet();
+                                    pc.mapPresent(page, 1, null);
+                                } else {
+                                    missing.incrementAndGet();
+                                    requested.put(page, true);
+                                    // The "source" answers at once.
+                                    pc.place(page, 1, source.asSlice(page * 4096, 4096), null);
+                                }
+                            });
+                        }
+                    } catch (Throwable t) {
+                        failure.set(t);
+                    }
+                });
+                // A background push racing the answers, from the back.
+                Thread push = Thread.ofPlatform().start(() -> {
+                    for (long p = PAGES - 1; p >= early && !stop.get(); p -= 7) {
+                        pc.place(p, 1, source.asSlice(p * 4096, 4096), null);
+                    }
+                });
+                // Guest vCPUs read every page, in different orders.
+                List<Thread> vcpus = new ArrayList<>();
+                MemorySegment guest = region.memory();
+                for (int v = 0; v < 3; v++) {
+                    int id = v;
+                    vcpus.add(Thread.ofPlatform().start(() -> {
+                        for (long i = 0; i < PAGES; i++) {
+                            long p = (i * (2 * id + 1) + id * 1000) % PAGES;
+                            long a = guest.get(ValueLayout.JAVA_LONG, p * 4096);
+                            long b = guest.get(ValueLayout.JAVA_LONG, p * 4096 + 4088);
+                            if (a != p * 31 + 7 || b != ~p) {
+                                failure.compareAndSet(null, new AssertionError("vCPU " + id + " read page " + p + " wrong: " + a + "/" + b));
+                            }
+                        }
+                    }));
+                }
+                for (Thread t : vcpus) {
+                    t.join();
+                }
+                stop.set(true);
+                push.join();
+                faults.join();
+                assertNull(failure.get(), () -> String.valueOf(failure.get()));
+                assertEquals(PAGES, pc.placedCount());
+                assertTrue(minor.get() > 0, "pages that arrived in precopy are mapped locally on a MINOR fault");
+                assertTrue(missing.get() > 0, "missing pages fault MISSING");
+                assertTrue(requested.keySet().stream().noneMatch(p -> p < early && (p < 100 || p >= 200)),
+                        "a page present and current is never asked of the source");
+                assertEquals(-1, source.mismatch(guest.asSlice(0, PAGES * 4096)));
+            }
+        }
+    }
+}
