@@ -3,6 +3,7 @@ package io.pagewire.agent;
 import io.pagewire.ramtracker.GuestRam;
 import io.pagewire.ramtracker.GuestRegion;
 import io.pagewire.ramtracker.bitmap.DirtyBitmap;
+import io.pagewire.ramtracker.postcopy.PostcopyRegion;
 import io.pagewire.transport.spi.Connection;
 import io.pagewire.transport.spi.LaneKind;
 import io.pagewire.transport.spi.Listener;
@@ -45,6 +46,20 @@ public final class DestinationMigration implements AutoCloseable {
     private final DirtyBitmap[] accounted;
     private final DirtyBitmap[] hasData;
     private final MigrationStats stats = new MigrationStats();
+    /** Postcopy state per region, or null without postcopy. */
+    private final PostcopyRegion[] postcopyRegions;
+    private volatile boolean postcopyStarted;
+    private volatile java.util.function.Supplier<int[]> guestStarter;
+    private volatile Thread[] faultThreads = new Thread[0];
+    private volatile boolean faultsStop;
+    private final java.util.Set<Long>[] requested;
+    private final java.util.concurrent.ConcurrentHashMap<Long, Long> faultStartNs = new java.util.concurrent.ConcurrentHashMap<>();
+    private final org.HdrHistogram.ConcurrentHistogram faultLatency = new org.HdrHistogram.ConcurrentHistogram(TimeUnit.SECONDS.toNanos(60), 3);
+    private volatile io.pagewire.ramtracker.blocktime.BlocktimeTracker blocktime;
+    private volatile int[] vcpuThreadIds = new int[0];
+    private final AtomicLong pageRequests = new AtomicLong();
+    private final AtomicLong localFaults = new AtomicLong();
+    private volatile long postcopyStartNs;
     private final AtomicLong rounds = new AtomicLong();
     private volatile boolean stopPopulating;
     private Thread populator;
@@ -57,7 +72,27 @@ public final class DestinationMigration implements AutoCloseable {
 
     /** @param ram the destination's guest RAM, with the same regions as the source */
     public DestinationMigration(GuestRam ram) {
+        this(ram, false);
+    }
+
+    /**
+     * @param ram the destination's guest RAM, with the same regions as the source
+     * @param postcopy prepare for postcopy: every region must be a memfd or shmem file; pages are
+     *                 written through a second mapping and placed with userfaultfd once the guest runs here
+     */
+    @SuppressWarnings("unchecked")
+    public DestinationMigration(GuestRam ram, boolean postcopy) {
         this.regions = ram.regions();
+        this.postcopyRegions = postcopy ? new PostcopyRegion[regions.size()] : null;
+        if (postcopy) {
+            for (int i = 0; i < regions.size(); i++) {
+                postcopyRegions[i] = PostcopyRegion.open(regions.get(i));
+            }
+        }
+        this.requested = new java.util.Set[regions.size()];
+        for (int i = 0; i < requested.length; i++) {
+            requested[i] = java.util.concurrent.ConcurrentHashMap.newKeySet();
+        }
         this.accounted = new DirtyBitmap[regions.size()];
         this.hasData = new DirtyBitmap[regions.size()];
         this.wantedChunks = new java.util.BitSet[regions.size()];
@@ -81,9 +116,219 @@ public final class DestinationMigration implements AutoCloseable {
         return RamLayout.of(rs);
     }
 
-    /** Listens on {@code uri} with this RAM's layout. */
+    /** Listens on {@code uri} with this RAM's layout (in postcopy mode: second mappings and placers). */
     public Listener listen(GuestRam ram, String uri) {
-        return Transports.listen(uri, new TransportContext().layout(layout(ram)));
+        RamLayout layout = layout(ram);
+        if (postcopyRegions != null) {
+            List<RamRegion> rs = new ArrayList<>();
+            for (int i = 0; i < regions.size(); i++) {
+                int id = i;
+                RamRegion r = layout.region(i);
+                rs.add(new RamRegion(r.descriptor(), postcopyRegions[i].alias(), (regionId, first, count, data) -> place(id, first, count, data)));
+            }
+            layout = RamLayout.of(rs);
+        }
+        return Transports.listen(uri, new TransportContext().layout(layout));
+    }
+
+    /**
+     * Postcopy: called (on a transport thread) when the source switches to postcopy, after the stale
+     * pages were discarded and userfaultfd armed; starts the guest here and returns its vCPU threads'
+     * kernel ids (for blocktime), or an empty array when there is no guest to account for.
+     */
+    public void onPostcopyStart(java.util.function.Supplier<int[]> startGuest) {
+        this.guestStarter = startGuest;
+    }
+
+    /** Placement of received page data (postcopy mode): plain writes before the switch, claim-once placement after. */
+    private void place(int regionId, long first, int count, MemorySegment data) {
+        PostcopyRegion pc = postcopyRegions[regionId];
+        long pageSize = regions.get(regionId).pageSize();
+        if (!postcopyStarted) {
+            // The guest does not run here yet, and round ends keep this ahead of the switch.
+            MemorySegment.copy(data, 0, pc.alias(), first * pageSize, count * pageSize);
+            return;
+        }
+        pc.place(first, count, data, page -> placed(regionId, page));
+    }
+
+    /** A page was mapped into the guest: ends the accounting of faults on it. */
+    private void placed(int regionId, long page) {
+        long now = System.nanoTime();
+        var bt = blocktime;
+        if (bt != null) {
+            bt.pageArrived(page, now);
+        }
+        Long t = faultStartNs.remove(((long) regionId << 48) | page);
+        if (t != null) {
+            faultLatency.recordValue(Math.min(now - t, faultLatency.getHighestTrackableValue()));
+        }
+    }
+
+    /** Postcopy switch: stale pages were discarded; arm userfaultfd, start the fault threads and the guest. */
+    private void startPostcopy(Connection c) {
+        postcopyStartNs = System.nanoTime();
+        for (PostcopyRegion pc : postcopyRegions) {
+            pc.start();
+        }
+        postcopyStarted = true;
+        List<Thread> ts = new ArrayList<>();
+        for (int i = 0; i < postcopyRegions.length; i++) {
+            int id = i;
+            ts.add(Thread.ofPlatform().daemon().name("pagewire-faults-" + regions.get(i).name()).start(() -> faultLoop(id, c)));
+        }
+        // Pages that arrived in precopy are in the page cache but not yet mapped into the guest:
+        // map them in bulk so the guest rarely takes a MINOR fault for them.
+        ts.add(Thread.ofPlatform().daemon().name("pagewire-postcopy-map").start(this::mapPresentPages));
+        faultThreads = ts.toArray(new Thread[0]);
+        java.util.function.Supplier<int[]> starter = guestStarter;
+        int[] tids = starter == null ? new int[0] : starter.get();
+        blocktime = tids.length == 0 ? null : new io.pagewire.ramtracker.blocktime.BlocktimeTracker(tids.length, Math.max(64, tids.length * 4));
+        vcpuThreadIds = tids;
+        stats.status(MigrationStats.Status.POSTCOPY_ACTIVE);
+        c.urgent().sendControl(MemorySegment.ofArray(Protocol.POSTCOPY_RUNNING.getBytes(StandardCharsets.UTF_8)));
+    }
+
+    private void mapPresentPages() {
+        try {
+            for (int r = 0; r < regions.size() && !faultsStop; r++) {
+                int id = r;
+                DirtyBitmap data = hasData[r];
+                long n = regions.get(r).pageCount();
+                for (long p = data.nextDirty(0, n); p < n && !faultsStop; ) {
+                    long end = Math.min(data.nextClean(p, n), p + 512);
+                    postcopyRegions[r].mapPresent(p, end - p, x -> placed(id, x));
+                    p = data.nextDirty(end, n);
+                }
+            }
+        } catch (RuntimeException e) {
+            if (!faultsStop) {
+                System.err.println("pagewire: mapping received pages into the guest failed; MINOR faults will map them: " + e.getMessage());
+            }
+        }
+    }
+
+    private void faultLoop(int regionId, Connection c) {
+        PostcopyRegion pc = postcopyRegions[regionId];
+        MemorySegment buf = Arena.ofAuto().allocate(io.pagewire.ramtracker.linux.Userfaultfd.MSG_SIZE * 64L, 8);
+        try {
+            while (!faultsStop) {
+                pc.readFaults(buf, 100, (page, tid, minor) -> fault(regionId, pc, c, page, tid, minor));
+            }
+        } catch (RuntimeException e) {
+            if (!faultsStop) {
+                c.abort("postcopy fault handling failed at the destination: " + e.getMessage());
+            }
+        }
+    }
+
+    /**
+     * One page fault. MINOR: the page is here (from precopy) and current: map it. MISSING: if it is
+     * known to be zero, place a zero page; otherwise ask the source, once.
+     */
+    private void fault(int regionId, PostcopyRegion pc, Connection c, long page, int tid, boolean minor) {
+        long now = System.nanoTime();
+        int vcpu = vcpuOf(tid);
+        var bt = blocktime;
+        if (bt != null && vcpu >= 0) {
+            bt.fault(vcpu, page, now);
+        }
+        faultStartNs.putIfAbsent(((long) regionId << 48) | page, now);
+        if (pc.isPlaced(page)) {
+            placed(regionId, page); // placed between the fault and now: that placement woke it
+            return;
+        }
+        if (minor) {
+            localFaults.incrementAndGet();
+            pc.mapPresent(page, 1, p -> placed(regionId, p));
+            return;
+        }
+        // Ordered against a zero run arriving now: record the request first, then read the
+        // accounting (the zero-run path marks the accounting first, then reads the requests).
+        if (!requested[regionId].add(page)) {
+            return; // asked already
+        }
+        if (accounted[regionId].isDirty(page)) {
+            localFaults.incrementAndGet();
+            pc.placeZero(page, 1, p -> placed(regionId, p));
+            return;
+        }
+        pageRequests.incrementAndGet();
+        c.urgent().sendPageRequest(regionId, page, 1);
+    }
+
+    private int vcpuOf(int tid) {
+        int[] ids = vcpuThreadIds;
+        for (int i = 0; i < ids.length; i++) {
+            if (ids[i] == tid) {
+                return i;
+            }
+        }
+        return -1;
+    }
+
+    /** Postcopy: "postcopy-discard REGION FIRST_WORD" newline, then little-endian bitmap words: these pages are stale here. */
+    private void discard(MemorySegment payload, String head) {
+        String[] a = head.split(" ");
+        int regionId = Integer.parseInt(a[1]);
+        long firstWord = Long.parseLong(a[2]);
+        if (regionId < 0 || regionId >= regions.size()) {
+            throw new IllegalArgumentException("postcopy discard for region " + regionId + " of " + regions.size());
+        }
+        long headBytes = head.getBytes(StandardCharsets.UTF_8).length + 1;
+        long words = (payload.byteSize() - headBytes) / 8;
+        long pages = regions.get(regionId).pageCount();
+        if (firstWord < 0 || firstWord + words > (pages + 63) / 64) {
+            throw new IllegalArgumentException("postcopy discard words [" + firstWord + ", +" + words + ") outside region " + regionId);
+        }
+        ValueLayout.OfLong le = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN);
+        for (long i = 0; i < words; i++) {
+            long w = payload.get(le, headBytes + 8 * i);
+            long base = (firstWord + i) * 64;
+            for (int bit = 0; bit < 64; ) {
+                if ((w & (1L << bit)) == 0) {
+                    bit++;
+                    continue;
+                }
+                int end = bit;
+                while (end < 64 && (w & (1L << end)) != 0) {
+                    end++;
+                }
+                long from = base + bit;
+                long count = Math.min(end - bit, pages - from);
+                if (count > 0) {
+                    postcopyRegions[regionId].discard(from, count);
+                    accounted[regionId].clearRangeAtomic(from, count);
+                    hasData[regionId].clearRangeAtomic(from, count);
+                }
+                bit = end;
+            }
+        }
+    }
+
+    /** @return the destination's postcopy measurements as a JSON object */
+    public String postcopyStatsJson() {
+        var bt = blocktime;
+        long now = System.nanoTime();
+        StringBuilder vcpus = new StringBuilder("[");
+        if (bt != null) {
+            for (int i = 0; i < bt.vcpuCount(); i++) {
+                vcpus.append(i == 0 ? "" : ",").append(String.format(java.util.Locale.ROOT, "%.3f", bt.vcpuBlockedNs(i, now) / 1e6));
+            }
+        }
+        vcpus.append(']');
+        org.HdrHistogram.Histogram h = faultLatency.copy();
+        return String.format(java.util.Locale.ROOT,
+                "{\"postcopy-requests\":%d,\"local-faults\":%d,\"blocktime-ms\":%.3f,\"vcpu-blocktime-ms\":%s,\"postcopy-ms\":%d,"
+                        + "\"fault-latency-us\":{\"count\":%d,\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"p99.9\":%.1f,\"max\":%.1f}}",
+                pageRequests.get(), localFaults.get(), bt == null ? 0.0 : bt.totalBlockedNs(now) / 1e6, vcpus,
+                postcopyStartNs == 0 ? 0 : (now - postcopyStartNs) / 1_000_000, h.getTotalCount(), h.getValueAtPercentile(50) / 1e3,
+                h.getValueAtPercentile(90) / 1e3, h.getValueAtPercentile(99) / 1e3, h.getValueAtPercentile(99.9) / 1e3, h.getMaxValue() / 1e3);
+    }
+
+    /** @return the fault-latency histogram (fault read to page mapped), in nanoseconds */
+    public org.HdrHistogram.Histogram faultLatency() {
+        return faultLatency.copy();
     }
 
     /** How destination RAM is populated. */
@@ -117,10 +362,44 @@ public final class DestinationMigration implements AutoCloseable {
     }
 
     private void populateAll() {
-        for (GuestRegion r : regions) {
+        for (int i = 0; i < regions.size(); i++) {
+            GuestRegion r = regions.get(i);
             long step = Math.max(1, POPULATE_CHUNK / r.pageSize());
             for (long p = 0; p < r.pageCount() && !stopPopulating; p += step) {
-                r.populate(p, Math.min(step, r.pageCount() - p));
+                populate(i, p, Math.min(step, r.pageCount() - p));
+            }
+        }
+    }
+
+    /**
+     * Populates pages: through the guest mapping, or in postcopy mode through the second mapping
+     * (the guest mapping is userfaultfd's; populating it would fault).
+     */
+    private void populate(int regionId, long first, long count) {
+        if (postcopyRegions == null) {
+            regions.get(regionId).populate(first, count);
+        } else {
+            long ps = regions.get(regionId).pageSize();
+            io.pagewire.ramtracker.linux.Mappings.populateWrite(postcopyRegions[regionId].alias().asSlice(first * ps, count * ps));
+        }
+    }
+
+    /**
+     * Stops populating and waits for the populate thread: before stale pages are discarded, so
+     * that no discarded page is populated again (it would then look present and current).
+     */
+    private void stopPopulatingAndWait() {
+        stopPopulating = true;
+        synchronized (hintLock) {
+            hintLock.notifyAll();
+        }
+        Thread t = populator;
+        if (t != null && t != Thread.currentThread()) {
+            try {
+                t.join();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IllegalStateException("interrupted while stopping the populate thread before postcopy discards", e);
             }
         }
     }
@@ -159,10 +438,9 @@ public final class DestinationMigration implements AutoCloseable {
                         continue;
                     }
                 }
-                GuestRegion r = regions.get(region);
                 long chunkPages = hintChunkPages[region];
                 long first = chunk * chunkPages;
-                r.populate(first, Math.min(chunkPages, r.pageCount() - first));
+                populate(region, first, Math.min(chunkPages, regions.get(region).pageCount() - first));
             }
         } catch (RuntimeException e) {
             populateFailed(e);
@@ -235,8 +513,19 @@ public final class DestinationMigration implements AutoCloseable {
 
             @Override
             public void onZeroRun(LaneKind lane, int regionId, long firstPage, long pageCount) {
-                zeroWherePreviouslyWritten(regionId, firstPage, pageCount);
-                accounted[regionId].markRangeAtomic(firstPage, pageCount);
+                if (postcopyStarted) {
+                    // Holes read as zero once userfaultfd lets go; only a page someone faulted on needs placing now.
+                    // Ordered against fault(): mark the accounting first, then read the requests.
+                    accounted[regionId].markRangeAtomic(firstPage, pageCount);
+                    for (long p = firstPage; p < firstPage + pageCount; p++) {
+                        if (requested[regionId].contains(p)) {
+                            postcopyRegions[regionId].placeZero(p, 1, x -> placed(regionId, x));
+                        }
+                    }
+                } else {
+                    zeroWherePreviouslyWritten(regionId, firstPage, pageCount);
+                    accounted[regionId].markRangeAtomic(firstPage, pageCount);
+                }
                 stats.addDuplicate(pageCount);
             }
 
@@ -262,6 +551,13 @@ public final class DestinationMigration implements AutoCloseable {
                     finished.countDown();
                     return;
                 }
+                if (postcopyRegions != null) {
+                    finishPostcopy();
+                    if (postcopyStartNs != 0) {
+                        c.urgent().sendControl(MemorySegment.ofArray((Protocol.POSTCOPY_STATS + " " + postcopyStatsJson())
+                                .getBytes(StandardCharsets.UTF_8)));
+                    }
+                }
                 c.urgent().sendComplete();
                 stats.status(MigrationStats.Status.COMPLETED);
                 stats.end();
@@ -276,6 +572,17 @@ public final class DestinationMigration implements AutoCloseable {
                     finished.countDown();
                 } else if (text.equals(Protocol.DONE)) {
                     finished.countDown();
+                } else if (text.startsWith(Protocol.POSTCOPY_DISCARD + " ")) {
+                    stopPopulatingAndWait();
+                    int nl = text.indexOf('\n');
+                    discard(payload, text.substring(0, nl < 0 ? text.length() : nl));
+                } else if (text.equals(Protocol.POSTCOPY_START)) {
+                    if (postcopyRegions == null) {
+                        throw new IllegalStateException("the source switched to postcopy, but this destination was not prepared for it"
+                                + " (receive --postcopy)");
+                    }
+                    stopPopulatingAndWait(); // also when nothing was discarded
+                    startPostcopy(self.join());
                 } else if (text.startsWith(Protocol.POPULATE + " ")) {
                     if (populateMode == Populate.HINTED) {
                         hint(text.substring(Protocol.POPULATE.length() + 1));
@@ -300,6 +607,21 @@ public final class DestinationMigration implements AutoCloseable {
             return stats;
         } finally {
             stopPopulating = true;
+        }
+    }
+
+    /** Every page is accounted for: stop the fault threads and let userfaultfd go (pages here are current, holes zero). */
+    private void finishPostcopy() {
+        faultsStop = true;
+        for (Thread t : faultThreads) {
+            try {
+                t.join(TimeUnit.SECONDS.toMillis(5));
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
+        for (PostcopyRegion pc : postcopyRegions) {
+            pc.close();
         }
     }
 
@@ -347,6 +669,15 @@ public final class DestinationMigration implements AutoCloseable {
 
     @Override
     public void close() throws InterruptedException {
+        faultsStop = true;
+        if (postcopyRegions != null) {
+            for (Thread t : faultThreads) {
+                t.join(TimeUnit.SECONDS.toMillis(5));
+            }
+            for (PostcopyRegion pc : postcopyRegions) {
+                pc.close();
+            }
+        }
         stopPopulating = true;
         synchronized (hintLock) {
             hintLock.notifyAll();

@@ -29,6 +29,8 @@ public final class MigrationConfig {
     private int scanThreads = Math.min(4, Math.max(1, Runtime.getRuntime().availableProcessors()));
     private boolean verify = true;
     private long completionTimeoutNs = TimeUnit.SECONDS.toNanos(60);
+    private boolean postcopy;
+    private int postcopyAfterRounds = -1;
 
     /** @return the longest acceptable downtime (default 300 ms, as QEMU's downtime-limit) */
     public long downtimeLimitNs() {
@@ -141,6 +143,32 @@ public final class MigrationConfig {
     }
 
     /**
+     * @return whether postcopy is allowed: when precopy does not converge within its budget the
+     *         engine switches to postcopy instead of applying the policy (default false)
+     */
+    public boolean postcopy() {
+        return postcopy;
+    }
+
+    public MigrationConfig postcopy(boolean p) {
+        postcopy = p;
+        return this;
+    }
+
+    /**
+     * @return switch to postcopy after this many precopy rounds (0: at once, before the bulk round;
+     *         -1: only when precopy does not converge or on command). Needs {@link #postcopy()}.
+     */
+    public int postcopyAfterRounds() {
+        return postcopyAfterRounds;
+    }
+
+    public MigrationConfig postcopyAfterRounds(int rounds) {
+        postcopyAfterRounds = rounds;
+        return this;
+    }
+
+    /**
      * Validates.
      *
      * @return this
@@ -163,6 +191,12 @@ public final class MigrationConfig {
         }
         if (maxBandwidthBytesPerSec < 0) {
             throw new IllegalArgumentException("max bandwidth " + maxBandwidthBytesPerSec + " is negative");
+        }
+        if (postcopyAfterRounds < -1) {
+            throw new IllegalArgumentException("postcopy after rounds " + postcopyAfterRounds + " must be -1 (only when needed), 0 (at once) or more");
+        }
+        if (postcopyAfterRounds >= 0 && !postcopy) {
+            throw new IllegalArgumentException("postcopy after rounds " + postcopyAfterRounds + " needs postcopy(true)");
         }
         if (scanThreads < 1 || scanThreads > 64) {
             throw new IllegalArgumentException("scan threads " + scanThreads + " outside 1..64");

@@ -71,6 +71,10 @@ public final class MigrationStats {
     private volatile int cpuThrottlePercentage;
     /** Bandwidth estimate used for the switchover decision, bytes per second. */
     private volatile long bandwidthBytesPerSec;
+    /** postcopy-requests: page requests the destination sent (one per faulting page). */
+    private volatile long postcopyRequests;
+    /** postcopy-bytes: page bytes answered on the urgent lane. */
+    private volatile long postcopyBytes;
     /** Per-round: pages sent and milliseconds, for the report. */
     private final List<long[]> roundLog = new ArrayList<>();
 
@@ -152,6 +156,20 @@ public final class MigrationStats {
     public synchronized void round(long pages, long ns, long bytes, long collectNs, long bandwidth, long expectedDowntimeNs) {
         rounds.incrementAndGet();
         roundLog.add(new long[]{pages, ns, bytes, collectNs, bandwidth, expectedDowntimeNs});
+    }
+
+    public void postcopy(long requests, long bytes) {
+        postcopyRequests = requests;
+        postcopyBytes = bytes;
+    }
+
+    /** Postcopy broke after the guest may have started on the destination (QEMU: postcopy-paused). */
+    public void postcopyFailed() {
+        errorDesc = (errorDesc == null ? "" : errorDesc + "; ") + "postcopy was running: the guest stays paused on the source (its state is split)";
+    }
+
+    public long postcopyRequests() {
+        return postcopyRequests;
     }
 
     public void throttle(int percent) {
@@ -277,6 +295,10 @@ public final class MigrationStats {
         if (cpuThrottlePercentage > 0) {
             l.add("cpu throttle percentage: " + cpuThrottlePercentage);
         }
+        if (postcopyRequests > 0 || status == Status.POSTCOPY_ACTIVE) {
+            l.add("postcopy request count: " + postcopyRequests);
+            l.add("postcopy bytes: " + postcopyBytes);
+        }
         return String.join(System.lineSeparator(), l);
     }
 
@@ -297,12 +319,12 @@ public final class MigrationStats {
                         + "\"downtime-breakdown\":{\"final-round-us\":%d,\"completion-us\":%d},\"expected-downtime\":%d,"
                         + "\"ram\":{\"transferred\":%d,\"remaining\":%d,\"total\":%d,\"duplicate\":%d,\"skipped\":%d,\"normal\":%d,"
                         + "\"normal-bytes\":%d,\"mbps\":%.2f,\"dirty-sync-count\":%d,\"dirty-pages-rate\":%d,\"page-size\":%d,"
-                        + "\"precopy-rounds\":%d,\"rounds\":%s},\"cpu-throttle-percentage\":%d",
+                        + "\"precopy-rounds\":%d,\"rounds\":%s,\"postcopy-requests\":%d,\"postcopy-bytes\":%d},\"cpu-throttle-percentage\":%d",
                 status.qemuName(), errorDesc == null ? "" : "\"error-desc\":" + quote(errorDesc) + ",", totalTimeMs(), setupTimeMs(),
                 downtimeMs(), downtimeUs(), downtimeFinalRoundNs < 0 ? -1 : downtimeFinalRoundNs / 1000,
                 downtimeCompletionNs < 0 ? -1 : downtimeCompletionNs / 1000, expectedDowntimeNs < 0 ? -1 : ms(expectedDowntimeNs),
                 transferred.get(), remainingBytes, totalBytes, duplicate.get(), skipped.get(), normal.get(), normalBytes.get(),
-                mbps(), dirtySyncCount.get(), dirtyPagesRate, pageSize, rounds.get(), rl, cpuThrottlePercentage);
+                mbps(), dirtySyncCount.get(), dirtyPagesRate, pageSize, rounds.get(), rl, postcopyRequests, postcopyBytes, cpuThrottlePercentage);
     }
 
     /** @return a JSON string literal */

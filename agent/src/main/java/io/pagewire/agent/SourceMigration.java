@@ -69,6 +69,16 @@ public final class SourceMigration {
     private final Object laneLock = new Object();
     private long nextRound = 1;
     private volatile long trackingStartNs;
+    private volatile boolean postcopyRequested;
+    private volatile boolean postcopyCommitted;
+    private volatile String postcopyStats;
+    private volatile Connection connection;
+    /** Postcopy: pages still to send (taken by the push or by a page request, whichever is first). */
+    private volatile List<DirtyBitmap> postcopyPending;
+    private final java.util.concurrent.atomic.AtomicLong pushHint = new java.util.concurrent.atomic.AtomicLong(-1);
+    private final java.util.concurrent.atomic.AtomicLong postcopyRequests = new java.util.concurrent.atomic.AtomicLong();
+    private final java.util.concurrent.atomic.AtomicLong postcopyPagesAnswered = new java.util.concurrent.atomic.AtomicLong();
+    private final CompletableFuture<Void> postcopyRunning = new CompletableFuture<>();
 
     /**
      * @param ram the guest RAM (every region is migrated, in order)
@@ -99,6 +109,19 @@ public final class SourceMigration {
     /** @return the destination's verification answer ("verified", or what differs), null when not verified */
     public String verification() {
         return verification;
+    }
+
+    /** Switches to postcopy at the next round boundary (QEMU's migrate-start-postcopy); needs {@link MigrationConfig#postcopy()}. */
+    public void startPostcopy() {
+        if (!config.postcopy()) {
+            throw new IllegalStateException("postcopy was not enabled for this migration (MigrationConfig.postcopy(true))");
+        }
+        postcopyRequested = true;
+    }
+
+    /** @return the destination's postcopy measurements (JSON object), or null */
+    public String postcopyStats() {
+        return postcopyStats;
     }
 
     /** Cancels the migration; the guest keeps running on the source. */
@@ -137,6 +160,16 @@ public final class SourceMigration {
             sendPopulationHints(conn);
             stats.status(MigrationStats.Status.ACTIVE);
             stats.setupDone();
+            this.connection = conn;
+
+            if (config.postcopy() && config.postcopyAfterRounds() == 0) {
+                // Postcopy at once: nothing was sent, every page is still to go.
+                for (DirtyBitmap b : bitmaps) {
+                    b.markAll();
+                }
+                paused = true; // runPostcopy pauses first thing
+                return runPostcopy(conn, trackers, bitmaps, false);
+            }
 
             // Bulk round: every page.
             long bandwidth = -1;
@@ -168,6 +201,11 @@ public final class SourceMigration {
                 }
                 boolean budgetSpent = stats.rounds() >= config.maxRounds()
                         || (config.maxTimeNs() > 0 && System.nanoTime() - migrationStart >= config.maxTimeNs());
+                if (config.postcopy() && (postcopyRequested || budgetSpent
+                        || (config.postcopyAfterRounds() > 0 && stats.rounds() >= config.postcopyAfterRounds()))) {
+                    paused = true;
+                    return runPostcopy(conn, trackers, bitmaps, true);
+                }
                 if (budgetSpent) {
                     MigrationConfig.Policy policy = config.policy();
                     if (policy == MigrationConfig.Policy.THROTTLE && throttle >= config.throttleMaxPercent()) {
@@ -222,22 +260,22 @@ public final class SourceMigration {
             exchangeVerification(conn);
             return stats;
         } catch (CancelledException e) {
-            resumeAfterFailure(paused);
             stats.failed(e.getMessage());
             stats.status(MigrationStats.Status.CANCELLED);
+            resumeAfterFailure(paused);
             if (conn != null) {
                 conn.abort("migration cancelled by the source: " + e.getMessage());
             }
             return stats;
         } catch (TransportException | IllegalStateException | IllegalArgumentException | IndexOutOfBoundsException e) {
-            resumeAfterFailure(paused);
             TransportException f = failure.get();
             stats.failed(f != null ? f.getMessage() : e.getMessage());
+            resumeAfterFailure(paused);
             return stats;
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
-            resumeAfterFailure(paused);
             stats.failed("interrupted");
+            resumeAfterFailure(paused);
             return stats;
         } finally {
             if (conn != null) {
@@ -251,7 +289,123 @@ public final class SourceMigration {
         }
     }
 
+    /**
+     * Postcopy: pause, take the final dirty log, tell the destination which of its pages are stale
+     * (discard) and to start the guest, then push every page still pending in the background while
+     * page requests are answered on the urgent lane.
+     * <pre>
+     *  background lane: ROUND_END | postcopy-discard ... | ROUND_END | postcopy-start | ROUND_END | pages ... | COMPLETE
+     *  urgent lane:                                   <- postcopy-running   <- PAGE_REQUEST -> PAGES   <- postcopy-stats, COMPLETE
+     * </pre>
+     * The round ends order everything: no precopy page can land after its discard, and no pushed
+     * page before the destination switched to postcopy placement.
+     */
+    private MigrationStats runPostcopy(Connection conn, List<DirtyLogSource> trackers, List<DirtyBitmap> bitmaps, boolean collectFinal)
+            throws InterruptedException {
+        long pauseStart = System.nanoTime();
+        stats.status(MigrationStats.Status.DEVICE);
+        guest.pause();
+        if (collectFinal) {
+            collect(trackers, bitmaps);
+        }
+        stopTracking(trackers); // the source guest stays paused from now on
+        conn.background().sendRoundEnd(nextRound++);
+        for (int r = 0; r < bitmaps.size(); r++) {
+            sendDiscard(conn, r, bitmaps.get(r));
+        }
+        conn.background().sendRoundEnd(nextRound++);
+        postcopyPending = bitmaps;
+        // From here the destination may run the guest: the source must never resume it (split brain).
+        postcopyCommitted = true;
+        conn.background().sendControl(MemorySegment.ofArray(Protocol.POSTCOPY_START.getBytes(StandardCharsets.UTF_8)));
+        conn.background().sendRoundEnd(nextRound++);
+        try {
+            postcopyRunning.get(config.completionTimeoutNs(), TimeUnit.NANOSECONDS);
+        } catch (ExecutionException | java.util.concurrent.TimeoutException e) {
+            checkAlive();
+            throw new TransportException(TransportException.Kind.TIMEOUT, "the destination did not start the guest in postcopy: " + e);
+        }
+        long downtimeNs = System.nanoTime() - pauseStart;
+        stats.downtime(downtimeNs, downtimeNs, 0);
+        stats.status(MigrationStats.Status.POSTCOPY_ACTIVE);
+        stats.remainingBytes(dirtyBytes(bitmaps));
+
+        // Background push, 256 pages at a time, from where the latest fault was.
+        long t0 = System.nanoTime();
+        long pages = 0;
+        for (int r = 0; r < regions.size(); r++) {
+            GuestRegion region = regions.get(r);
+            DirtyBitmap d = bitmaps.get(r);
+            BalloonMap balloon = balloons.get(region.name());
+            PageClassifier classifier = new PageClassifier(region, balloon);
+            RunSink sink = sink(conn, r, region.pageSize());
+            long n = region.pageCount();
+            long pos = 0;
+            while (true) {
+                checkAlive();
+                long hint = pushHint.getAndSet(-1);
+                if (hint >= 0 && (int) (hint >>> 48) == r) {
+                    pos = Math.min(n - 1, hint & ((1L << 48) - 1));
+                }
+                long p = d.nextDirty(pos, n);
+                if (p >= n) {
+                    p = d.nextDirty(0, n);
+                    if (p >= n) {
+                        break; // nothing left in this region
+                    }
+                }
+                long count = Math.min(256, n - p);
+                pages += d.count(p, count);
+                classifier.classifyDirty(d, p, count, sink);
+                pos = p + count;
+            }
+        }
+        conn.background().sendComplete();
+        stats.round(pages, System.nanoTime() - t0, -1, -1, -1, -1);
+        if (!acknowledged.await(config.completionTimeoutNs(), TimeUnit.NANOSECONDS)) {
+            throw new TransportException(TransportException.Kind.TIMEOUT, "the destination did not acknowledge completion within "
+                    + TimeUnit.NANOSECONDS.toSeconds(config.completionTimeoutNs()) + " s");
+        }
+        checkAlive();
+        stats.postcopy(postcopyRequests.get(), postcopyPagesAnswered.get() * regions.getFirst().pageSize());
+        stats.remainingBytes(0);
+        stats.transferred(conn.stats().bytesSent());
+        stats.status(MigrationStats.Status.COMPLETED);
+        stats.end();
+        exchangeVerification(conn);
+        return stats;
+    }
+
+    /** Sends the pages still to come as discard bitmaps: the destination drops its copies of them. */
+    private void sendDiscard(Connection conn, int regionId, DirtyBitmap d) {
+        long words = d.wordCount();
+        for (long w = 0; w < words; w += Protocol.DISCARD_WORDS_PER_MESSAGE) {
+            int n = (int) Math.min(Protocol.DISCARD_WORDS_PER_MESSAGE, words - w);
+            boolean any = false;
+            for (int i = 0; i < n && !any; i++) {
+                any = d.word(w + i) != 0;
+            }
+            if (!any) {
+                continue;
+            }
+            byte[] head = (Protocol.POSTCOPY_DISCARD + " " + regionId + " " + w + "\n").getBytes(StandardCharsets.UTF_8);
+            byte[] msg = new byte[head.length + 8 * n];
+            System.arraycopy(head, 0, msg, 0, head.length);
+            MemorySegment m = MemorySegment.ofArray(msg);
+            for (int i = 0; i < n; i++) {
+                m.set(ValueLayout.JAVA_LONG_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN), head.length + 8L * i, d.word(w + i));
+            }
+            conn.background().sendControl(m);
+        }
+    }
+
     private void resumeAfterFailure(boolean paused) {
+        if (postcopyCommitted) {
+            // The guest may have run on the destination: its state is split between the hosts.
+            // Resuming it here would run two diverging copies; it stays paused until recovery.
+            stats.postcopyFailed();
+            return;
+        }
         guest.throttle(0);
         if (paused) {
             guest.resume();
@@ -459,7 +613,34 @@ public final class SourceMigration {
 
             @Override
             public void onControl(LaneKind lane, MemorySegment payload) {
-                reply.get().complete(new String(payload.toArray(ValueLayout.JAVA_BYTE), StandardCharsets.UTF_8));
+                String text = new String(payload.toArray(ValueLayout.JAVA_BYTE), StandardCharsets.UTF_8);
+                if (text.equals(Protocol.POSTCOPY_RUNNING)) {
+                    postcopyRunning.complete(null);
+                } else if (text.startsWith(Protocol.POSTCOPY_STATS + " ")) {
+                    postcopyStats = text.substring(Protocol.POSTCOPY_STATS.length() + 1);
+                } else {
+                    reply.get().complete(text);
+                }
+            }
+
+            @Override
+            public void onPageRequest(int regionId, long firstPage, int pageCount) {
+                // A postcopy fault at the destination: answer ahead of the background push, each page once.
+                List<DirtyBitmap> pending = postcopyPending;
+                Connection c = connection;
+                if (pending == null || c == null) {
+                    return; // not in postcopy: nothing is missing at the destination
+                }
+                postcopyRequests.incrementAndGet();
+                DirtyBitmap d = pending.get(regionId);
+                for (long p = firstPage; p < firstPage + pageCount; p++) {
+                    if (d.testAndClear(p)) {
+                        c.urgent().sendPages(regionId, p, 1);
+                        postcopyPagesAnswered.incrementAndGet();
+                    } // else the push took it already: it is on its way
+                }
+                // Favour the neighbourhood of the fault in the background push (spatial locality).
+                pushHint.set(((long) regionId << 48) | (firstPage + pageCount));
             }
 
             @Override

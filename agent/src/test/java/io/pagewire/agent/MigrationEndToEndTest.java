@@ -115,7 +115,12 @@ class MigrationEndToEndTest {
 
     private Result migrate(long ram, double zero, double balloon, SyntheticGuest.Config guestConfig, MigrationConfig config)
             throws Exception {
-        Process dst = destination(ram);
+        return migrate(ram, zero, balloon, guestConfig, config, new String[0]);
+    }
+
+    private Result migrate(long ram, double zero, double balloon, SyntheticGuest.Config guestConfig, MigrationConfig config,
+                           String[] destinationArgs) throws Exception {
+        Process dst = destination(ram, destinationArgs);
         BufferedReader out = new BufferedReader(new InputStreamReader(dst.getInputStream(), StandardCharsets.UTF_8));
         String uri = awaitLine(out, "LISTENING ").substring("LISTENING ".length());
         try (GuestImage image = GuestImage.create(ram, zero, balloon, 3);
@@ -215,6 +220,27 @@ class MigrationEndToEndTest {
         long ram = 32 * MIB + 37 * 4096;
         Result r = migrate(ram, 0.2, 0, guest(SyntheticGuest.Pattern.SEQUENTIAL, 32 * MIB, ram), new MigrationConfig());
         assertCompletedAndVerified(r);
+    }
+
+    private static final String[] POSTCOPY_DESTINATION = {"--postcopy", "--vcpus", "2", "--pattern", "random", "--working-set", "48M",
+            "--dirty-rate", "64M"};
+
+    @Test
+    void postcopyAfterTheBulkRoundPullsTheDirtyPagesAndVerifies() throws Exception {
+        Result r = migrate(64 * MIB, 0.2, 0, guest(SyntheticGuest.Pattern.RANDOM, 64 * MIB, 48 * MIB),
+                new MigrationConfig().postcopy(true).postcopyAfterRounds(1), POSTCOPY_DESTINATION);
+        assertCompletedAndVerified(r);
+        String pc = r.migration.postcopyStats();
+        assertTrue(pc != null && pc.contains("\"blocktime-ms\"") && pc.contains("\"p99\""), "destination postcopy statistics: " + pc);
+        assertTrue(r.stats.downtimeMs() >= 0, r.stats.infoMigrate());
+    }
+
+    @Test
+    void postcopyAtOnceMovesEveryPageOnDemandOrInTheBackground() throws Exception {
+        Result r = migrate(64 * MIB, 0.3, 0, guest(SyntheticGuest.Pattern.IDLE, 0, 0),
+                new MigrationConfig().postcopy(true).postcopyAfterRounds(0), POSTCOPY_DESTINATION);
+        assertCompletedAndVerified(r);
+        assertTrue(r.migration.postcopyStats().contains("\"postcopy-requests\""), r.migration.postcopyStats());
     }
 
     @Test

@@ -30,6 +30,9 @@ final class DemoCommand implements Callable<Integer> {
             description = "destination RAM population: hinted, all, before or none (see 'receive --help') (default ${DEFAULT-VALUE})")
     String dstPopulate;
 
+    @Option(names = "--hgrm", paramLabel = "FILE", description = "with --postcopy: write the destination's fault-latency histogram here (.hgrm)")
+    java.nio.file.Path hgrm;
+
     @Mixin
     GuestOptions guest;
 
@@ -41,8 +44,16 @@ final class DemoCommand implements Callable<Integer> {
         guest.pattern(); // validate before starting anything
         migrate.config();
         io.pagewire.transport.spi.Transports.provider(io.pagewire.transport.spi.TransportUri.parse(uri));
-        ChildJvm.Started dst = ChildJvm.start(List.of("receive", "--listen", uri, "--ram", Long.toString(guest.ram),
-                "--backing", dstBacking, "--populate", dstPopulate, "--quiet"), "LISTENING ");
+        List<String> receive = new java.util.ArrayList<>(List.of("receive", "--listen", uri, "--ram", Long.toString(guest.ram),
+                "--backing", migrate.postcopy ? "memfd" : dstBacking, "--populate", dstPopulate, "--quiet"));
+        if (migrate.postcopy) {
+            receive.addAll(List.of("--postcopy", "--vcpus", Integer.toString(guest.vcpus), "--pattern", guest.pattern,
+                    "--working-set", Long.toString(guest.workingSet), "--dirty-rate", Long.toString(guest.dirtyRate)));
+            if (hgrm != null) {
+                receive.addAll(List.of("--hgrm", hgrm.toAbsolutePath().toString()));
+            }
+        }
+        ChildJvm.Started dst = ChildJvm.start(receive, "LISTENING ");
         try {
             String target = dst.line().substring("LISTENING ".length());
             if (!migrate.json) {

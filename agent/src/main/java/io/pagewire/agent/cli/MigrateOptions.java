@@ -31,6 +31,14 @@ final class MigrateOptions {
             description = "compare the destination's RAM with the source's after completion (default: on)")
     boolean verify;
 
+    @Option(names = "--postcopy", description = "allow postcopy: when precopy does not converge (or after --postcopy-after-rounds) the guest"
+            + " starts on the destination and pulls its missing pages on demand (the destination needs 'receive --postcopy')")
+    boolean postcopy;
+
+    @Option(names = "--postcopy-after-rounds", defaultValue = "-1", paramLabel = "N",
+            description = "with --postcopy: switch after N precopy rounds; 0 = at once; -1 = only when precopy does not converge (default ${DEFAULT-VALUE})")
+    int postcopyAfterRounds;
+
     @Option(names = "--json", description = "print statistics as JSON")
     boolean json;
 
@@ -43,6 +51,6 @@ final class MigrateOptions {
         }
         return new MigrationConfig().downtimeLimitNs(TimeUnit.MILLISECONDS.toNanos(downtimeLimitMs)).maxRounds(maxRounds)
                 .maxTimeNs(TimeUnit.MILLISECONDS.toNanos(maxTimeMs)).policy(p).maxBandwidthBytesPerSec(maxBandwidth).verify(verify)
-                .conclude();
+                .postcopy(postcopy).postcopyAfterRounds(postcopy ? postcopyAfterRounds : -1).conclude();
     }
 }

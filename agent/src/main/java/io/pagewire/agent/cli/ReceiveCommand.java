@@ -47,16 +47,64 @@ final class ReceiveCommand implements Callable<Integer> {
     @Option(names = "--quiet", description = "print only LISTENING and the outcome")
     boolean quiet;
 
+    @Option(names = "--postcopy", description = {"prepare for postcopy: RAM on a memfd registered with userfaultfd once the source switches;",
+            "a synthetic guest (--vcpus, --pattern, --working-set, --dirty-rate as its access rate) then runs here and reads its RAM"})
+    boolean postcopy;
+
+    @Option(names = "--vcpus", defaultValue = "1", paramLabel = "N", description = "postcopy guest: vCPU threads (default ${DEFAULT-VALUE})")
+    int vcpus;
+
+    @Option(names = "--pattern", defaultValue = "random", paramLabel = "P", description = "postcopy guest: access pattern (default ${DEFAULT-VALUE})")
+    String pattern;
+
+    @Option(names = "--working-set", defaultValue = "256M", paramLabel = "SIZE", description = "postcopy guest: pages it reads (default ${DEFAULT-VALUE})")
+    long workingSet;
+
+    @Option(names = "--dirty-rate", defaultValue = "64M", paramLabel = "BYTES_PER_SEC",
+            description = "postcopy guest: bytes of pages read per second, 0 = as fast as it can (default ${DEFAULT-VALUE})")
+    long rate;
+
+    @Option(names = "--hgrm", paramLabel = "FILE", description = "postcopy: write the fault-latency histogram (HdrHistogram percentiles, us) here")
+    java.nio.file.Path hgrm;
+
     @Override
     public Integer call() throws Exception {
+        if (postcopy && !backing.equals("memfd")) {
+            if (spec.commandLine().getParseResult().hasMatchedOption("--backing")) {
+                throw new IllegalArgumentException("--postcopy needs --backing memfd (MINOR faults over a second mapping of the memfd)");
+            }
+            backing = "memfd";
+        }
         RegionSpec region = switch (backing) {
             case "anonymous" -> RegionSpec.anonymous("pc.ram", ram).hugePages(true);
             case "memfd" -> RegionSpec.memfd("pc.ram", ram);
             default -> throw new IllegalArgumentException("--backing " + backing + " is not one of anonymous, memfd");
         };
         try (GuestRam guestRam = GuestRam.create()) {
-            guestRam.open(region);
-            try (DestinationMigration dst = new DestinationMigration(guestRam); Listener l = dst.listen(guestRam, listen)) {
+            io.pagewire.ramtracker.GuestRegion pcRam = guestRam.open(region);
+            java.util.concurrent.atomic.AtomicReference<io.pagewire.agent.guest.SyntheticGuest> guest = new java.util.concurrent.atomic.AtomicReference<>();
+            try (DestinationMigration dst = new DestinationMigration(guestRam, postcopy); Listener l = dst.listen(guestRam, listen)) {
+                if (postcopy) {
+                    io.pagewire.agent.guest.SyntheticGuest.Pattern p;
+                    try {
+                        p = io.pagewire.agent.guest.SyntheticGuest.Pattern.valueOf(pattern.toUpperCase(java.util.Locale.ROOT));
+                    } catch (IllegalArgumentException e) {
+                        throw new IllegalArgumentException("--pattern " + pattern + " is not one of idle, sequential, random, hotset");
+                    }
+                    io.pagewire.agent.guest.SyntheticGuest.Pattern pat = p;
+                    dst.onPostcopyStart(() -> {
+                        io.pagewire.agent.guest.SyntheticGuest g = new io.pagewire.agent.guest.SyntheticGuest(pcRam.memory().asSlice(0, ram),
+                                pcRam.pageSize(), new io.pagewire.agent.guest.SyntheticGuest.Config(vcpus, rate, pat, workingSet, 7,
+                                io.pagewire.agent.guest.SyntheticGuest.Access.READ), page -> true);
+                        guest.set(g.start());
+                        try {
+                            return g.vcpuThreadIds();
+                        } catch (InterruptedException e) {
+                            Thread.currentThread().interrupt();
+                            return new int[0];
+                        }
+                    });
+                }
                 DestinationMigration.Populate mode;
                 try {
                     mode = DestinationMigration.Populate.valueOf(populate.toUpperCase(java.util.Locale.ROOT));
@@ -66,7 +114,22 @@ final class ReceiveCommand implements Callable<Integer> {
                 dst.startPopulating(mode);
                 spec.commandLine().getOut().println("LISTENING " + l.uri());
                 spec.commandLine().getOut().flush();
-                MigrationStats stats = dst.receive(l, Duration.ofSeconds(acceptTimeoutSeconds));
+                MigrationStats stats;
+                try {
+                    stats = dst.receive(l, Duration.ofSeconds(acceptTimeoutSeconds));
+                } finally {
+                    if (guest.get() != null) {
+                        guest.get().close();
+                    }
+                }
+                if (hgrm != null && postcopy) {
+                    try (java.io.PrintStream ps = new java.io.PrintStream(java.nio.file.Files.newOutputStream(hgrm), true, java.nio.charset.StandardCharsets.UTF_8)) {
+                        dst.faultLatency().outputPercentileDistribution(ps, 1000.0);
+                    }
+                }
+                if (postcopy && !quiet) {
+                    spec.commandLine().getOut().println("postcopy: " + dst.postcopyStatsJson());
+                }
                 boolean ok = stats.status() == MigrationStats.Status.COMPLETED
                         && (dst.verification() == null || dst.verification().equals("verified"));
                 if (json) {

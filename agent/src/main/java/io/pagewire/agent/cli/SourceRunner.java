@@ -34,10 +34,14 @@ final class SourceRunner {
             }
             Boolean verified = migration.verified();
             if (m.json) {
-                out.println("{" + stats.jsonFields() + ",\"verified\":" + (verified != null && verified)
+                out.println("{" + stats.jsonFields() + (migration.postcopyStats() != null ? ",\"postcopy\":" + migration.postcopyStats() : "")
+                        + ",\"verified\":" + (verified != null && verified)
                         + (migration.verification() != null ? ",\"verification\":" + MigrationStats.quote(migration.verification()) : "") + "}");
             } else {
                 out.println(stats.infoMigrate());
+                if (migration.postcopyStats() != null) {
+                    out.println("postcopy at the destination: " + migration.postcopyStats());
+                }
                 out.println("verified: " + (verified == null ? "not checked" : verified + (verified ? "" : " (" + migration.verification() + ")")));
             }
             out.flush();

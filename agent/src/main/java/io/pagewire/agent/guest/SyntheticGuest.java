@@ -45,9 +45,18 @@ public final class SyntheticGuest implements GuestControl, AutoCloseable {
      * @param pattern where they write
      * @param workingSetBytes the part of RAM written (from offset 0), at most the RAM size
      * @param seed random seed
+     * @param access write (each access increments a byte) or read (each access reads a byte of a
+     *               page, from native code: a postcopy destination's guest, whose RAM then stays
+     *               comparable with the source's, and whose faults cannot stall the JVM's safepoints)
      */
-    public record Config(int vcpus, long dirtyRateBytesPerSec, Pattern pattern, long workingSetBytes, long seed) {
+    public record Config(int vcpus, long dirtyRateBytesPerSec, Pattern pattern, long workingSetBytes, long seed, Access access) {
+        /** A guest that writes. */
+        public Config(int vcpus, long dirtyRateBytesPerSec, Pattern pattern, long workingSetBytes, long seed) {
+            this(vcpus, dirtyRateBytesPerSec, pattern, workingSetBytes, seed, Access.WRITE);
+        }
+
         public Config {
+            Objects.requireNonNull(access, "access");
             Objects.requireNonNull(pattern, "pattern");
             if (vcpus < 1 || vcpus > 1024) {
                 throw new IllegalArgumentException("vcpus " + vcpus + " outside 1..1024");
@@ -56,6 +65,11 @@ public final class SyntheticGuest implements GuestControl, AutoCloseable {
                 throw new IllegalArgumentException("dirty rate " + dirtyRateBytesPerSec + " is negative");
             }
         }
+    }
+
+    /** What a vCPU does with a page. */
+    public enum Access {
+        WRITE, READ
     }
 
     private static final long SLICE_NS = TimeUnit.MILLISECONDS.toNanos(10);
@@ -74,6 +88,10 @@ public final class SyntheticGuest implements GuestControl, AutoCloseable {
     private volatile boolean stopped;
     private volatile int throttlePercent;
     private final AtomicLong writes = new AtomicLong();
+    private final int[] threadIds;
+    private final java.util.concurrent.CountDownLatch idsKnown;
+    /** Keeps read accesses from being optimised away. */
+    private volatile long readSink;
 
     /**
      * @param ram guest RAM
@@ -88,6 +106,8 @@ public final class SyntheticGuest implements GuestControl, AutoCloseable {
         long ws = Math.min(config.workingSetBytes() <= 0 ? ram.byteSize() : config.workingSetBytes(), ram.byteSize());
         this.workingSetPages = Math.max(1, ws / pageSize);
         this.writable = writable;
+        this.threadIds = new int[config.pattern() == Pattern.IDLE ? 0 : config.vcpus()];
+        this.idsKnown = new java.util.concurrent.CountDownLatch(threadIds.length);
         if (config.pattern() != Pattern.IDLE) {
             for (int i = 0; i < config.vcpus(); i++) {
                 int id = i;
@@ -107,7 +127,16 @@ public final class SyntheticGuest implements GuestControl, AutoCloseable {
         return List.copyOf(vcpus);
     }
 
-    /** @return page writes so far */
+    /**
+     * @return the vCPU threads' kernel thread ids (what userfaultfd reports for a fault), index =
+     *         vCPU; waits until every vCPU has started
+     */
+    public int[] vcpuThreadIds() throws InterruptedException {
+        idsKnown.await();
+        return threadIds.clone();
+    }
+
+    /** @return page writes (or reads) so far */
     public long writes() {
         return writes.get();
     }
@@ -118,6 +147,10 @@ public final class SyntheticGuest implements GuestControl, AutoCloseable {
     }
 
     private void run(int id) {
+        threadIds[id] = io.pagewire.ramtracker.linux.Linux.isAvailable() ? io.pagewire.ramtracker.linux.Userfaultfd.currentThreadId() : -1;
+        idsKnown.countDown();
+        boolean reads = config.access() == Access.READ;
+        long readAcc = 0;
         long pagesPerSecond = config.dirtyRateBytesPerSec() == 0 ? 0 : Math.max(1, config.dirtyRateBytesPerSec() / pageSize / config.vcpus());
         long offsetInPage = (8L * id) % pageSize;
         long rng = config.seed() * 0x9E3779B97F4A7C15L + id + 1;
@@ -158,11 +191,19 @@ public final class SyntheticGuest implements GuestControl, AutoCloseable {
                     continue;
                 }
                 long at = page * pageSize + offsetInPage;
-                byte b = ram.get(ValueLayout.JAVA_BYTE, at);
-                ram.set(ValueLayout.JAVA_BYTE, at, (byte) (b + 1));
+                if (reads) {
+                    // From native code: this memory may be userfaultfd's (postcopy), see Mappings.touchIsZero.
+                    readAcc += io.pagewire.ramtracker.linux.Mappings.touchIsZero(ram.address() + at) ? 1 : 0;
+                } else {
+                    byte b = ram.get(ValueLayout.JAVA_BYTE, at);
+                    ram.set(ValueLayout.JAVA_BYTE, at, (byte) (b + 1));
+                }
                 done++;
             }
             writes.addAndGet(16);
+            if (reads) {
+                readSink = readAcc;
+            }
             long now = System.nanoTime();
             if (pagesPerSecond > 0) {
                 long due = started + done * 1_000_000_000L / pagesPerSecond;

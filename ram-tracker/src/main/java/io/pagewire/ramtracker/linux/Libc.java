@@ -166,6 +166,7 @@ final class Libc {
     static final MethodHandle READ;
     static final MethodHandle POLL;
     static final MethodHandle GETTID;
+    static final MethodHandle MEMCHR;
 
     private static final MemoryLayout CAPTURE_LAYOUT;
     private static final VarHandle ERRNO_HANDLE;
@@ -174,7 +175,7 @@ final class Libc {
         String failure = null;
         MethodHandle memfd = null, open = null, close = null, ftruncate = null, fallocate = null, lseek = null, fstatfs = null,
                 mmap = null, munmap = null, madvise = null, ioctl = null, syscall = null, sysconf = null, read = null, poll = null,
-                gettid = null;
+                gettid = null, memchr = null;
         MemoryLayout captureLayout = null;
         VarHandle errnoHandle = null;
         try {
@@ -206,6 +207,9 @@ final class Libc {
             read = handle(linker, libc, "read", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG), errno);
             poll = handle(linker, libc, "poll", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT), errno);
             gettid = handle(linker, libc, "gettid", FunctionDescriptor.of(JAVA_INT), errno);
+            // Deliberately not a critical call: the thread must be "in native" while it may block in a page fault.
+            memchr = linker.downcallHandle(libc.find("memchr").orElseThrow(() -> new UnsatisfiedLinkError("memchr")),
+                    FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_INT, JAVA_LONG));
         } catch (IllegalCallerException e) {
             failure = "native access is not enabled for " + moduleName() + " (" + e.getMessage() + "); add "
                     + nativeAccessFlag() + " to the java command line";
@@ -230,6 +234,7 @@ final class Libc {
         READ = read;
         POLL = poll;
         GETTID = gettid;
+        MEMCHR = memchr;
         CAPTURE_LAYOUT = captureLayout;
         ERRNO_HANDLE = errnoHandle;
     }

@@ -121,4 +121,24 @@ public final class Mappings {
             throw Linux.unexpected(call, t);
         }
     }
+
+    /**
+     * Reads one byte of memory from native code and reports whether it was zero.
+     *
+     * <p>Use this, not a Java load, to touch memory registered with userfaultfd: a thread that
+     * blocks in a page fault inside compiled Java code still counts as running Java, so every JVM
+     * safepoint (GC, deoptimisation, even the first use of a VarHandle) waits for it, including
+     * the safepoint the thread that would resolve the fault may be parked at: a deadlock. A thread
+     * blocked inside a native call does not hold safepoints up. (Real vCPUs run in KVM, not in
+     * the JVM.)
+     *
+     * @return true when the byte at {@code address} is zero
+     */
+    public static boolean touchIsZero(long address) {
+        try {
+            return (long) Libc.MEMCHR.invokeExact(address, 0, 1L) != 0;
+        } catch (Throwable t) {
+            throw Linux.unexpected("memchr", t);
+        }
+    }
 }

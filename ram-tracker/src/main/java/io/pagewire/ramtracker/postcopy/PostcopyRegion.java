@@ -45,6 +45,7 @@ public final class PostcopyRegion implements AutoCloseable {
     private final DirtyBitmap claimed;
     private final Userfaultfd uffd;
     private boolean registered;
+    private boolean closed;
 
     private PostcopyRegion(GuestRegion region, Userfaultfd uffd) {
         this.region = region;
@@ -263,10 +264,14 @@ public final class PostcopyRegion implements AutoCloseable {
         void page(long page);
     }
 
-    /** Unregisters (waking any waiter, which then sees the page as it is) and unmaps the alias. */
+    /** Unregisters (waking any waiter, which then sees the page as it is) and unmaps the alias. Idempotent. */
     @Override
     public void close() {
         synchronized (this) {
+            if (closed) {
+                return;
+            }
+            closed = true;
             if (registered) {
                 uffd.unregister(guest);
                 registered = false;
