@@ -1,0 +1,387 @@
+package io.pagewire.transport.aeron;
+
+import io.aeron.logbuffer.FragmentHandler;
+import io.aeron.logbuffer.Header;
+import io.pagewire.transport.spi.LaneKind;
+import io.pagewire.transport.spi.RamLayout;
+import io.pagewire.transport.spi.RamRegion;
+import io.pagewire.transport.spi.Role;
+import io.pagewire.transport.spi.wire.FrameHeader;
+import io.pagewire.transport.spi.wire.FrameType;
+import io.pagewire.transport.spi.wire.FrameValidator;
+import io.pagewire.transport.spi.wire.Wire;
+import io.pagewire.transport.spi.wire.WireException;
+import org.agrona.DirectBuffer;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteOrder;
+import java.util.zip.CRC32C;
+
+/**
+ * Reads the frame stream of one image (one lane stream) after the handshake, fragment by fragment, without
+ * reassembling messages: the fragments of a stream, in order, are the byte stream of {@code docs/wire-protocol.md}
+ * (a frame may span fragments and messages). Page data goes from Aeron's term buffer straight into destination RAM
+ * (one copy; or into a staging buffer for a region with a placer). PAGE_LIST frames (scattered pages; this transport
+ * does not need to send them, since Aeron already packs small messages into one datagram) are received as the wire
+ * format says: indices first, checked, then each page straight into its place.
+ *
+ * <h2>Validation before any write</h2>
+ * Each 32-byte header is collected, CRC-checked ({@link FrameHeader#decode}) and validated by
+ * {@link FrameValidator} against the negotiated layout, role and lane before a payload byte is read. When a PAGES
+ * frame and its digest lie in one fragment (every frame this transport sends) the digest is checked before the
+ * pages are written; a frame that spans fragments is written as it arrives, inside the range its valid header
+ * claimed, and its digest is checked at the end.
+ *
+ * <p>Buffers are allocated once; nothing per frame. Not thread-safe: one reader per image, used by the thread that
+ * polls it. {@code Image.poll} hands exceptions thrown by a fragment handler to the client's error handler and
+ * moves on, so the reader catches them itself ({@link WireException} for bad input, anything a handler throws),
+ * ignores every later fragment, and {@link #poll} rethrows on the polling thread.
+ */
+final class FrameReader implements FragmentHandler {
+    /** Where frames go. */
+    interface Sink {
+        /** A validated frame other than PAGES; {@code payload} (CONTROL, ERROR) is valid during the call. */
+        void onFrame(FrameHeader header, MemorySegment payload);
+
+        /**
+         * Pages {@code [first, first + count)} of a region placed in RAM (or handed to its placer). A PAGE_LIST
+         * arrives as one call per run of consecutive indices; {@code wireBytes} (header and digest included) is
+         * counted once per frame, with its last run.
+         */
+        void onPages(int region, long first, int count, long wireBytes);
+    }
+
+    private static final int HEADER = 0;
+    private static final int PAGES = 1;
+    private static final int DIGEST = 2;
+    private static final int SMALL = 3;
+    private static final int LIST_INDICES = 4;
+    private static final int LIST_DATA = 5;
+
+    private final RamLayout layout;
+    private final FrameValidator validator;
+    private final Role role;
+    private final LaneKind lane;
+    private final Sink sink;
+    private final byte[] headerBytes = new byte[FrameHeader.LENGTH];
+    private final FrameHeader header = new FrameHeader(MemorySegment.ofArray(headerBytes));
+    private final byte[] digestBytes = new byte[Wire.DIGEST_LENGTH];
+    private final MemorySegment small = Arena.ofAuto().allocate(Wire.MAX_CONTROL_BYTES, 64);
+    private final MemorySegment indices = Arena.ofAuto().allocate(8L * Wire.MAX_LIST_PAGES, 8);
+    private final long[] listPages = new long[Wire.MAX_LIST_PAGES];
+    private final BufferViews views = new BufferViews();
+    private final CRC32C crc = new CRC32C();
+    private final int maxPagePayload;
+    private MemorySegment staging; // for regions with a placer, made on first use
+
+    private int state = HEADER;
+    private int have;            // bytes of the current part (header, digest, small payload) collected
+    private long payloadLength;  // of the current frame
+    private long remaining;      // payload bytes still to come
+    private MemorySegment target;
+    private long targetOffset;
+    private RamRegion region;
+    private long pageSize;
+    private int listIndex;       // PAGE_LIST: the page being received
+    private long listPageDone;   // PAGE_LIST: bytes of that page received
+    private long pagesReceived;
+    private boolean ended;
+    private RuntimeException failed;
+
+    FrameReader(RamLayout layout, FrameValidator validator, Role role, LaneKind lane, Sink sink) {
+        this.layout = layout;
+        this.validator = validator;
+        this.role = role;
+        this.lane = lane;
+        this.sink = sink;
+        this.maxPagePayload = validator.maxPagePayload();
+    }
+
+    /** @return pages received in PAGES frames on this stream */
+    long pagesReceived() {
+        return pagesReceived;
+    }
+
+    /** @return true when a frame is partly read (the stream must not end here) */
+    boolean midFrame() {
+        return state != HEADER || have != 0;
+    }
+
+    /** Marks the end of the stream: any further frame is a protocol error (after COMPLETE). */
+    void end() {
+        ended = true;
+    }
+
+    /**
+     * Polls an image through this reader.
+     *
+     * @return fragments read
+     * @throws RuntimeException what the stream or a handler did wrong (the reader is dead afterwards)
+     */
+    int poll(io.aeron.Image image, int fragmentLimit) {
+        int n = image.poll(this, fragmentLimit);
+        if (failed != null) {
+            throw failed;
+        }
+        return n;
+    }
+
+    @Override
+    public void onFragment(DirectBuffer buffer, int offset, int length, Header aeronHeader) {
+        if (failed != null) {
+            return;
+        }
+        try {
+            read(buffer, offset, length);
+        } catch (RuntimeException e) {
+            failed = e;
+        }
+    }
+
+    private void read(DirectBuffer buffer, int offset, int length) {
+        int pos = offset;
+        int end = offset + length;
+        while (pos < end) {
+            switch (state) {
+                case HEADER -> {
+                    int n = Math.min(FrameHeader.LENGTH - have, end - pos);
+                    buffer.getBytes(pos, headerBytes, have, n);
+                    have += n;
+                    pos += n;
+                    if (have == FrameHeader.LENGTH) {
+                        have = 0;
+                        pos = onHeader(buffer, pos, end);
+                    }
+                }
+                case PAGES -> {
+                    int n = (int) Math.min(remaining, end - pos);
+                    if (header.hasDataDigest()) {
+                        views.crc(crc, buffer, pos, n);
+                    }
+                    MemorySegment.copy(views.segment(buffer), views.offset(buffer, pos), target,
+                            targetOffset + (payloadLength - remaining), n);
+                    remaining -= n;
+                    pos += n;
+                    if (remaining == 0) {
+                        if (header.hasDataDigest()) {
+                            state = DIGEST;
+                        } else {
+                            pagesDone();
+                        }
+                    }
+                }
+                case DIGEST -> {
+                    int n = Math.min(Wire.DIGEST_LENGTH - have, end - pos);
+                    buffer.getBytes(pos, digestBytes, have, n);
+                    have += n;
+                    pos += n;
+                    if (have == Wire.DIGEST_LENGTH) {
+                        have = 0;
+                        checkDigest(MemorySegment.ofArray(digestBytes).get(Wire.U32, 0), (int) crc.getValue());
+                        if (header.type() == FrameType.PAGE_LIST) {
+                            listDone();
+                        } else {
+                            pagesDone();
+                        }
+                    }
+                }
+                case LIST_INDICES -> {
+                    long want = 8 * header.count();
+                    int n = (int) Math.min(want - have, end - pos);
+                    if (header.hasDataDigest()) {
+                        views.crc(crc, buffer, pos, n);
+                    }
+                    MemorySegment.copy(views.segment(buffer), views.offset(buffer, pos), indices, have, n);
+                    have += n;
+                    pos += n;
+                    if (have == want) {
+                        have = 0;
+                        indicesDone();
+                    }
+                }
+                case LIST_DATA -> {
+                    int n = (int) Math.min(pageSize - listPageDone, end - pos);
+                    if (header.hasDataDigest()) {
+                        views.crc(crc, buffer, pos, n);
+                    }
+                    MemorySegment.copy(views.segment(buffer), views.offset(buffer, pos), target, listTarget(listIndex) + listPageDone, n);
+                    listPageDone += n;
+                    pos += n;
+                    if (listPageDone == pageSize) {
+                        listPageDone = 0;
+                        if (++listIndex == header.count()) {
+                            if (header.hasDataDigest()) {
+                                state = DIGEST;
+                            } else {
+                                listDone();
+                            }
+                        }
+                    }
+                }
+                case SMALL -> {
+                    int n = (int) Math.min(payloadLength - have, end - pos);
+                    MemorySegment.copy(views.segment(buffer), views.offset(buffer, pos), small, have, n);
+                    have += n;
+                    pos += n;
+                    if (have == payloadLength) {
+                        have = 0;
+                        state = HEADER;
+                        sink.onFrame(header, small.asSlice(0, payloadLength));
+                    }
+                }
+                default -> throw new IllegalStateException("reader state " + state);
+            }
+        }
+    }
+
+    /** A whole header arrived: check it, then route what follows. @return the new position */
+    private int onHeader(DirectBuffer buffer, int pos, int end) {
+        header.decode();
+        if (ended) {
+            throw new WireException(FrameType.name(header.type()) + " frame after COMPLETE on the " + lane.name().toLowerCase() + " stream");
+        }
+        validator.validate(header, role, lane);
+        payloadLength = Integer.toUnsignedLong(header.payloadLength());
+        switch (header.type()) {
+            case FrameType.PAGES -> {
+                // Validated: [first, first + count) lies inside the region and the length is count x page size.
+                region = layout.region(header.region());
+                pageSize = region.pageSize();
+                setTarget(header.first());
+                remaining = payloadLength;
+                boolean withDigest = header.hasDataDigest();
+                long whole = payloadLength + (withDigest ? Wire.DIGEST_LENGTH : 0);
+                if (end - pos >= whole) {
+                    // The whole frame is in this fragment: check the digest before writing a byte.
+                    int len = (int) payloadLength;
+                    if (withDigest) {
+                        crc.reset();
+                        views.crc(crc, buffer, pos, len);
+                        checkDigest(buffer.getInt(pos + len, ByteOrder.BIG_ENDIAN), (int) crc.getValue());
+                    }
+                    MemorySegment.copy(views.segment(buffer), views.offset(buffer, pos), target, targetOffset, len);
+                    remaining = 0;
+                    pagesDone();
+                    return (int) (pos + whole);
+                }
+                crc.reset();
+                state = PAGES;
+            }
+            case FrameType.PAGE_LIST -> {
+                // Validated: region, 1 <= n <= the list limit, length n x (page size + 8). The indices come first
+                // and are checked before a byte of page data is read.
+                region = layout.region(header.region());
+                pageSize = region.pageSize();
+                setTarget(0);
+                crc.reset();
+                int n = (int) header.count();
+                long whole = payloadLength + (header.hasDataDigest() ? Wire.DIGEST_LENGTH : 0);
+                if (end - pos >= whole) {
+                    // Whole frame in this fragment: indices, then digest, then the writes.
+                    MemorySegment.copy(views.segment(buffer), views.offset(buffer, pos), indices, 0, 8L * n);
+                    validator.validatePageList(header, indices);
+                    if (header.hasDataDigest()) {
+                        views.crc(crc, buffer, pos, (int) payloadLength);
+                        checkDigest(buffer.getInt(pos + (int) payloadLength, ByteOrder.BIG_ENDIAN), (int) crc.getValue());
+                    }
+                    readIndices(n);
+                    MemorySegment src = views.segment(buffer);
+                    long data = views.offset(buffer, pos) + 8L * n;
+                    for (int i = 0; i < n; i++) {
+                        MemorySegment.copy(src, data + i * pageSize, target, listTarget(i), pageSize);
+                    }
+                    listDone();
+                    return (int) (pos + whole);
+                }
+                have = 0;
+                state = LIST_INDICES;
+            }
+            case FrameType.CONTROL, FrameType.ERROR -> {
+                if (payloadLength == 0) {
+                    sink.onFrame(header, small.asSlice(0, 0));
+                } else {
+                    state = SMALL;
+                }
+            }
+            default -> sink.onFrame(header, null);
+        }
+        return pos;
+    }
+
+    /** Pages go to RAM at {@code first}, or to the staging buffer when the region has a placer. */
+    private void setTarget(long first) {
+        if (region.placer() == null) {
+            target = region.memory();
+            targetOffset = first * pageSize;
+        } else {
+            if (staging == null) {
+                staging = Arena.ofAuto().allocate(maxPagePayload, 4096);
+            }
+            target = staging;
+            targetOffset = 0;
+        }
+    }
+
+    /** @return where page {@code i} of the current PAGE_LIST goes in {@link #target} */
+    private long listTarget(int i) {
+        return region.placer() == null ? listPages[i] * pageSize : (long) i * pageSize;
+    }
+
+    private void readIndices(int n) {
+        for (int i = 0; i < n; i++) {
+            listPages[i] = indices.get(Wire.U64, 8L * i);
+        }
+    }
+
+    private void indicesDone() {
+        validator.validatePageList(header, indices);
+        readIndices((int) header.count());
+        listIndex = 0;
+        listPageDone = 0;
+        state = LIST_DATA;
+    }
+
+    /** A whole PAGE_LIST is placed: report it per run of consecutive pages. */
+    private void listDone() {
+        state = HEADER;
+        int n = (int) header.count();
+        int r = header.region();
+        long wire = FrameHeader.LENGTH + payloadLength + (header.hasDataDigest() ? Wire.DIGEST_LENGTH : 0);
+        int runStart = 0;
+        for (int i = 1; i <= n; i++) {
+            if (i == n || listPages[i] != listPages[i - 1] + 1) {
+                int count = i - runStart;
+                if (region.placer() != null) {
+                    region.placer().place(r, listPages[runStart], count, staging.asSlice(runStart * pageSize, count * pageSize));
+                }
+                pagesReceived += count;
+                sink.onPages(r, listPages[runStart], count, i == n ? wire : 0);
+                runStart = i;
+            }
+        }
+    }
+
+    private void checkDigest(int expected, int actual) {
+        if (expected != actual) {
+            throw new WireException(String.format("data digest mismatch on PAGES region %d pages [%d, %d): frame says 0x%08x,"
+                    + " data gives 0x%08x", header.region(), header.first(), header.first() + header.count(), expected, actual));
+        }
+    }
+
+    private void pagesDone() {
+        state = HEADER;
+        int count = (int) header.count();
+        if (region.placer() != null) {
+            region.placer().place(header.region(), header.first(), count, staging.asSlice(0, payloadLength));
+        }
+        pagesReceived += count;
+        sink.onPages(header.region(), header.first(), count, FrameHeader.LENGTH + payloadLength
+                + (header.hasDataDigest() ? Wire.DIGEST_LENGTH : 0));
+    }
+
+    /** Forgets cached views of the image's buffers. */
+    void close() {
+        views.clear();
+    }
+}
