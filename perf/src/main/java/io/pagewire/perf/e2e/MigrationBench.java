@@ -111,6 +111,8 @@ public final class MigrationBench {
                             s.downtimeUs() < 0 ? "-" : String.format(Locale.ROOT, "%.1f", s.downtimeUs() / 1000.0), s.transferred() >> 20, s.rounds(),
                             s.throttlePercent());
                     rs.add(s);
+                    Files.writeString(out.resolve("migration-bench-runs.jsonl"), "{\"case\":\"" + c.name + "\"," + s.jsonFields() + "}\n",
+                            StandardCharsets.UTF_8, java.nio.file.StandardOpenOption.CREATE, java.nio.file.StandardOpenOption.APPEND);
                 }
                 results.put(c.name, rs);
             }
