@@ -45,6 +45,9 @@ public final class MigrationBench {
 
     private record Case(String name, String qemu, String target, long ram, double zero, boolean writeZeros, SyntheticGuest.Config guest,
                         String populate, MigrationConfig config) {
+        boolean postcopy() {
+            return config.postcopy();
+        }
     }
 
     private static final long GIB = 1L << 30;
@@ -64,7 +67,14 @@ public final class MigrationBench {
                         new MigrationConfig().downtimeLimitNs(TimeUnit.MILLISECONDS.toNanos(300))),
                 new Case("faster-than-link", "never converges (cancelled after 20 s)", "throttle converges", 2 * GIB, 0.0, false,
                         new SyntheticGuest.Config(1, 0, SyntheticGuest.Pattern.SEQUENTIAL, 512 * MIB, 1), "hinted",
-                        new MigrationConfig().downtimeLimitNs(TimeUnit.MILLISECONDS.toNanos(300)).policy(MigrationConfig.Policy.THROTTLE)));
+                        new MigrationConfig().downtimeLimitNs(TimeUnit.MILLISECONDS.toNanos(300)).policy(MigrationConfig.Policy.THROTTLE)),
+                new Case("postcopy-at-once-256m-random-512m", "total 1.32 s, 52 requests, blocktime 165 ms",
+                        "total and blocktime <= half of QEMU's", 2 * GIB, 0.0, false,
+                        new SyntheticGuest.Config(1, 256 * MIB, SyntheticGuest.Pattern.RANDOM, 512 * MIB, 1), "hinted",
+                        new MigrationConfig().postcopy(true).postcopyAfterRounds(0)),
+                new Case("postcopy-fast-writer", "total 3.5 s, 43,898 requests, blocktime 620 ms", "blocktime <= half of QEMU's",
+                        2 * GIB, 0.0, false, new SyntheticGuest.Config(1, 0, SyntheticGuest.Pattern.RANDOM, 2 * GIB, 1), "hinted",
+                        new MigrationConfig().postcopy(true).maxRounds(3).downtimeLimitNs(TimeUnit.MILLISECONDS.toNanos(300))));
     }
 
     public static void main(String[] args) throws Exception {
@@ -141,7 +151,7 @@ public final class MigrationBench {
     }
 
     private static MigrationStats run(Destination dst, String listenUri, Case c) throws IOException {
-        String target = dst.start(listenUri, c.ram, c.populate);
+        String target = dst.start(listenUri, c.ram, c.populate, c.postcopy() ? c.guest : null);
         try (GuestImage image = GuestImage.create(c.ram, c.zero, 0, 1, c.writeZeros);
              SyntheticGuest guest = new SyntheticGuest(image.region().memory().asSlice(0, image.region().sizeBytes()), image.region().pageSize(),
                      c.guest, p -> true)) {
@@ -149,6 +159,13 @@ public final class MigrationBench {
             SourceMigration m = new SourceMigration(image.ram(), guest, image.balloons(), c.config.verify(true));
             MigrationStats s = m.run(target);
             String verdict = dst.result();
+            if (m.postcopyStats() != null) {
+                System.out.println("  postcopy at the destination: " + m.postcopyStats());
+                Files.writeString(Path.of("perf", "target", "reports", "migration-bench-postcopy.jsonl"),
+                        "{\"case\":\"" + c.name + "\",\"total-time\":" + s.totalTimeMs() + ",\"downtime\":" + s.downtimeMs()
+                                + ",\"destination\":" + m.postcopyStats() + "}\n", StandardCharsets.UTF_8,
+                        java.nio.file.StandardOpenOption.CREATE, java.nio.file.StandardOpenOption.APPEND);
+            }
             if (s.status() != MigrationStats.Status.COMPLETED || !Boolean.TRUE.equals(m.verified())) {
                 throw new IllegalStateException(c.name + ": migration " + s.status().qemuName() + ", verification " + m.verification() + ", destination "
                         + verdict + "\n" + s.infoMigrate());
@@ -187,8 +204,9 @@ public final class MigrationBench {
             out = new BufferedReader(new InputStreamReader(process.getInputStream(), StandardCharsets.UTF_8));
         }
 
-        String start(String uri, long ram, String populate) throws IOException {
-            in.println("receive " + uri + " " + ram + " " + populate);
+        String start(String uri, long ram, String populate, SyntheticGuest.Config postcopyGuest) throws IOException {
+            in.println("receive " + uri + " " + ram + " " + populate + (postcopyGuest == null ? "" : " postcopy " + postcopyGuest.vcpus() + " "
+                    + postcopyGuest.pattern() + " " + postcopyGuest.workingSetBytes() + " " + postcopyGuest.dirtyRateBytesPerSec()));
             return expect("LISTENING ");
         }
 

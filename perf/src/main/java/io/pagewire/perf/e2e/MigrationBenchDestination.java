@@ -2,6 +2,7 @@ package io.pagewire.perf.e2e;
 
 import io.pagewire.agent.DestinationMigration;
 import io.pagewire.agent.MigrationStats;
+import io.pagewire.agent.guest.SyntheticGuest;
 import io.pagewire.ramtracker.GuestRam;
 import io.pagewire.ramtracker.RegionSpec;
 import io.pagewire.transport.spi.Listener;
@@ -30,18 +31,41 @@ public final class MigrationBenchDestination {
         String line;
         while ((line = in.readLine()) != null && !line.equals("exit")) {
             String[] a = line.split(" ");
-            if (a.length != 4 || !a[0].equals("receive")) {
+            if ((a.length != 4 && a.length != 9) || !a[0].equals("receive")) {
                 throw new IllegalArgumentException("unknown command: " + line);
             }
             long ram = Long.parseLong(a[2]);
             DestinationMigration.Populate populate = DestinationMigration.Populate.valueOf(a[3].toUpperCase(Locale.ROOT));
+            boolean postcopy = a.length == 9;
             try (GuestRam guestRam = GuestRam.create()) {
-                guestRam.open(RegionSpec.anonymous("pc.ram", ram).hugePages(true));
-                try (DestinationMigration dst = new DestinationMigration(guestRam); Listener l = dst.listen(guestRam, a[1])) {
+                var region = guestRam.open(postcopy ? RegionSpec.memfd("pc.ram", ram) : RegionSpec.anonymous("pc.ram", ram).hugePages(true));
+                java.util.concurrent.atomic.AtomicReference<SyntheticGuest> guest = new java.util.concurrent.atomic.AtomicReference<>();
+                try (DestinationMigration dst = new DestinationMigration(guestRam, postcopy); Listener l = dst.listen(guestRam, a[1])) {
+                    if (postcopy) {
+                        SyntheticGuest.Config cfg = new SyntheticGuest.Config(Integer.parseInt(a[5]), Long.parseLong(a[8]),
+                                SyntheticGuest.Pattern.valueOf(a[6]), Long.parseLong(a[7]), 7, SyntheticGuest.Access.READ);
+                        dst.onPostcopyStart(() -> {
+                            SyntheticGuest g = new SyntheticGuest(region.memory().asSlice(0, ram), region.pageSize(), cfg, p -> true).start();
+                            guest.set(g);
+                            try {
+                                return g.vcpuThreadIds();
+                            } catch (InterruptedException e) {
+                                Thread.currentThread().interrupt();
+                                return new int[0];
+                            }
+                        });
+                    }
                     dst.startPopulating(populate);
                     System.out.println("LISTENING " + l.uri());
                     System.out.flush();
-                    MigrationStats s = dst.receive(l, Duration.ofMinutes(10));
+                    MigrationStats s;
+                    try {
+                        s = dst.receive(l, Duration.ofMinutes(10));
+                    } finally {
+                        if (guest.get() != null) {
+                            guest.get().close();
+                        }
+                    }
                     System.out.println("RESULT " + s.status().qemuName() + " " + dst.verification());
                     System.out.flush();
                 }

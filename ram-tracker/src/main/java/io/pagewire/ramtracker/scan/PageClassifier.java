@@ -54,6 +54,9 @@ public final class PageClassifier {
     private long knownFrom;
     private long knownTo;
     private boolean knownPopulated;
+    /** A populated extent the kernel reported, kept across calls (see learnPopulation). */
+    private long populatedFrom;
+    private long populatedTo;
     /** How far a population question may look: the end of the range or of the taken batch. */
     private long populationLimit;
 
@@ -234,14 +237,26 @@ public final class PageClassifier {
 
     /** Asks the kernel whether page {@code p} was populated, and how far that holds (up to {@code limit}). */
     private void learnPopulation(long p, long limit) {
-        long populated = region.nextPopulatedPage(p, limit);
         knownFrom = p;
+        // "Populated" only ever stays true for our purposes: a page taken for populated is read and
+        // zero-scanned, so a page discarded since is still classified right (as zero). So a
+        // populated extent the kernel reported is kept across calls: SEEK_HOLE cannot be bounded
+        // and costs the length of the extent, which per dirty batch would make a round quadratic.
+        if (p >= populatedFrom && p < populatedTo) {
+            knownPopulated = true;
+            knownTo = Math.min(limit, populatedTo);
+            return;
+        }
+        long populated = region.nextPopulatedPage(p, limit);
         if (populated > p) {
             knownPopulated = false;
             knownTo = populated;
         } else {
             knownPopulated = true;
-            knownTo = region.nextUnpopulatedPage(p, limit);
+            long end = region.nextUnpopulatedPage(p, region.pageCount());
+            populatedFrom = p;
+            populatedTo = end;
+            knownTo = Math.min(limit, end);
         }
         stats.populationQueries++;
     }
