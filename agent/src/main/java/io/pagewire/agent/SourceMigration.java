@@ -181,6 +181,7 @@ public final class SourceMigration {
             stats.round(totalPages(), roundNs, conn.stats().bytesSent() - sent0, -1, bandwidth, -1);
             // Tracking started before the bulk round: the first collect covers everything since then.
             long lastCollect = trackingStartNs;
+            long previousRemaining = Long.MAX_VALUE;
             int throttle = 0;
             long migrationStart = roundStart;
 
@@ -195,7 +196,13 @@ public final class SourceMigration {
                 stats.remainingBytes(remaining);
                 long expectedNs = collectNs + (long) (remaining * 1e9 / Math.max(1, bandwidth));
                 stats.transferred(conn.stats().bytesSent());
-                if (expectedNs <= config.downtimeLimitNs()) {
+                // QEMU switches over as soon as the rest fits the limit. We also go one more round while
+                // that still halves what is left, unless the downtime is already small: a shorter pause
+                // for the price of one cheap round.
+                boolean shrinking = remaining * 2 <= previousRemaining;
+                previousRemaining = remaining;
+                if (expectedNs <= config.downtimeLimitNs()
+                        && (expectedNs <= config.downtimeLimitNs() / 4 || !shrinking || stats.rounds() >= config.maxRounds())) {
                     stats.expectedDowntime(expectedNs);
                     break;
                 }
