@@ -139,7 +139,7 @@ final class AeronConnection implements Connection {
             this.backgroundSender = null;
             this.backgroundReader = new FrameReader(layout, validator, role, LaneKind.BACKGROUND, new Dispatch(LaneKind.BACKGROUND));
             this.stats = new ConnectionStats(0);
-            this.backgroundLane = new DestinationBackgroundLane();
+            this.backgroundLane = new io.pagewire.transport.spi.DestinationBackgroundLane(this::ensureOpen);
         }
         this.urgentLane = new UrgentLane();
     }
@@ -895,63 +895,6 @@ final class AeronConnection implements Connection {
                 checkStall(since);
                 idle.idle();
             }
-        }
-    }
-
-    private final class DestinationBackgroundLane implements Lane {
-        @Override
-        public LaneKind kind() {
-            return LaneKind.BACKGROUND;
-        }
-
-        private IllegalStateException wrongSide() {
-            return new IllegalStateException("the destination sends nothing on the background lane; use urgent() for page requests,"
-                    + " control and the completion acknowledgement");
-        }
-
-        @Override
-        public long offerPages(int regionId, long firstPage, long pageCount) {
-            throw wrongSide();
-        }
-
-        @Override
-        public void sendPages(int regionId, long firstPage, long pageCount) {
-            throw wrongSide();
-        }
-
-        @Override
-        public void sendZeroRun(int regionId, long firstPage, long pageCount) {
-            throw wrongSide();
-        }
-
-        @Override
-        public void sendSkipRun(int regionId, long firstPage, long pageCount) {
-            throw wrongSide();
-        }
-
-        @Override
-        public void sendRoundEnd(long round) {
-            throw wrongSide();
-        }
-
-        @Override
-        public void sendPageRequest(int regionId, long firstPage, int pageCount) {
-            throw wrongSide();
-        }
-
-        @Override
-        public void sendControl(MemorySegment payload) {
-            throw wrongSide();
-        }
-
-        @Override
-        public void sendComplete() {
-            throw wrongSide();
-        }
-
-        @Override
-        public void flush() {
-            ensureOpen();
         }
     }
 

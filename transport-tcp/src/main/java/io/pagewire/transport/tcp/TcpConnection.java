@@ -113,7 +113,7 @@ final class TcpConnection implements Connection {
             this.queue = null;
             this.barrier = new Barrier(channels);
             this.channelPagesReceived = new long[channels];
-            this.backgroundLane = new DestinationBackgroundLane();
+            this.backgroundLane = new io.pagewire.transport.spi.DestinationBackgroundLane(this::ensureOpen);
         }
         this.urgentLane = new UrgentLane();
     }
@@ -949,63 +949,6 @@ final class TcpConnection implements Connection {
             throw new IllegalArgumentException("control payload of " + payload.byteSize() + " bytes exceeds " + Lane.MAX_CONTROL_BYTES);
         }
         return payload.toArray(java.lang.foreign.ValueLayout.JAVA_BYTE);
-    }
-
-    private final class DestinationBackgroundLane implements Lane {
-        @Override
-        public LaneKind kind() {
-            return LaneKind.BACKGROUND;
-        }
-
-        private IllegalStateException wrongSide() {
-            return new IllegalStateException("the destination sends nothing on the background lane; use urgent() for page requests,"
-                    + " control and the completion acknowledgement");
-        }
-
-        @Override
-        public long offerPages(int regionId, long firstPage, long pageCount) {
-            throw wrongSide();
-        }
-
-        @Override
-        public void sendPages(int regionId, long firstPage, long pageCount) {
-            throw wrongSide();
-        }
-
-        @Override
-        public void sendZeroRun(int regionId, long firstPage, long pageCount) {
-            throw wrongSide();
-        }
-
-        @Override
-        public void sendSkipRun(int regionId, long firstPage, long pageCount) {
-            throw wrongSide();
-        }
-
-        @Override
-        public void sendRoundEnd(long round) {
-            throw wrongSide();
-        }
-
-        @Override
-        public void sendPageRequest(int regionId, long firstPage, int pageCount) {
-            throw wrongSide();
-        }
-
-        @Override
-        public void sendControl(MemorySegment payload) {
-            throw wrongSide();
-        }
-
-        @Override
-        public void sendComplete() {
-            throw wrongSide();
-        }
-
-        @Override
-        public void flush() {
-            ensureOpen();
-        }
     }
 
     /** Written synchronously by the calling thread under {@link #urgentLock}: nothing is queued ahead of it. */
