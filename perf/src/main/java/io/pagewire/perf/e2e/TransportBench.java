@@ -65,6 +65,7 @@ public final class TransportBench {
         boolean iperf = true;
         int iperfSeconds = 5;
         Path out = Path.of("perf", "target", "reports");
+        String dstExec = "";
         for (int i = 0; i < args.length; i++) {
             String a = args[i];
             String v = i + 1 < args.length ? args[i + 1] : null;
@@ -77,9 +78,10 @@ public final class TransportBench {
                 case "--iperf" -> iperf = Boolean.parseBoolean(v);
                 case "--iperf-seconds" -> iperfSeconds = Integer.parseInt(v);
                 case "--out" -> out = Path.of(v);
+                case "--dst-exec" -> dstExec = v;
                 case "--help", "-h" -> {
                     System.out.println("usage: TransportBench [--uri LISTEN_URI]... [--bytes 2g] [--runs 3] [--rtt 2000] [--rtt-gap-us 200]"
-                            + " [--iperf true|false] [--iperf-seconds 5] [--out DIR]");
+                            + " [--iperf true|false] [--iperf-seconds 5] [--out DIR] [--dst-exec 'ip netns exec pw-dst']");
                     return;
                 }
                 default -> throw new IllegalArgumentException("unknown argument '" + a + "'; try --help");
@@ -103,7 +105,7 @@ public final class TransportBench {
         Double iperfParallel = iperf ? iperf3(iperfSeconds, 2) : null;
         List<Result> results = new ArrayList<>();
         for (String uri : uris) {
-            results.add(benchOne(uri, layout, bytes, runs, rtt, rttGapUs, out, stamp));
+            results.add(benchOne(uri, layout, bytes, runs, rtt, rttGapUs, out, stamp, dstExec));
         }
         Double iperfAfter = iperf ? iperf3(iperfSeconds, 1) : null;
 
@@ -142,9 +144,9 @@ public final class TransportBench {
                 h.getMaxValue() / 1e3);
     }
 
-    private static Result benchOne(String listenUri, RamLayout layout, long bytes, int runs, int rtt, long rttGapUs, Path out, String stamp)
-            throws Exception {
-        try (Child child = new Child(listenUri, bytes)) {
+    private static Result benchOne(String listenUri, RamLayout layout, long bytes, int runs, int rtt, long rttGapUs, Path out, String stamp,
+                                   String dstExec) throws Exception {
+        try (Child child = new Child(listenUri, bytes, dstExec)) {
             String target = child.uri;
             System.out.println("== " + listenUri + " (destination pid " + child.process.pid() + " at " + target + ")");
             double[] gbps = new double[runs];
@@ -277,8 +279,12 @@ public final class TransportBench {
         final Process process;
         final String uri;
 
-        Child(String listenUri, long bytes) throws IOException {
+        Child(String listenUri, long bytes, String exec) throws IOException {
             List<String> cmd = new ArrayList<>();
+            // e.g. "ip netns exec pw-dst": the destination in another network namespace (scripts/slow-link.sh)
+            if (!exec.isBlank()) {
+                cmd.addAll(Arrays.asList(exec.trim().split("\\s+")));
+            }
             cmd.add(ProcessHandle.current().info().command().orElse("java"));
             for (String a : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
                 if (a.startsWith("--enable-native-access") || a.startsWith("--add-opens") || a.startsWith("-XX:") || a.startsWith("-Xm")

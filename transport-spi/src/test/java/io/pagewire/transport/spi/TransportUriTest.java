@@ -24,6 +24,9 @@ class TransportUriTest {
         assertEquals(4, u.intOption("channels", 1, 1, 64));
         assertEquals(false, u.booleanOption("data-digest", true));
         assertEquals(7, u.intOption("absent", 7, 1, 64));
+        assertEquals(-1, TransportUri.parse("tcp://h:1?urgent-dscp=-1").intOption("urgent-dscp", 46, -1, 63));
+        assertThrows(TransportException.class, () -> TransportUri.parse("tcp://h:1?urgent-dscp=-2").intOption("urgent-dscp", 46, -1, 63));
+        assertThrows(TransportException.class, () -> TransportUri.parse("tcp://h:1?urgent-dscp=--1").intOption("urgent-dscp", 46, -1, 63));
     }
 
     @Test
