@@ -268,7 +268,7 @@ public final class TransportUri {
 
     /** Parses {@code 123}, {@code 4k}, {@code 2m}, {@code 1g} (binary units). */
     static long parseSize(String v) {
-        if (v.startsWith("-")) {
+        if (v.startsWith("-") && !v.startsWith("--")) {
             return Math.negateExact(parseSize(v.substring(1))); // e.g. urgent-dscp=-1 (none)
         }
         if (v.isEmpty()) {
