@@ -33,10 +33,16 @@ shape() { # $1 namespace, $2 interface, $3 mode, $4 rate
       ip netns exec "$1" tc qdisc add dev "$2" root tbf rate "$4" burst 256kb limit 1500000
       ;;
     htb)
+      case "$4" in
+        *gbit) mbit=$(( ${4%gbit} * 1000 )) ;;
+        *mbit) mbit=${4%mbit} ;;
+        *) echo "slow-link: give the rate in mbit or gbit for htb (got '$4')" >&2; exit 2 ;;
+      esac
       ip netns exec "$1" tc qdisc add dev "$2" root handle 1: htb default 20
       ip netns exec "$1" tc class add dev "$2" parent 1: classid 1:1 htb rate "$4" ceil "$4" burst 256kb quantum 30000
-      ip netns exec "$1" tc class add dev "$2" parent 1:1 classid 1:10 htb rate 10mbit ceil "$4" prio 0 burst 64kb quantum 30000
-      ip netns exec "$1" tc class add dev "$2" parent 1:1 classid 1:20 htb rate "$4" ceil "$4" prio 1 burst 256kb quantum 30000
+      # Guaranteed shares: a tenth of the link for the priority class, the rest for bulk; both may borrow up to the link rate.
+      ip netns exec "$1" tc class add dev "$2" parent 1:1 classid 1:10 htb rate "$((mbit / 10))mbit" ceil "$4" prio 0 burst 64kb quantum 30000
+      ip netns exec "$1" tc class add dev "$2" parent 1:1 classid 1:20 htb rate "$((mbit - mbit / 10))mbit" ceil "$4" prio 1 burst 256kb quantum 30000
       ip netns exec "$1" tc qdisc add dev "$2" parent 1:10 handle 10: pfifo limit 1000
       ip netns exec "$1" tc qdisc add dev "$2" parent 1:20 handle 20: bfifo limit 1500000
       # DSCP EF = 46 -> TOS byte 0xb8 (IPv4); the mask ignores the two ECN bits.
