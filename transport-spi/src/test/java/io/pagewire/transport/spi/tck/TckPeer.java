@@ -16,7 +16,10 @@ import java.util.concurrent.TimeUnit;
  * (SIGKILL) or freeze it (SIGSTOP) mid-transfer.
  * <pre>
  *   TckPeer source URI BYTES PEER_TIMEOUT_MS HEARTBEAT_MS   connects, prints CONNECTED, sends rounds for ever
- *   TckPeer dest   URI BYTES PEER_TIMEOUT_MS HEARTBEAT_MS   listens, prints LISTENING uri, accepts, prints ACCEPTED
+ *   TckPeer dest   URI BYTES PEER_TIMEOUT_MS HEARTBEAT_MS   listens, prints LISTENING uri, accepts, prints ACCEPTED,
+ *                                                           ROUND r at each round end, sends one page request and
+ *                                                           prints ANSWERED when its page arrives on the urgent lane
+ * The source answers page requests on the urgent lane.
  * </pre>
  * Exits 3 when its own connection fails (which the tests do not wait for: they kill it).
  */
@@ -31,11 +34,31 @@ public final class TckPeer {
         long peerTimeoutMs = Long.parseLong(args[3]);
         long heartbeatMs = Long.parseLong(args[4]);
         CountDownLatch failed = new CountDownLatch(1);
+        java.util.concurrent.CompletableFuture<Connection> self = new java.util.concurrent.CompletableFuture<>(); // set right after connect/accept
         MessageHandler handler = new MessageHandler() {
             @Override
             public void onError(TransportException error) {
                 System.err.println("TckPeer " + role + ": " + error);
                 failed.countDown();
+            }
+
+            @Override
+            public void onPageRequest(int regionId, long firstPage, int pageCount) {
+                self.join().urgent().sendPages(regionId, firstPage, pageCount);
+            }
+
+            @Override
+            public void onPages(io.pagewire.transport.spi.LaneKind lane, int regionId, long firstPage, int pageCount) {
+                if (lane == io.pagewire.transport.spi.LaneKind.URGENT) {
+                    System.out.println("ANSWERED " + firstPage);
+                    System.out.flush();
+                }
+            }
+
+            @Override
+            public void onRoundEnd(long round) {
+                System.out.println("ROUND " + round);
+                System.out.flush();
             }
         };
         try (TckRam ram = TckRam.of(bytes)) {
@@ -45,6 +68,7 @@ public final class TckPeer {
             if (role.equals("source")) {
                 ram.fillPattern(7, 10, 1);
                 try (Connection c = Transports.connect(uri, ctx.handler(handler))) {
+                    self.complete(c);
                     System.out.println("CONNECTED");
                     System.out.flush();
                     for (long round = 1; failed.getCount() > 0; round++) {
@@ -57,8 +81,10 @@ public final class TckPeer {
                     System.out.println("LISTENING " + l.uri());
                     System.out.flush();
                     try (Connection c = l.accept(handler, Duration.ofSeconds(60))) {
+                        self.complete(c);
                         System.out.println("ACCEPTED " + c.peer());
                         System.out.flush();
+                        c.urgent().sendPageRequest(0, 1, 1);
                         failed.await();
                     }
                 }
