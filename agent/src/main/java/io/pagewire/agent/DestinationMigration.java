@@ -77,8 +77,8 @@ public final class DestinationMigration implements AutoCloseable {
 
     /**
      * @param ram the destination's guest RAM, with the same regions as the source
-     * @param postcopy prepare for postcopy: every region must be a memfd or shmem file; pages are
-     *                 written through a second mapping and placed with userfaultfd once the guest runs here
+     * @param postcopy prepare for postcopy: pages are placed with userfaultfd once the guest runs here
+     *                 (anonymous regions: MISSING + UFFDIO_COPY; memfd/shmem: MINOR over a second mapping)
      */
     @SuppressWarnings("unchecked")
     public DestinationMigration(GuestRam ram, boolean postcopy) {

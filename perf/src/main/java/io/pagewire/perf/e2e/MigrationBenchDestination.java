@@ -38,7 +38,7 @@ public final class MigrationBenchDestination {
             DestinationMigration.Populate populate = DestinationMigration.Populate.valueOf(a[3].toUpperCase(Locale.ROOT));
             boolean postcopy = a.length == 9;
             try (GuestRam guestRam = GuestRam.create()) {
-                var region = guestRam.open(postcopy ? RegionSpec.memfd("pc.ram", ram) : RegionSpec.anonymous("pc.ram", ram).hugePages(true));
+                var region = guestRam.open(RegionSpec.anonymous("pc.ram", ram).hugePages(!postcopy));
                 java.util.concurrent.atomic.AtomicReference<SyntheticGuest> guest = new java.util.concurrent.atomic.AtomicReference<>();
                 try (DestinationMigration dst = new DestinationMigration(guestRam, postcopy); Listener l = dst.listen(guestRam, a[1])) {
                     if (postcopy) {
