@@ -58,6 +58,26 @@ public final class DestinationMigration implements AutoCloseable {
     private volatile io.pagewire.ramtracker.blocktime.BlocktimeTracker blocktime;
     private volatile int[] vcpuThreadIds = new int[0];
     private final AtomicLong pageRequests = new AtomicLong();
+    /** Page requests that met a broken connection (asked again after recovery). */
+    private final AtomicLong requestsDeferred = new AtomicLong();
+    /** Pages that arrived already placed (a page is sent twice only when it crossed a lost connection). */
+    private final AtomicLong duplicatePages = new AtomicLong();
+    /** The connection page requests go to (replaced by postcopy recovery). */
+    private volatile Connection current;
+    /** Postcopy: whether page data may be placed (false while paused, until a connection resumed). */
+    private volatile boolean acceptingPages;
+    /** The migration's id, from the source's session message. */
+    private volatile String session;
+    /** Connection generation: events of a connection that was replaced are ignored. */
+    private volatile int generation;
+    private final Object events = new Object();
+    private boolean finishedEvent;
+    private boolean resumedEvent;
+    private TransportException lostEvent;
+    private final AtomicLong recoveries = new AtomicLong();
+    /** Page requests sent again by recoveries (faults that were waiting when the connection broke). */
+    private final AtomicLong requestsAgain = new AtomicLong();
+    private volatile long recoveryTimeoutNs = TimeUnit.SECONDS.toNanos(60);
     private final AtomicLong localFaults = new AtomicLong();
     private volatile long postcopyStartNs;
     private final AtomicLong rounds = new AtomicLong();
@@ -144,12 +164,19 @@ public final class DestinationMigration implements AutoCloseable {
     private void place(int regionId, long first, int count, MemorySegment data) {
         PostcopyRegion pc = postcopyRegions[regionId];
         long pageSize = regions.get(regionId).pageSize();
+        if (postcopyStarted && !acceptingPages) {
+            // Postcopy is paused: only a connection that resumed this migration may place pages.
+            throw new IllegalStateException("page data on a connection that has not resumed this postcopy migration");
+        }
         if (!postcopyStarted) {
             // The guest does not run here yet, and round ends keep this ahead of the switch.
             MemorySegment.copy(data, 0, pc.alias(), first * pageSize, count * pageSize);
             return;
         }
-        pc.place(first, count, data, page -> placed(regionId, page));
+        long placedNow = pc.place(first, count, data, page -> placed(regionId, page));
+        if (placedNow < count) {
+            duplicatePages.addAndGet(count - placedNow);
+        }
     }
 
     /** A page was mapped into the guest: ends the accounting of faults on it. */
@@ -168,6 +195,7 @@ public final class DestinationMigration implements AutoCloseable {
     /** Postcopy switch: stale pages were discarded; arm userfaultfd, start the fault threads and the guest. */
     private void startPostcopy(Connection c) {
         postcopyStartNs = System.nanoTime();
+        acceptingPages = true;
         for (PostcopyRegion pc : postcopyRegions) {
             pc.start();
         }
@@ -175,7 +203,7 @@ public final class DestinationMigration implements AutoCloseable {
         List<Thread> ts = new ArrayList<>();
         for (int i = 0; i < postcopyRegions.length; i++) {
             int id = i;
-            ts.add(Thread.ofPlatform().daemon().name("pagewire-faults-" + regions.get(i).name()).start(() -> faultLoop(id, c)));
+            ts.add(Thread.ofPlatform().daemon().name("pagewire-faults-" + regions.get(i).name()).start(() -> faultLoop(id)));
         }
         // Pages that arrived in precopy are in the page cache but not yet mapped into the guest:
         // map them in bulk so the guest rarely takes a MINOR fault for them.
@@ -208,16 +236,16 @@ public final class DestinationMigration implements AutoCloseable {
         }
     }
 
-    private void faultLoop(int regionId, Connection c) {
+    private void faultLoop(int regionId) {
         PostcopyRegion pc = postcopyRegions[regionId];
         MemorySegment buf = Arena.ofAuto().allocate(io.pagewire.ramtracker.linux.Userfaultfd.MSG_SIZE * 64L, 8);
         try {
             while (!faultsStop) {
-                pc.readFaults(buf, 100, (page, tid, minor) -> fault(regionId, pc, c, page, tid, minor));
+                pc.readFaults(buf, 100, (page, tid, minor) -> fault(regionId, pc, page, tid, minor));
             }
         } catch (RuntimeException e) {
             if (!faultsStop) {
-                c.abort("postcopy fault handling failed at the destination: " + e.getMessage());
+                current.abort("postcopy fault handling failed at the destination: " + e.getMessage());
             }
         }
     }
@@ -226,7 +254,7 @@ public final class DestinationMigration implements AutoCloseable {
      * One page fault. MINOR: the page is here (from precopy) and current: map it. MISSING: if it is
      * known to be zero, place a zero page; otherwise ask the source, once.
      */
-    private void fault(int regionId, PostcopyRegion pc, Connection c, long page, int tid, boolean minor) {
+    private void fault(int regionId, PostcopyRegion pc, long page, int tid, boolean minor) {
         long now = System.nanoTime();
         int vcpu = vcpuOf(tid);
         var bt = blocktime;
@@ -254,7 +282,24 @@ public final class DestinationMigration implements AutoCloseable {
             return;
         }
         pageRequests.incrementAndGet();
-        c.urgent().sendPageRequest(regionId, page, 1);
+        request(regionId, page);
+    }
+
+    /**
+     * Sends a page request on the current connection. When that connection is broken the request
+     * stays recorded in {@code requested}: a connection that resumes the migration asks again for
+     * every requested page still missing; without one the migration fails.
+     */
+    private void request(int regionId, long page) {
+        Connection c = current;
+        try {
+            c.urgent().sendPageRequest(regionId, page, 1);
+        } catch (TransportException e) {
+            if (c.failure() == null) {
+                throw e; // not a broken connection: a real fault in the request path
+            }
+            requestsDeferred.incrementAndGet();
+        }
     }
 
     private int vcpuOf(int tid) {
@@ -268,32 +313,16 @@ public final class DestinationMigration implements AutoCloseable {
     }
 
     /** Postcopy: "postcopy-discard REGION FIRST_WORD" newline, then little-endian bitmap words: these pages are stale here. */
-    private void discard(MemorySegment payload, String head) {
-        String[] a = head.split(" ");
-        int regionId = Integer.parseInt(a[1]);
-        long firstWord = Long.parseLong(a[2]);
-        if (regionId < 0 || regionId >= regions.size()) {
-            throw new IllegalArgumentException("postcopy discard for region " + regionId + " of " + regions.size());
-        }
-        long headBytes = head.getBytes(StandardCharsets.UTF_8).length + 1;
-        long words = (payload.byteSize() - headBytes) / 8;
+    private void discard(MemorySegment payload) {
+        Protocol.BitmapChunk chunk = Protocol.decodeBitmap(payload, Protocol.POSTCOPY_DISCARD, regions.size(), i -> regions.get(i).pageCount());
+        int regionId = chunk.regionId();
         long pages = regions.get(regionId).pageCount();
-        if (firstWord < 0 || firstWord + words > (pages + 63) / 64) {
-            throw new IllegalArgumentException("postcopy discard words [" + firstWord + ", +" + words + ") outside region " + regionId);
-        }
-        ValueLayout.OfLong le = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN);
-        for (long i = 0; i < words; i++) {
-            long w = payload.get(le, headBytes + 8 * i);
-            long base = (firstWord + i) * 64;
-            for (int bit = 0; bit < 64; ) {
-                if ((w & (1L << bit)) == 0) {
-                    bit++;
-                    continue;
-                }
-                int end = bit;
-                while (end < 64 && (w & (1L << end)) != 0) {
-                    end++;
-                }
+        for (long i = 0; i < chunk.words(); i++) {
+            long w = chunk.word(i);
+            long base = (chunk.firstWord() + i) * 64;
+            while (w != 0) {
+                int bit = Long.numberOfTrailingZeros(w);
+                int end = Math.min(64, bit + Long.numberOfTrailingZeros(~(w >>> bit)));
                 long from = base + bit;
                 long count = Math.min(end - bit, pages - from);
                 if (count > 0) {
@@ -301,7 +330,7 @@ public final class DestinationMigration implements AutoCloseable {
                     accounted[regionId].clearRangeAtomic(from, count);
                     hasData[regionId].clearRangeAtomic(from, count);
                 }
-                bit = end;
+                w = end == 64 ? 0 : w & (-1L << end);
             }
         }
     }
@@ -319,9 +348,10 @@ public final class DestinationMigration implements AutoCloseable {
         vcpus.append(']');
         org.HdrHistogram.Histogram h = faultLatency.copy();
         return String.format(java.util.Locale.ROOT,
-                "{\"postcopy-requests\":%d,\"local-faults\":%d,\"blocktime-ms\":%.3f,\"vcpu-blocktime-ms\":%s,\"postcopy-ms\":%d,"
+                "{\"postcopy-requests\":%d,\"local-faults\":%d,\"recoveries\":%d,\"requests-again\":%d,\"duplicate-pages\":%d,"
+                        + "\"blocktime-ms\":%.3f,\"vcpu-blocktime-ms\":%s,\"postcopy-ms\":%d,"
                         + "\"fault-latency-us\":{\"count\":%d,\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"p99.9\":%.1f,\"max\":%.1f}}",
-                pageRequests.get(), localFaults.get(), bt == null ? 0.0 : bt.totalBlockedNs(now) / 1e6, vcpus,
+                pageRequests.get(), localFaults.get(), recoveries.get(), requestsAgain.get(), duplicatePages.get(), bt == null ? 0.0 : bt.totalBlockedNs(now) / 1e6, vcpus,
                 postcopyStartNs == 0 ? 0 : (now - postcopyStartNs) / 1_000_000, h.getTotalCount(), h.getValueAtPercentile(50) / 1e3,
                 h.getValueAtPercentile(90) / 1e3, h.getValueAtPercentile(99) / 1e3, h.getValueAtPercentile(99.9) / 1e3, h.getMaxValue() / 1e3);
     }
@@ -501,9 +531,162 @@ public final class DestinationMigration implements AutoCloseable {
      */
     public MigrationStats receive(Listener listener, Duration acceptTimeout) throws InterruptedException {
         CompletableFuture<Connection> self = new CompletableFuture<>();
-        CountDownLatch finished = new CountDownLatch(1);
-        AtomicReference<TransportException> failure = new AtomicReference<>();
-        MessageHandler handler = new MessageHandler() {
+        Connection c = listener.accept(handler(0, self), acceptTimeout);
+        self.complete(c);
+        current = c;
+        stats.status(MigrationStats.Status.ACTIVE);
+        stats.setupDone();
+        long received = 0;
+        try {
+            while (true) {
+                TransportException lost;
+                synchronized (events) {
+                    while (!finishedEvent && lostEvent == null) {
+                        events.wait();
+                    }
+                    if (finishedEvent) {
+                        break;
+                    }
+                    lost = lostEvent;
+                    lostEvent = null;
+                }
+                if (!postcopyStarted || recoveryTimeoutNs == 0 || stats.status() == MigrationStats.Status.COMPLETED
+                        || !(lost.kind() == TransportException.Kind.CONNECTION_LOST || lost.kind() == TransportException.Kind.TIMEOUT)) {
+                    stats.failed(lost.getMessage());
+                    break;
+                }
+                // Postcopy lost its connection (QEMU: postcopy-paused). The guest's faulting threads wait;
+                // keep listening for the source to resume the migration over a new connection.
+                received += c.stats().bytesReceived();
+                c.close(); // its threads are gone before the received bitmap is taken
+                Connection next = awaitRecovery(listener, lost);
+                if (next == null) {
+                    break; // failed: stats say why
+                }
+                c = next;
+            }
+            stats.transferred(received + (c.isClosed() ? 0 : c.stats().bytesReceived()));
+            return stats;
+        } finally {
+            stopPopulating = true;
+            c.close();
+        }
+    }
+
+    /** How long a postcopy whose connection broke waits for the source to resume it (0: it fails at once; default 60 s). */
+    public void postcopyRecoveryTimeout(Duration timeout) {
+        if (timeout.isNegative()) {
+            throw new IllegalArgumentException("postcopy recovery timeout " + timeout + " is negative");
+        }
+        recoveryTimeoutNs = timeout.toNanos();
+    }
+
+    /**
+     * Postcopy-paused: accepts connections until one resumes this migration ("postcopy-recover
+     * SESSION", answered by the handler) or the recovery timeout passes.
+     *
+     * @return the connection that resumed, or null when the migration failed (stats say why)
+     */
+    private Connection awaitRecovery(Listener listener, TransportException lost) throws InterruptedException {
+        long pausedAt = System.nanoTime();
+        long deadline = pausedAt + recoveryTimeoutNs;
+        stats.postcopyPaused(lost.getMessage());
+        while (true) {
+            long left = deadline - System.nanoTime();
+            if (left <= 0) {
+                stats.failed("postcopy-paused: the source did not resume the migration within " + TimeUnit.NANOSECONDS.toSeconds(recoveryTimeoutNs)
+                        + " s; the connection was lost with: " + lost.getMessage());
+                return null;
+            }
+            int gen = ++generation;
+            CompletableFuture<Connection> self = new CompletableFuture<>();
+            Connection c;
+            try {
+                c = listener.accept(handler(gen, self), Duration.ofNanos(left));
+            } catch (TransportException e) {
+                if (e.kind() == TransportException.Kind.TIMEOUT) {
+                    continue; // the deadline check above ends it
+                }
+                if (e.kind() == TransportException.Kind.CLOSED || e.kind() == TransportException.Kind.CONNECT_FAILED) {
+                    stats.failed("postcopy-paused, and the listener failed: " + e.getMessage() + "; the connection was lost with: " + lost.getMessage());
+                    return null;
+                }
+                continue; // a handshake that failed: wait for the next
+            }
+            self.complete(c);
+            stats.status(MigrationStats.Status.POSTCOPY_RECOVER);
+            // The new connection must say postcopy-recover first; the handler answers and signals.
+            boolean ok;
+            TransportException failedAgain;
+            synchronized (events) {
+                long waitUntil = Math.min(deadline, System.nanoTime() + TimeUnit.SECONDS.toNanos(10));
+                while (!resumedEvent && lostEvent == null && !finishedEvent && System.nanoTime() - waitUntil < 0) {
+                    TimeUnit.NANOSECONDS.timedWait(events, Math.max(1, waitUntil - System.nanoTime()));
+                }
+                ok = resumedEvent;
+                resumedEvent = false;
+                failedAgain = lostEvent;
+                lostEvent = null;
+            }
+            if (ok) {
+                recoveries.incrementAndGet();
+                stats.postcopyRecovered(System.nanoTime() - pausedAt);
+                return c;
+            }
+            c.abort(failedAgain != null ? "lost while resuming: " + failedAgain.getMessage()
+                    : "the connection did not resume this postcopy migration (expected " + Protocol.POSTCOPY_RECOVER + " " + session + ")");
+            c.close();
+            stats.status(MigrationStats.Status.POSTCOPY_PAUSED);
+        }
+    }
+
+    /**
+     * A new connection resumes the paused postcopy (on its urgent lane's thread): pages may be
+     * placed again; the received bitmap (pages accounted or placed here) goes to the source, then
+     * "postcopy-resume-end", then a page request for every fault still waiting.
+     */
+    private void resumePostcopy(Connection c, String args) {
+        if (!postcopyStarted || acceptingPages) {
+            throw new IllegalStateException("postcopy-recover, but this destination is not in postcopy-paused");
+        }
+        if (session == null || !session.equals(args)) {
+            throw new IllegalStateException("postcopy-recover for migration " + args + "; this destination is receiving " + session);
+        }
+        current = c;
+        acceptingPages = true;
+        for (int r = 0; r < regions.size(); r++) {
+            DirtyBitmap acc = accounted[r];
+            PostcopyRegion pc = postcopyRegions[r];
+            Protocol.encodeBitmap(Protocol.POSTCOPY_RESUME, r, acc.wordCount(), w -> acc.word(w) | pc.placedWord(w), c.urgent()::sendControl);
+        }
+        c.urgent().sendControl(MemorySegment.ofArray(Protocol.POSTCOPY_RESUME_END.getBytes(StandardCharsets.UTF_8)));
+        long again = 0;
+        for (int r = 0; r < regions.size(); r++) {
+            for (Long page : requested[r]) {
+                if (!accounted[r].isDirty(page) && !postcopyRegions[r].isPlaced(page)) {
+                    c.urgent().sendPageRequest(r, page, 1);
+                    again++;
+                }
+            }
+        }
+        requestsAgain.addAndGet(again);
+        stats.status(MigrationStats.Status.POSTCOPY_ACTIVE);
+        synchronized (events) {
+            resumedEvent = true;
+            events.notifyAll();
+        }
+    }
+
+    private void signalFinished() {
+        synchronized (events) {
+            finishedEvent = true;
+            events.notifyAll();
+        }
+    }
+
+    /** Handler of the connection of generation {@code gen}; once it is replaced, its events are ignored. */
+    private MessageHandler handler(int gen, CompletableFuture<Connection> self) {
+        return new MessageHandler() {
             @Override
             public void onPages(LaneKind lane, int regionId, long firstPage, int pageCount) {
                 accounted[regionId].markRangeAtomic(firstPage, pageCount);
@@ -548,7 +731,7 @@ public final class DestinationMigration implements AutoCloseable {
                 if (missing != null) {
                     stats.failed(missing);
                     c.abort(missing);
-                    finished.countDown();
+                    signalFinished();
                     return;
                 }
                 if (postcopyRegions != null) {
@@ -565,17 +748,26 @@ public final class DestinationMigration implements AutoCloseable {
 
             @Override
             public void onControl(LaneKind lane, MemorySegment payload) {
-                String text = new String(payload.toArray(ValueLayout.JAVA_BYTE), StandardCharsets.UTF_8);
+                String text = new String(payload.asSlice(0, Math.min(payload.byteSize(), 256)).toArray(ValueLayout.JAVA_BYTE), StandardCharsets.UTF_8);
+                if (text.startsWith(Protocol.POSTCOPY_DISCARD + " ")) {
+                    stopPopulatingAndWait();
+                    discard(payload);
+                    return;
+                }
+                text = new String(payload.toArray(ValueLayout.JAVA_BYTE), StandardCharsets.UTF_8);
                 if (text.startsWith(Protocol.VERIFY)) {
                     verification = verify(text.substring(Protocol.VERIFY.length()).strip());
                     self.join().urgent().sendControl(MemorySegment.ofArray(verification.getBytes(StandardCharsets.UTF_8)));
-                    finished.countDown();
+                    signalFinished();
                 } else if (text.equals(Protocol.DONE)) {
-                    finished.countDown();
-                } else if (text.startsWith(Protocol.POSTCOPY_DISCARD + " ")) {
-                    stopPopulatingAndWait();
-                    int nl = text.indexOf('\n');
-                    discard(payload, text.substring(0, nl < 0 ? text.length() : nl));
+                    signalFinished();
+                } else if (text.startsWith(Protocol.SESSION + " ")) {
+                    if (session != null) {
+                        throw new IllegalStateException("a second session message on one migration");
+                    }
+                    session = text.substring(Protocol.SESSION.length() + 1);
+                } else if (text.startsWith(Protocol.POSTCOPY_RECOVER + " ")) {
+                    resumePostcopy(self.join(), text.substring(Protocol.POSTCOPY_RECOVER.length() + 1));
                 } else if (text.equals(Protocol.POSTCOPY_START)) {
                     if (postcopyRegions == null) {
                         throw new IllegalStateException("the source switched to postcopy, but this destination was not prepared for it"
@@ -592,22 +784,18 @@ public final class DestinationMigration implements AutoCloseable {
 
             @Override
             public void onError(TransportException error) {
-                failure.compareAndSet(null, error);
-                stats.failed(error.getMessage());
-                finished.countDown();
+                if (gen != generation) {
+                    return;
+                }
+                if (postcopyStarted) {
+                    acceptingPages = false; // nothing more is placed until a connection resumes
+                }
+                synchronized (events) {
+                    lostEvent = error;
+                    events.notifyAll();
+                }
             }
         };
-        Connection c = listener.accept(handler, acceptTimeout);
-        self.complete(c);
-        stats.status(MigrationStats.Status.ACTIVE);
-        stats.setupDone();
-        try (c) {
-            finished.await();
-            stats.transferred(c.stats().bytesReceived());
-            return stats;
-        } finally {
-            stopPopulating = true;
-        }
     }
 
     /** Every page is accounted for: stop the fault threads and let userfaultfd go (pages here are current, holes zero). */

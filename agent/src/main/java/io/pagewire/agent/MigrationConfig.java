@@ -31,6 +31,7 @@ public final class MigrationConfig {
     private long completionTimeoutNs = TimeUnit.SECONDS.toNanos(60);
     private boolean postcopy;
     private int postcopyAfterRounds = -1;
+    private long postcopyRecoveryTimeoutNs = java.util.concurrent.TimeUnit.SECONDS.toNanos(60);
 
     /** @return the longest acceptable downtime (default 300 ms, as QEMU's downtime-limit) */
     public long downtimeLimitNs() {
@@ -169,6 +170,21 @@ public final class MigrationConfig {
     }
 
     /**
+     * @return how long a postcopy whose connection broke stays paused waiting to resume over a new
+     *         connection (QEMU's postcopy-paused): the source retries on its own and takes
+     *         {@link SourceMigration#resume} meanwhile, the destination keeps listening; 0 = no
+     *         recovery, a lost connection fails the migration (default 60 s)
+     */
+    public long postcopyRecoveryTimeoutNs() {
+        return postcopyRecoveryTimeoutNs;
+    }
+
+    public MigrationConfig postcopyRecoveryTimeoutNs(long ns) {
+        postcopyRecoveryTimeoutNs = ns;
+        return this;
+    }
+
+    /**
      * Validates.
      *
      * @return this
@@ -197,6 +213,9 @@ public final class MigrationConfig {
         }
         if (postcopyAfterRounds >= 0 && !postcopy) {
             throw new IllegalArgumentException("postcopy after rounds " + postcopyAfterRounds + " needs postcopy(true)");
+        }
+        if (postcopyRecoveryTimeoutNs < 0) {
+            throw new IllegalArgumentException("postcopy recovery timeout " + postcopyRecoveryTimeoutNs + " ns is negative");
         }
         if (scanThreads < 1 || scanThreads > 64) {
             throw new IllegalArgumentException("scan threads " + scanThreads + " outside 1..64");

@@ -15,7 +15,8 @@ public final class MigrationStats {
 
     /** QEMU's MigrationStatus values that pagewire uses. */
     public enum Status {
-        SETUP("setup"), ACTIVE("active"), POSTCOPY_ACTIVE("postcopy-active"), DEVICE("device"), COMPLETED("completed"),
+        SETUP("setup"), ACTIVE("active"), POSTCOPY_ACTIVE("postcopy-active"), POSTCOPY_PAUSED("postcopy-paused"),
+        POSTCOPY_RECOVER("postcopy-recover"), DEVICE("device"), COMPLETED("completed"),
         FAILED("failed"), CANCELLED("cancelled");
 
         private final String qemuName;
@@ -75,6 +76,12 @@ public final class MigrationStats {
     private volatile long postcopyRequests;
     /** postcopy-bytes: page bytes answered on the urgent lane. */
     private volatile long postcopyBytes;
+    /** postcopy-recoveries: times postcopy resumed over a new connection after losing one. */
+    private final AtomicLong postcopyRecoveries = new AtomicLong();
+    /** postcopy-paused-time: nanoseconds spent in postcopy-paused / postcopy-recover. */
+    private final AtomicLong postcopyPausedNs = new AtomicLong();
+    /** Why postcopy paused last (the lost connection's error), or null. */
+    private volatile String postcopyPausedReason;
     /** Per-round: pages sent and milliseconds, for the report. */
     private final List<long[]> roundLog = new ArrayList<>();
 
@@ -161,6 +168,29 @@ public final class MigrationStats {
     public void postcopy(long requests, long bytes) {
         postcopyRequests = requests;
         postcopyBytes = bytes;
+    }
+
+    /** Postcopy lost its connection and pauses (QEMU: postcopy-paused) for {@code reason}. */
+    public void postcopyPaused(String reason) {
+        postcopyPausedReason = reason;
+        status = Status.POSTCOPY_PAUSED;
+    }
+
+    /** Postcopy resumed over a new connection after {@code pausedNs} paused. */
+    public void postcopyRecovered(long pausedNs) {
+        postcopyPausedNs.addAndGet(pausedNs);
+        postcopyRecoveries.incrementAndGet();
+        status = Status.POSTCOPY_ACTIVE;
+    }
+
+    /** @return times postcopy resumed over a new connection */
+    public long postcopyRecoveries() {
+        return postcopyRecoveries.get();
+    }
+
+    /** @return why postcopy paused last, or null */
+    public String postcopyPausedReason() {
+        return postcopyPausedReason;
     }
 
     /** Postcopy broke after the guest may have started on the destination (QEMU: postcopy-paused). */
@@ -299,6 +329,10 @@ public final class MigrationStats {
             l.add("postcopy request count: " + postcopyRequests);
             l.add("postcopy bytes: " + postcopyBytes);
         }
+        if (postcopyRecoveries.get() > 0 || postcopyPausedReason != null) {
+            l.add("postcopy recoveries: " + postcopyRecoveries.get() + " (paused " + postcopyPausedNs.get() / 1_000_000 + " ms in all; last cause: "
+                    + postcopyPausedReason + ")");
+        }
         return String.join(System.lineSeparator(), l);
     }
 
@@ -319,12 +353,14 @@ public final class MigrationStats {
                         + "\"downtime-breakdown\":{\"final-round-us\":%d,\"completion-us\":%d},\"expected-downtime\":%d,"
                         + "\"ram\":{\"transferred\":%d,\"remaining\":%d,\"total\":%d,\"duplicate\":%d,\"skipped\":%d,\"normal\":%d,"
                         + "\"normal-bytes\":%d,\"mbps\":%.2f,\"dirty-sync-count\":%d,\"dirty-pages-rate\":%d,\"page-size\":%d,"
-                        + "\"precopy-rounds\":%d,\"rounds\":%s,\"postcopy-requests\":%d,\"postcopy-bytes\":%d},\"cpu-throttle-percentage\":%d",
+                        + "\"precopy-rounds\":%d,\"rounds\":%s,\"postcopy-requests\":%d,\"postcopy-bytes\":%d,"
+                        + "\"postcopy-recoveries\":%d,\"postcopy-paused-time\":%d},\"cpu-throttle-percentage\":%d",
                 status.qemuName(), errorDesc == null ? "" : "\"error-desc\":" + quote(errorDesc) + ",", totalTimeMs(), setupTimeMs(),
                 downtimeMs(), downtimeUs(), downtimeFinalRoundNs < 0 ? -1 : downtimeFinalRoundNs / 1000,
                 downtimeCompletionNs < 0 ? -1 : downtimeCompletionNs / 1000, expectedDowntimeNs < 0 ? -1 : ms(expectedDowntimeNs),
                 transferred.get(), remainingBytes, totalBytes, duplicate.get(), skipped.get(), normal.get(), normalBytes.get(),
-                mbps(), dirtySyncCount.get(), dirtyPagesRate, pageSize, rounds.get(), rl, postcopyRequests, postcopyBytes, cpuThrottlePercentage);
+                mbps(), dirtySyncCount.get(), dirtyPagesRate, pageSize, rounds.get(), rl, postcopyRequests, postcopyBytes,
+                postcopyRecoveries.get(), postcopyPausedNs.get() / 1_000_000, cpuThrottlePercentage);
     }
 
     /** @return a JSON string literal */

@@ -11,10 +11,103 @@ package io.pagewire.agent;
  *   source -> destination  "populate REGION CHUNK_PAGES FIRST_CHUNK HEX"  after the handshake: which chunks of
  *                          CHUNK_PAGES pages hold data at the source (bit i of the hex bytes, least significant
  *                          bit first, is chunk FIRST_CHUNK + i), so the destination populates only those, in order
+ *   source -> destination  "session ID"             after the handshake: this migration's random id (hex)
+ *
+ *   postcopy recovery, over a new connection after the old one broke (QEMU's postcopy recovery):
+ *   source -> destination  "postcopy-recover ID"     resume migration ID; nothing else is sent before the answer
+ *   destination -> source  "postcopy-resume REGION FIRST_WORD\n" + words   the received bitmap: pages the destination
+ *                          holds (little-endian u64 words, as discards); the source sends only the others again
+ *   destination -> source  "postcopy-resume-end"     bitmap complete; page requests of faults still waiting follow
  * </pre>
  */
 final class Protocol {
     private Protocol() {
+    }
+
+    private static final java.lang.foreign.ValueLayout.OfLong WORD =
+            java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN);
+
+    /**
+     * Encodes one region's bitmap as messages "KIND REGION FIRST_WORD" newline, then up to
+     * {@link #DISCARD_WORDS_PER_MESSAGE} little-endian words; a message whose words are all zero is
+     * not sent (the receiver starts from all zero).
+     */
+    static void encodeBitmap(String kind, int regionId, long wordCount, java.util.function.LongUnaryOperator word,
+                             java.util.function.Consumer<java.lang.foreign.MemorySegment> out) {
+        for (long w = 0; w < wordCount; w += DISCARD_WORDS_PER_MESSAGE) {
+            int n = (int) Math.min(DISCARD_WORDS_PER_MESSAGE, wordCount - w);
+            long[] words = new long[n];
+            boolean any = false;
+            for (int i = 0; i < n; i++) {
+                words[i] = word.applyAsLong(w + i);
+                any |= words[i] != 0;
+            }
+            if (!any) {
+                continue;
+            }
+            byte[] head = (kind + " " + regionId + " " + w + "\n").getBytes(java.nio.charset.StandardCharsets.UTF_8);
+            java.lang.foreign.MemorySegment m = java.lang.foreign.MemorySegment.ofArray(new byte[head.length + 8 * n]);
+            java.lang.foreign.MemorySegment.copy(java.lang.foreign.MemorySegment.ofArray(head), 0, m, 0, head.length);
+            for (int i = 0; i < n; i++) {
+                m.set(WORD, head.length + 8L * i, words[i]);
+            }
+            out.accept(m);
+        }
+    }
+
+    /** One decoded bitmap message: words [firstWord, firstWord + words) of region regionId. */
+    record BitmapChunk(int regionId, long firstWord, long words, java.lang.foreign.MemorySegment payload, long offset) {
+        long word(long i) {
+            return payload.get(WORD, offset + 8 * i);
+        }
+    }
+
+    /**
+     * Decodes a message of {@link #encodeBitmap}, checking the region and the word range against
+     * the layout (nothing from the wire reaches outside it).
+     *
+     * @param pageCount pages of each region, by region id
+     * @throws IllegalArgumentException naming what is wrong
+     */
+    static BitmapChunk decodeBitmap(java.lang.foreign.MemorySegment payload, String kind, int regionCount,
+                                    java.util.function.IntToLongFunction pageCount) {
+        long nl = -1;
+        for (long i = 0; i < Math.min(payload.byteSize(), 128); i++) {
+            if (payload.get(java.lang.foreign.ValueLayout.JAVA_BYTE, i) == '\n') {
+                nl = i;
+                break;
+            }
+        }
+        if (nl < 0) {
+            throw new IllegalArgumentException(kind + " message without a header line");
+        }
+        String head = new String(payload.asSlice(0, nl).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE), java.nio.charset.StandardCharsets.UTF_8);
+        String[] a = head.split(" ");
+        if (a.length != 3 || !a[0].equals(kind)) {
+            throw new IllegalArgumentException("malformed " + kind + " header: '" + head + "'");
+        }
+        int regionId;
+        long firstWord;
+        try {
+            regionId = Integer.parseInt(a[1]);
+            firstWord = Long.parseLong(a[2]);
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("malformed " + kind + " header: '" + head + "'", e);
+        }
+        if (regionId < 0 || regionId >= regionCount) {
+            throw new IllegalArgumentException(kind + " for region " + regionId + " of " + regionCount);
+        }
+        long body = payload.byteSize() - nl - 1;
+        if (body % 8 != 0) {
+            throw new IllegalArgumentException(kind + " body of " + body + " bytes is not whole 8-byte words");
+        }
+        long words = body / 8;
+        long regionWords = (pageCount.applyAsLong(regionId) + 63) / 64;
+        if (firstWord < 0 || firstWord > regionWords - words) {
+            throw new IllegalArgumentException(kind + " words [" + firstWord + ", +" + words + ") outside region " + regionId
+                    + " (" + regionWords + " words)");
+        }
+        return new BitmapChunk(regionId, firstWord, words, payload, nl + 1);
     }
 
     static final String VERIFY = "verify";
@@ -30,6 +123,14 @@ final class Protocol {
     static final String POSTCOPY_RUNNING = "postcopy-running";
     /** Destination to source, urgent, before the completion acknowledgement: "postcopy-stats {json}". */
     static final String POSTCOPY_STATS = "postcopy-stats";
+    /** Source to destination, urgent, after the handshake: "session ID". */
+    static final String SESSION = "session";
+    /** Source to destination, urgent, first message of a new connection in postcopy-paused: "postcopy-recover ID". */
+    static final String POSTCOPY_RECOVER = "postcopy-recover";
+    /** Destination to source, urgent: "postcopy-resume REGION FIRST_WORD\n" then the received bitmap's words. */
+    static final String POSTCOPY_RESUME = "postcopy-resume";
+    /** Destination to source, urgent: the received bitmap is complete. */
+    static final String POSTCOPY_RESUME_END = "postcopy-resume-end";
     /** Words of dirty bitmap per discard message (under the 64 KiB control limit). */
     static final int DISCARD_WORDS_PER_MESSAGE = 8000;
     /** Population hints describe chunks of this many bytes. */

@@ -61,7 +61,7 @@ public final class SourceMigration {
     private final MigrationConfig config;
     private final MigrationStats stats = new MigrationStats();
     private final AtomicReference<TransportException> failure = new AtomicReference<>();
-    private final CountDownLatch acknowledged = new CountDownLatch(1);
+    private volatile CountDownLatch acknowledged = new CountDownLatch(1);
     private final AtomicReference<CompletableFuture<String>> reply = new AtomicReference<>(new CompletableFuture<>());
     private volatile String cancelReason;
     private volatile Boolean verified;
@@ -79,6 +79,19 @@ public final class SourceMigration {
     private final java.util.concurrent.atomic.AtomicLong postcopyRequests = new java.util.concurrent.atomic.AtomicLong();
     private final java.util.concurrent.atomic.AtomicLong postcopyPagesAnswered = new java.util.concurrent.atomic.AtomicLong();
     private final CompletableFuture<Void> postcopyRunning = new CompletableFuture<>();
+    /** This migration's id: a new connection resumes it only when the destination knows it. */
+    private final String session = Long.toHexString(new java.security.SecureRandom().nextLong());
+    /** Connection generation: events of a connection that was replaced are ignored. */
+    private volatile int generation;
+    /** Manual resume requests (a URI, or "" for the same one) while postcopy is paused. */
+    private final java.util.concurrent.BlockingQueue<String> resumeRequests = new java.util.concurrent.ArrayBlockingQueue<>(4);
+    /** Recovery: the destination's received bitmap, filled by its postcopy-resume messages. */
+    private volatile List<DirtyBitmap> received;
+    /** Recovery: completed when the destination's received bitmap is complete and the pending pages rebuilt. */
+    private volatile CompletableFuture<Void> resumed = new CompletableFuture<>();
+    /** Bytes sent on connections that were replaced. */
+    private long transferredBefore;
+    private volatile String uri;
 
     /**
      * @param ram the guest RAM (every region is migrated, in order)
@@ -124,6 +137,17 @@ public final class SourceMigration {
         return postcopyStats;
     }
 
+    /**
+     * Resumes a postcopy whose connection broke (QEMU's {@code migrate -r}): connects now instead
+     * of at the next automatic retry, to {@code uri} (null: the same destination as before). Has
+     * no effect unless the migration is postcopy-paused.
+     */
+    public void resume(String uri) {
+        if (!resumeRequests.offer(uri == null ? "" : uri)) {
+            throw new IllegalStateException("resume requests are already waiting");
+        }
+    }
+
     /** Cancels the migration; the guest keeps running on the source. */
     public void cancel(String reason) {
         cancelReason = reason;
@@ -135,6 +159,7 @@ public final class SourceMigration {
      * @return the statistics; {@link MigrationStats#status()} is completed, failed or cancelled
      */
     public MigrationStats run(String uri) {
+        this.uri = uri;
         long total = 0;
         for (GuestRegion r : regions) {
             total += r.sizeBytes();
@@ -155,8 +180,9 @@ public final class SourceMigration {
             }
             // Dirty tracking starts while the connection is set up: both take time, neither needs the other.
             CompletableFuture<List<DirtyLogSource>> tracking = CompletableFuture.supplyAsync(() -> startTracking(trackers), scan);
-            conn = Transports.connect(uri, new TransportContext().layout(RamLayout.of(layoutRegions)).handler(handler()));
+            conn = Transports.connect(uri, new TransportContext().layout(RamLayout.of(layoutRegions)).handler(handler(0)));
             join(tracking);
+            conn.urgent().sendControl(MemorySegment.ofArray((Protocol.SESSION + " " + session).getBytes(StandardCharsets.UTF_8)));
             sendPopulationHints(conn);
             stats.status(MigrationStats.Status.ACTIVE);
             stats.setupDone();
@@ -285,7 +311,12 @@ public final class SourceMigration {
             resumeAfterFailure(paused);
             return stats;
         } finally {
-            if (conn != null) {
+            Connection last = connection;
+            if (last != null && last != conn) {
+                // Postcopy resumed over a new connection; the first one was closed then.
+                stats.transferred(transferredBefore + last.stats().bytesSent());
+                last.close();
+            } else if (conn != null) {
                 stats.transferred(conn.stats().bytesSent());
                 conn.close();
             }
@@ -326,6 +357,44 @@ public final class SourceMigration {
         postcopyCommitted = true;
         conn.background().sendControl(MemorySegment.ofArray(Protocol.POSTCOPY_START.getBytes(StandardCharsets.UTF_8)));
         conn.background().sendRoundEnd(nextRound++);
+        long t0 = System.nanoTime();
+        long pages = 0;
+        while (true) {
+            try {
+                if (!postcopyRunning.isDone()) {
+                    awaitPostcopyRunning(pauseStart);
+                    stats.remainingBytes(dirtyBytes(bitmaps));
+                }
+                pages += push(conn, postcopyPending);
+                conn.background().sendComplete();
+                if (!acknowledged.await(config.completionTimeoutNs(), TimeUnit.NANOSECONDS)) {
+                    throw new TransportException(TransportException.Kind.TIMEOUT, "the destination did not acknowledge completion within "
+                            + TimeUnit.NANOSECONDS.toSeconds(config.completionTimeoutNs()) + " s");
+                }
+                checkAlive();
+                break;
+            } catch (TransportException e) {
+                // A connection that failed by itself (not our own timeout, not the peer's error report):
+                // QEMU's postcopy-paused. Both sides keep their state and resume over a new connection.
+                TransportException cause = failure.get() != null ? failure.get() : conn.failure();
+                if (cause == null || !recoverable(cause) || config.postcopyRecoveryTimeoutNs() == 0) {
+                    throw e;
+                }
+                conn = recover(conn, bitmaps, cause);
+            }
+        }
+        stats.round(pages, System.nanoTime() - t0, -1, -1, -1, -1);
+        stats.postcopy(postcopyRequests.get(), postcopyPagesAnswered.get() * regions.getFirst().pageSize());
+        stats.remainingBytes(0);
+        stats.transferred(transferredBefore + conn.stats().bytesSent());
+        stats.status(MigrationStats.Status.COMPLETED);
+        stats.end();
+        exchangeVerification(conn);
+        return stats;
+    }
+
+    /** Waits for the destination's postcopy-running: the guest runs there, postcopy's downtime ends. */
+    private void awaitPostcopyRunning(long pauseStart) throws InterruptedException {
         try {
             postcopyRunning.get(config.completionTimeoutNs(), TimeUnit.NANOSECONDS);
         } catch (ExecutionException | java.util.concurrent.TimeoutException e) {
@@ -335,10 +404,10 @@ public final class SourceMigration {
         long downtimeNs = System.nanoTime() - pauseStart;
         stats.downtime(downtimeNs, downtimeNs, 0);
         stats.status(MigrationStats.Status.POSTCOPY_ACTIVE);
-        stats.remainingBytes(dirtyBytes(bitmaps));
+    }
 
-        // Background push, 256 pages at a time, from where the latest fault was.
-        long t0 = System.nanoTime();
+    /** Background push, 256 pages at a time, from where the latest fault was; returns the pages it took. */
+    private long push(Connection conn, List<DirtyBitmap> bitmaps) {
         long pages = 0;
         for (int r = 0; r < regions.size(); r++) {
             GuestRegion region = regions.get(r);
@@ -367,43 +436,88 @@ public final class SourceMigration {
                 pos = p + count;
             }
         }
-        conn.background().sendComplete();
-        stats.round(pages, System.nanoTime() - t0, -1, -1, -1, -1);
-        if (!acknowledged.await(config.completionTimeoutNs(), TimeUnit.NANOSECONDS)) {
-            throw new TransportException(TransportException.Kind.TIMEOUT, "the destination did not acknowledge completion within "
-                    + TimeUnit.NANOSECONDS.toSeconds(config.completionTimeoutNs()) + " s");
+        return pages;
+    }
+
+    /** Failures a new connection can cure: the connection broke or went silent. */
+    private static boolean recoverable(TransportException e) {
+        return e.kind() == TransportException.Kind.CONNECTION_LOST || e.kind() == TransportException.Kind.TIMEOUT;
+    }
+
+    /**
+     * Postcopy recovery (QEMU: postcopy-paused, then postcopy-recover): closes the broken
+     * connection and connects again, automatically with a growing interval or at once on
+     * {@link #resume}, until the recovery timeout. A new connection first says
+     * "postcopy-recover SESSION"; the destination answers with the bitmap of pages it holds, and
+     * every other page becomes pending again (those in flight when the connection broke), so no
+     * page the destination holds is sent twice. Page requests of faults still waiting follow.
+     *
+     * @return the new connection, postcopy active again
+     * @throws TransportException when no new connection resumed the migration within the timeout
+     */
+    private Connection recover(Connection old, List<DirtyBitmap> pending, TransportException cause) throws InterruptedException {
+        long pausedAt = System.nanoTime();
+        long deadline = pausedAt + config.postcopyRecoveryTimeoutNs();
+        postcopyPending = null; // requests cannot be answered now; the destination asks again after resuming
+        generation++; // events of the old connection are ignored from here
+        stats.postcopyPaused(cause.getMessage());
+        transferredBefore += old.stats().bytesSent();
+        old.close();
+        String target = uri;
+        long backoffMs = 50;
+        String lastError = cause.getMessage();
+        while (true) {
+            String manual = resumeRequests.poll();
+            if (manual != null && !manual.isEmpty()) {
+                target = manual;
+            }
+            if (manual == null && System.nanoTime() - deadline >= 0) {
+                throw new TransportException(TransportException.Kind.TIMEOUT, "postcopy-paused: no new connection resumed the migration within "
+                        + TimeUnit.NANOSECONDS.toSeconds(config.postcopyRecoveryTimeoutNs()) + " s (last attempt: " + lastError
+                        + "); the connection was lost with: " + cause.getMessage());
+            }
+            int gen = generation + 1;
+            List<DirtyBitmap> got = new ArrayList<>();
+            for (DirtyBitmap d : pending) {
+                got.add(DirtyBitmap.allocate(d.pageCount(), Arena.ofAuto()));
+            }
+            received = got;
+            failure.set(null);
+            acknowledged = new CountDownLatch(1);
+            reply.set(new CompletableFuture<>());
+            resumed = new CompletableFuture<>();
+            generation = gen;
+            stats.status(MigrationStats.Status.POSTCOPY_RECOVER);
+            Connection c = null;
+            try {
+                c = Transports.connect(target, new TransportContext().layout(old.layout()).handler(handler(gen)));
+                connection = c;
+                c.urgent().sendControl(MemorySegment.ofArray((Protocol.POSTCOPY_RECOVER + " " + session).getBytes(StandardCharsets.UTF_8)));
+                long waitNs = Math.max(TimeUnit.SECONDS.toNanos(5), deadline - System.nanoTime());
+                resumed.get(waitNs, TimeUnit.NANOSECONDS); // the handler rebuilt the pending pages
+                stats.postcopyRecovered(System.nanoTime() - pausedAt);
+                uri = target;
+                return c;
+            } catch (TransportException | ExecutionException | java.util.concurrent.TimeoutException e) {
+                lastError = e instanceof ExecutionException ee && ee.getCause() != null ? ee.getCause().getMessage() : e.getMessage();
+                generation = gen + 1;
+                if (c != null) {
+                    transferredBefore += c.stats().bytesSent();
+                    c.close();
+                }
+                stats.status(MigrationStats.Status.POSTCOPY_PAUSED);
+                String next = resumeRequests.poll(backoffMs, TimeUnit.MILLISECONDS);
+                if (next != null && !resumeRequests.offer(next)) {
+                    throw new IllegalStateException("resume request lost"); // cannot happen: we just took one
+                }
+                backoffMs = Math.min(1000, backoffMs * 2);
+            }
         }
-        checkAlive();
-        stats.postcopy(postcopyRequests.get(), postcopyPagesAnswered.get() * regions.getFirst().pageSize());
-        stats.remainingBytes(0);
-        stats.transferred(conn.stats().bytesSent());
-        stats.status(MigrationStats.Status.COMPLETED);
-        stats.end();
-        exchangeVerification(conn);
-        return stats;
     }
 
     /** Sends the pages still to come as discard bitmaps: the destination drops its copies of them. */
-    private void sendDiscard(Connection conn, int regionId, DirtyBitmap d) {
-        long words = d.wordCount();
-        for (long w = 0; w < words; w += Protocol.DISCARD_WORDS_PER_MESSAGE) {
-            int n = (int) Math.min(Protocol.DISCARD_WORDS_PER_MESSAGE, words - w);
-            boolean any = false;
-            for (int i = 0; i < n && !any; i++) {
-                any = d.word(w + i) != 0;
-            }
-            if (!any) {
-                continue;
-            }
-            byte[] head = (Protocol.POSTCOPY_DISCARD + " " + regionId + " " + w + "\n").getBytes(StandardCharsets.UTF_8);
-            byte[] msg = new byte[head.length + 8 * n];
-            System.arraycopy(head, 0, msg, 0, head.length);
-            MemorySegment m = MemorySegment.ofArray(msg);
-            for (int i = 0; i < n; i++) {
-                m.set(ValueLayout.JAVA_LONG_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN), head.length + 8L * i, d.word(w + i));
-            }
-            conn.background().sendControl(m);
-        }
+    private static void sendDiscard(Connection conn, int regionId, DirtyBitmap d) {
+        Protocol.encodeBitmap(Protocol.POSTCOPY_DISCARD, regionId, d.wordCount(), d::word, m -> conn.background().sendControl(m));
     }
 
     private void resumeAfterFailure(boolean paused) {
@@ -611,32 +725,53 @@ public final class SourceMigration {
         }
     }
 
-    private MessageHandler handler() {
+    /** Handler of the connection of generation {@code gen}: once it is replaced, its events are ignored. */
+    private MessageHandler handler(int gen) {
         return new MessageHandler() {
             @Override
             public void onComplete() {
-                acknowledged.countDown();
+                if (gen == generation) {
+                    acknowledged.countDown();
+                }
             }
 
             @Override
             public void onControl(LaneKind lane, MemorySegment payload) {
-                String text = new String(payload.toArray(ValueLayout.JAVA_BYTE), StandardCharsets.UTF_8);
+                if (gen != generation) {
+                    return;
+                }
+                String text = new String(payload.asSlice(0, Math.min(payload.byteSize(), 128)).toArray(ValueLayout.JAVA_BYTE), StandardCharsets.UTF_8);
+                if (text.startsWith(Protocol.POSTCOPY_RESUME_END)) {
+                    resumeEnd();
+                } else if (text.startsWith(Protocol.POSTCOPY_RESUME + " ")) {
+                    List<DirtyBitmap> got = received;
+                    Protocol.BitmapChunk chunk = Protocol.decodeBitmap(payload, Protocol.POSTCOPY_RESUME, regions.size(),
+                            i -> regions.get(i).pageCount());
+                    for (long i = 0; i < chunk.words(); i++) {
+                        got.get(chunk.regionId()).orWordAtomic(chunk.firstWord() + i, chunk.word(i));
+                    }
+                    return;
+                }
+                text = new String(payload.toArray(ValueLayout.JAVA_BYTE), StandardCharsets.UTF_8);
                 if (text.equals(Protocol.POSTCOPY_RUNNING)) {
                     postcopyRunning.complete(null);
                 } else if (text.startsWith(Protocol.POSTCOPY_STATS + " ")) {
                     postcopyStats = text.substring(Protocol.POSTCOPY_STATS.length() + 1);
-                } else {
+                } else if (!text.equals(Protocol.POSTCOPY_RESUME_END)) {
                     reply.get().complete(text);
                 }
             }
 
             @Override
             public void onPageRequest(int regionId, long firstPage, int pageCount) {
+                if (gen != generation) {
+                    return;
+                }
                 // A postcopy fault at the destination: answer ahead of the background push, each page once.
                 List<DirtyBitmap> pending = postcopyPending;
                 Connection c = connection;
                 if (pending == null || c == null) {
-                    return; // not in postcopy: nothing is missing at the destination
+                    return; // not in postcopy, or paused: the destination asks again once resumed
                 }
                 postcopyRequests.incrementAndGet();
                 DirtyBitmap d = pending.get(regionId);
@@ -652,11 +787,46 @@ public final class SourceMigration {
 
             @Override
             public void onError(TransportException error) {
+                if (gen != generation) {
+                    return;
+                }
                 failure.compareAndSet(null, error);
                 acknowledged.countDown();
                 reply.get().completeExceptionally(error);
+                resumed.completeExceptionally(error);
             }
         };
+    }
+
+    /**
+     * Recovery: the destination's received bitmap is complete. Every page it does not hold is
+     * pending again; runs on the urgent lane's thread, so the page requests that follow the
+     * bitmap on that lane find the pending pages rebuilt.
+     */
+    private void resumeEnd() {
+        List<DirtyBitmap> got = received;
+        CompletableFuture<Void> r = resumed;
+        if (got == null || postcopyPending != null) {
+            r.completeExceptionally(new IllegalStateException("postcopy-resume-end while not recovering"));
+            return;
+        }
+        List<DirtyBitmap> pending = new ArrayList<>();
+        for (int i = 0; i < got.size(); i++) {
+            DirtyBitmap have = got.get(i);
+            DirtyBitmap p = DirtyBitmap.allocate(have.pageCount(), Arena.ofAuto());
+            p.markAll();
+            for (long w = 0; w < have.wordCount(); w++) {
+                long h = have.word(w);
+                if (h != 0) {
+                    p.take(w, h);
+                }
+            }
+            pending.add(p);
+        }
+        stats.remainingBytes(dirtyBytes(pending));
+        postcopyPending = pending;
+        postcopyRunning.complete(null); // the destination resumed, so it had started the guest
+        r.complete(null);
     }
 
     /**

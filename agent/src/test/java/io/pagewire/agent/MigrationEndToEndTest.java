@@ -309,4 +309,134 @@ class MigrationEndToEndTest {
             }
         }
     }
+
+    /** A postcopy destination child JVM: its output, and the address it listens on. */
+    private record PostcopyDestination(Process process, BufferedReader out, java.net.URI uri) {
+    }
+
+    private PostcopyDestination postcopyDestination(long ram, int vcpus, String workingSet, String rate, int recoverySeconds)
+            throws IOException {
+        Process dst = destination(ram, "--postcopy", "--vcpus", Integer.toString(vcpus), "--pattern", "random", "--working-set", workingSet,
+                "--dirty-rate", rate, "--postcopy-recovery-timeout", Integer.toString(recoverySeconds));
+        BufferedReader out = new BufferedReader(new InputStreamReader(dst.getInputStream(), StandardCharsets.UTF_8));
+        return new PostcopyDestination(dst, out, java.net.URI.create(awaitLine(out, "LISTENING ").substring("LISTENING ".length())));
+    }
+
+    /** Postcopy at once through {@code proxy}, pushed at {@code pushRate} bytes/s, recovering for {@code recoverySeconds}. */
+    private static SourceMigration postcopySource(GuestImage image, Recording rec, long pushRate, int recoverySeconds) {
+        return new SourceMigration(image.ram(), rec, image.balloons(), new MigrationConfig().postcopy(true).postcopyAfterRounds(0)
+                .maxBandwidthBytesPerSec(pushRate).postcopyRecoveryTimeoutNs(TimeUnit.SECONDS.toNanos(recoverySeconds)));
+    }
+
+    /** The destination child's last line, after it exited with {@code exit}. */
+    private static String exited(PostcopyDestination d, int exit) throws IOException, InterruptedException {
+        String last = d.out().readLine();
+        assertTrue(d.process().waitFor(30, TimeUnit.SECONDS), "destination did not exit");
+        assertEquals(exit, d.process().exitValue(), "destination: " + last);
+        return last;
+    }
+
+    /** Waits until the migration is postcopy-active with {@code recoveries} recoveries behind it. */
+    private static void awaitPostcopyActive(SourceMigration m, long recoveries, CompletableFuture<MigrationStats> run) {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        while (m.stats().status() != MigrationStats.Status.POSTCOPY_ACTIVE || m.stats().postcopyRecoveries() < recoveries) {
+            assertTrue(!run.isDone(), () -> "the migration ended before postcopy ran (recoveries " + recoveries + "): " + run.join().infoMigrate());
+            assertTrue(System.nanoTime() < deadline, () -> "not postcopy-active after " + recoveries + " recoveries: " + m.stats().infoMigrate());
+            LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(5));
+        }
+    }
+
+    @Test
+    void postcopyResumesOverNewConnectionsAfterTheConnectionIsCutThreeTimes() throws Exception {
+        long ram = 64 * MIB;
+        PostcopyDestination dst = postcopyDestination(ram, 2, "48M", "64M", 30);
+        try (CuttingProxy proxy = new CuttingProxy(dst.uri().getHost(), dst.uri().getPort());
+             GuestImage image = GuestImage.create(ram, 0.2, 0, 9);
+             SyntheticGuest guest = new SyntheticGuest(image.region().memory().asSlice(0, ram), 4096,
+                     guest(SyntheticGuest.Pattern.RANDOM, 32 * MIB, 48 * MIB), p -> true)) {
+            guest.start();
+            Recording rec = new Recording(guest);
+            // Postcopy at once, pushed at 12 MiB/s: several seconds of postcopy to cut into, while the
+            // destination's vCPUs fault on pages that are missing (and wait through each cut).
+            SourceMigration m = postcopySource(image, rec, 12 * MIB, 30);
+            CompletableFuture<MigrationStats> run = CompletableFuture.supplyAsync(() -> m.run(proxy.uri()));
+            for (int cut = 0; cut < 3; cut++) {
+                awaitPostcopyActive(m, cut, run);
+                LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(400));
+                proxy.cut();
+            }
+            MigrationStats stats = run.get(60, TimeUnit.SECONDS);
+            assertEquals(MigrationStats.Status.COMPLETED, stats.status(), stats.infoMigrate());
+            assertEquals(3, stats.postcopyRecoveries(), stats.infoMigrate());
+            assertEquals(Boolean.TRUE, m.verified(), m.verification());
+            assertEquals(0, rec.resumes.get(), "the source guest is never resumed once postcopy started");
+            String pc = m.postcopyStats();
+            assertTrue(pc.contains("\"recoveries\":3,"), pc);
+            // Pages the destination held are never sent again: nothing arrived twice.
+            assertTrue(pc.contains("\"duplicate-pages\":0,"), pc);
+            String last = exited(dst, 0);
+            assertTrue(last.startsWith("RECEIVED verified"), last);
+        }
+    }
+
+    @Test
+    void postcopyThatCannotReconnectFailsAndKeepsTheSourcePaused() throws Exception {
+        long ram = 32 * MIB;
+        PostcopyDestination dst = postcopyDestination(ram, 1, "16M", "16M", 2);
+        try (CuttingProxy proxy = new CuttingProxy(dst.uri().getHost(), dst.uri().getPort());
+             GuestImage image = GuestImage.create(ram, 0.2, 0, 9);
+             SyntheticGuest guest = new SyntheticGuest(image.region().memory().asSlice(0, ram), 4096,
+                     guest(SyntheticGuest.Pattern.RANDOM, 16 * MIB, 16 * MIB), p -> true)) {
+            guest.start();
+            Recording rec = new Recording(guest);
+            SourceMigration m = postcopySource(image, rec, 4 * MIB, 2);
+            CompletableFuture<MigrationStats> run = CompletableFuture.supplyAsync(() -> m.run(proxy.uri()));
+            awaitPostcopyActive(m, 0, run);
+            int before = proxy.accepted();
+            proxy.refuse(true);
+            proxy.cut();
+            MigrationStats stats = run.get(30, TimeUnit.SECONDS);
+            assertEquals(MigrationStats.Status.FAILED, stats.status(), stats.infoMigrate());
+            assertTrue(stats.errorDesc().contains("postcopy-paused"), stats.errorDesc());
+            assertTrue(proxy.accepted() > before + 1, "the source retried on its own: " + (proxy.accepted() - before) + " connections");
+            assertEquals(0, rec.resumes.get(), "split state: the source guest stays paused");
+            String last = exited(dst, 1);
+            assertTrue(last.startsWith("FAILED postcopy-paused"), last);
+        }
+    }
+
+    @Test
+    void migrateResumeCommandReconnectsAPausedPostcopyToAnotherAddress() throws Exception {
+        long ram = 32 * MIB;
+        PostcopyDestination dst = postcopyDestination(ram, 1, "16M", "16M", 60);
+        try (CuttingProxy first = new CuttingProxy(dst.uri().getHost(), dst.uri().getPort());
+             CuttingProxy second = new CuttingProxy(dst.uri().getHost(), dst.uri().getPort())) {
+            Process src = new ProcessBuilder(ChildJvm.command(List.of("send", "--to", first.uri(), "--ram", Long.toString(ram),
+                    "--postcopy", "--postcopy-after-rounds", "0", "--max-bandwidth", "4M", "--postcopy-recovery-timeout", "60",
+                    "--monitor-stdio", "--json"))).redirectError(ProcessBuilder.Redirect.INHERIT).start();
+            children.add(src);
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+            while (first.accepted() < 3) { // the urgent connection and two background channels
+                assertTrue(System.nanoTime() < deadline, "the source never connected");
+                LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(10));
+            }
+            LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(1500)); // postcopy at once: running by now, 32 MiB at 4 MiB/s
+            first.refuse(true);
+            first.cut();
+            LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(1000)); // automatic retries meet a refusing address
+            assertEquals(0, second.accepted(), "nothing went to the second address unasked");
+            try (java.io.Writer cmd = new java.io.OutputStreamWriter(src.getOutputStream(), StandardCharsets.UTF_8)) {
+                cmd.write("migrate-resume " + second.uri() + "\n");
+                cmd.flush();
+                assertTrue(src.waitFor(60, TimeUnit.SECONDS), "the source did not finish after migrate-resume");
+            }
+            String json = new String(src.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+            assertEquals(0, src.exitValue(), json);
+            assertTrue(json.contains("\"status\":\"completed\"") && json.contains("\"postcopy-recoveries\":1,"), json);
+            assertTrue(json.contains("\"verified\":true"), json);
+            assertTrue(second.accepted() >= 3, "resumed through the second address");
+            String last = exited(dst, 0);
+            assertTrue(last.startsWith("RECEIVED verified"), last);
+        }
+    }
 }

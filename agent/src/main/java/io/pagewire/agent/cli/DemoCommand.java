@@ -48,7 +48,8 @@ final class DemoCommand implements Callable<Integer> {
                 "--backing", dstBacking, "--populate", dstPopulate, "--quiet"));
         if (migrate.postcopy) {
             receive.addAll(List.of("--postcopy", "--vcpus", Integer.toString(guest.vcpus), "--pattern", guest.pattern,
-                    "--working-set", Long.toString(guest.workingSet), "--dirty-rate", Long.toString(guest.dirtyRate)));
+                    "--working-set", Long.toString(guest.workingSet), "--dirty-rate", Long.toString(guest.dirtyRate),
+                    "--postcopy-recovery-timeout", Long.toString(migrate.postcopyRecoveryTimeoutSeconds)));
             if (hgrm != null) {
                 receive.addAll(List.of("--hgrm", hgrm.toAbsolutePath().toString()));
             }

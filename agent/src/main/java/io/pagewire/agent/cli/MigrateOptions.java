@@ -39,6 +39,16 @@ final class MigrateOptions {
             description = "with --postcopy: switch after N precopy rounds; 0 = at once; -1 = only when precopy does not converge (default ${DEFAULT-VALUE})")
     int postcopyAfterRounds;
 
+    @Option(names = "--postcopy-recovery-timeout", defaultValue = "60", paramLabel = "SECONDS",
+            description = {"with --postcopy: when the connection breaks during postcopy, both sides keep their state (postcopy-paused)",
+                    "and the source reconnects on its own for this long; 0 = no recovery, the migration fails (default ${DEFAULT-VALUE})"})
+    long postcopyRecoveryTimeoutSeconds;
+
+    @Option(names = "--monitor-stdio", description = {"read monitor commands from standard input, one per line (as QEMU's -monitor stdio):",
+            "migrate-start-postcopy (switch to postcopy now), migrate-resume [URI] (postcopy-paused: reconnect now, optionally",
+            "to another destination address), migrate-cancel, info"})
+    boolean monitorStdio;
+
     @Option(names = "--json", description = "print statistics as JSON")
     boolean json;
 
@@ -51,6 +61,7 @@ final class MigrateOptions {
         }
         return new MigrationConfig().downtimeLimitNs(TimeUnit.MILLISECONDS.toNanos(downtimeLimitMs)).maxRounds(maxRounds)
                 .maxTimeNs(TimeUnit.MILLISECONDS.toNanos(maxTimeMs)).policy(p).maxBandwidthBytesPerSec(maxBandwidth).verify(verify)
-                .postcopy(postcopy).postcopyAfterRounds(postcopy ? postcopyAfterRounds : -1).conclude();
+                .postcopy(postcopy).postcopyAfterRounds(postcopy ? postcopyAfterRounds : -1)
+                .postcopyRecoveryTimeoutNs(TimeUnit.SECONDS.toNanos(postcopyRecoveryTimeoutSeconds)).conclude();
     }
 }

@@ -52,6 +52,11 @@ final class ReceiveCommand implements Callable<Integer> {
             "a synthetic guest (--vcpus, --pattern, --working-set, --dirty-rate as its access rate) then runs here and reads its RAM"})
     boolean postcopy;
 
+    @Option(names = "--postcopy-recovery-timeout", defaultValue = "60", paramLabel = "SECONDS",
+            description = {"postcopy: when the connection breaks, keep the guest's state and listen this long for the source to",
+                    "resume the migration over a new connection (postcopy-paused); 0 = fail at once (default ${DEFAULT-VALUE})"})
+    long recoveryTimeoutSeconds;
+
     @Option(names = "--vcpus", defaultValue = "1", paramLabel = "N", description = "postcopy guest: vCPU threads (default ${DEFAULT-VALUE})")
     int vcpus;
 
@@ -107,6 +112,7 @@ final class ReceiveCommand implements Callable<Integer> {
                 } catch (IllegalArgumentException e) {
                     throw new IllegalArgumentException("--populate " + populate + " is not one of hinted, all, before, none");
                 }
+                dst.postcopyRecoveryTimeout(Duration.ofSeconds(recoveryTimeoutSeconds));
                 dst.startPopulating(mode);
                 spec.commandLine().getOut().println("LISTENING " + l.uri());
                 spec.commandLine().getOut().flush();

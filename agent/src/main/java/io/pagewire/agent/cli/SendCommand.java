@@ -9,7 +9,8 @@ import java.util.concurrent.Callable;
 
 /** {@code pagewire send}: the source side, with a synthetic guest. */
 @Command(name = "send", mixinStandardHelpOptions = true, sortOptions = false,
-        description = "Run a synthetic guest and migrate it live to a destination listening on URI (see 'pagewire receive').")
+        description = {"Run a synthetic guest and migrate it live to a destination listening on URI (see 'pagewire receive').",
+                "With --monitor-stdio, monitor commands come from standard input (migrate-start-postcopy, migrate-resume, ...)."})
 final class SendCommand implements Callable<Integer> {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;

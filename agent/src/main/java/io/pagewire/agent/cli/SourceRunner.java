@@ -23,6 +23,9 @@ final class SourceRunner {
                      page -> !image.balloon().isBallooned(page))) {
             guest.start();
             SourceMigration migration = new SourceMigration(image.ram(), guest, image.balloons(), m.config());
+            if (m.monitorStdio) {
+                Thread.ofPlatform().daemon().name("pagewire-commands").start(() -> commands(migration, out));
+            }
             Thread progress = null;
             if (!m.json && System.console() != null) {
                 progress = Thread.ofPlatform().daemon().name("pagewire-progress").start(() -> progress(migration.stats()));
@@ -47,6 +50,38 @@ final class SourceRunner {
             out.flush();
             boolean ok = stats.status() == MigrationStats.Status.COMPLETED && (verified == null || verified);
             return ok ? 0 : 1;
+        }
+    }
+
+    /** Monitor commands, one per line on standard input (QEMU's names); ends at end of input. */
+    static final String COMMANDS = "migrate-start-postcopy, migrate-resume [URI], migrate-cancel, info";
+
+    private static void commands(SourceMigration migration, PrintWriter out) {
+        java.io.BufferedReader in = new java.io.BufferedReader(new java.io.InputStreamReader(System.in, java.nio.charset.StandardCharsets.UTF_8));
+        try {
+            for (String line; (line = in.readLine()) != null; ) {
+                String[] w = line.strip().split("\\s+");
+                try {
+                    switch (w[0]) {
+                        case "" -> {
+                        }
+                        case "migrate-start-postcopy" -> migration.startPostcopy();
+                        case "migrate-resume" -> migration.resume(w.length > 1 ? w[1] : null);
+                        case "migrate-cancel" -> migration.cancel("cancelled by the migrate-cancel command");
+                        case "info" -> {
+                            synchronized (out) {
+                                out.println(migration.stats().infoMigrate());
+                                out.flush();
+                            }
+                        }
+                        default -> System.err.println("pagewire: unknown command '" + w[0] + "'; commands: " + COMMANDS);
+                    }
+                } catch (IllegalStateException | IllegalArgumentException e) {
+                    System.err.println("pagewire: " + w[0] + ": " + e.getMessage());
+                }
+            }
+        } catch (java.io.IOException e) {
+            System.err.println("pagewire: reading commands from standard input failed, commands end: " + e.getMessage());
         }
     }
 

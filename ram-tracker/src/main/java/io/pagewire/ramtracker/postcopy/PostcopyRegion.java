@@ -156,6 +156,11 @@ public final class PostcopyRegion implements AutoCloseable {
         return claimed.count();
     }
 
+    /** @return word {@code wordIndex} of the placed-pages bitmap (bit i: page 64 * wordIndex + i is placed or being placed) */
+    public long placedWord(long wordIndex) {
+        return claimed.word(wordIndex);
+    }
+
     /** @return the page of a faulting address in the guest mapping, or -1 when outside */
     public long pageOf(long address) {
         long off = address - guest.address();
