@@ -7,7 +7,11 @@ import java.util.Set;
  *
  * <h2>Contract</h2>
  * <ul>
- * <li>An urgent message never waits behind background data already queued.</li>
+ * <li>An urgent message never waits behind background data already queued, on every connection with
+ *     {@link Capability#SEPARATE_URGENT_PATH}. A connection configured without it (TCP's
+ *     {@code urgent-channel=shared}, kept to measure what the priority lane buys) writes urgent frames
+ *     between background frames on one stream, so they wait behind the bulk data ahead of them; every
+ *     other promise here holds for it too.</li>
  * <li>Memory is bounded: the background lane holds at most {@link ConnectionStats#backgroundPendingLimitBytes()}
  *     of offered, unsent page data; beyond that offers are back-pressured.</li>
  * <li>A failed peer or connection surfaces as {@link MessageHandler#onError} and as exceptions from sends, on both

@@ -31,11 +31,21 @@ final class FrameWriter implements AutoCloseable {
     private final MemorySegment trailer;
     private final MemorySegment staging; // null without data digest
     private final boolean dataDigest;
+    /** ORed into every frame's flags: {@link FrameHeader#FLAG_URGENT_LANE} for the urgent writer of a shared channel, else 0. */
+    private final int laneFlag;
     private final CRC32C crc = new CRC32C();
 
     FrameWriter(NativeSocket socket, boolean dataDigest, int maxPayload) {
+        this(socket, dataDigest, maxPayload, 0);
+    }
+
+    /**
+     * @param laneFlag flags added to every frame ({@link FrameHeader#FLAG_URGENT_LANE} or 0)
+     */
+    FrameWriter(NativeSocket socket, boolean dataDigest, int maxPayload, int laneFlag) {
         this.socket = socket;
         this.dataDigest = dataDigest;
+        this.laneFlag = laneFlag;
         this.header = new FrameHeader(arena);
         this.iov = arena.allocate((Wire.MAX_LIST_PAGES + 4) * NativeSocket.IOVEC_BYTES, 8);
         this.indices = arena.allocate(Wire.MAX_LIST_PAGES * 8L, 8);
@@ -61,7 +71,7 @@ final class FrameWriter implements AutoCloseable {
         long len = pages.byteSize();
         if (dataDigest) {
             MemorySegment.copy(pages, 0, staging, 0, len);
-            header.encode(FrameType.PAGES, FrameHeader.FLAG_DATA_DIGEST, regionId, firstPage, pageCount, (int) len);
+            header.encode(FrameType.PAGES, FrameHeader.FLAG_DATA_DIGEST | laneFlag, regionId, firstPage, pageCount, (int) len);
             trailer.set(Wire.U32, 0, Wire.crc32c(crc, staging, 0, len));
             NativeSocket.iovec(iov, 0, header.segment());
             NativeSocket.iovec(iov, 1, staging.asSlice(0, len));
@@ -69,7 +79,7 @@ final class FrameWriter implements AutoCloseable {
             socket.sendvFully(msghdr, iov, 3, FrameHeader.LENGTH + len + Wire.DIGEST_LENGTH);
             return FrameHeader.LENGTH + len + Wire.DIGEST_LENGTH;
         }
-        header.encode(FrameType.PAGES, 0, regionId, firstPage, pageCount, (int) len);
+        header.encode(FrameType.PAGES, laneFlag, regionId, firstPage, pageCount, (int) len);
         NativeSocket.iovec(iov, 0, header.segment());
         NativeSocket.iovec(iov, 1, pages);
         socket.sendvFully(msghdr, iov, 2, FrameHeader.LENGTH + len);
@@ -96,7 +106,7 @@ final class FrameWriter implements AutoCloseable {
             for (int i = 0; i < n; i++) {
                 MemorySegment.copy(memory, pages[i] * pageSize, staging, indexBytes + i * pageSize, pageSize);
             }
-            header.encode(FrameType.PAGE_LIST, FrameHeader.FLAG_DATA_DIGEST, regionId, 0, n, (int) payload);
+            header.encode(FrameType.PAGE_LIST, FrameHeader.FLAG_DATA_DIGEST | laneFlag, regionId, 0, n, (int) payload);
             trailer.set(Wire.U32, 0, Wire.crc32c(crc, staging, 0, payload));
             NativeSocket.iovec(iov, 0, header.segment());
             NativeSocket.iovec(iov, 1, staging.asSlice(0, payload));
@@ -104,7 +114,7 @@ final class FrameWriter implements AutoCloseable {
             socket.sendvFully(msghdr, iov, 3, FrameHeader.LENGTH + payload + Wire.DIGEST_LENGTH);
             return FrameHeader.LENGTH + payload + Wire.DIGEST_LENGTH;
         }
-        header.encode(FrameType.PAGE_LIST, 0, regionId, 0, n, (int) payload);
+        header.encode(FrameType.PAGE_LIST, laneFlag, regionId, 0, n, (int) payload);
         NativeSocket.iovec(iov, 0, header.segment());
         NativeSocket.iovec(iov, 1, indices.asSlice(0, indexBytes));
         int k = 2;
@@ -127,7 +137,7 @@ final class FrameWriter implements AutoCloseable {
      * @return bytes written
      */
     long writeHeaderOnly(int type, int region, long first, long count) throws IOException {
-        header.encode(type, 0, region, first, count, 0);
+        header.encode(type, laneFlag, region, first, count, 0);
         socket.sendFully(header.segment(), 0, FrameHeader.LENGTH);
         return FrameHeader.LENGTH;
     }
@@ -139,7 +149,7 @@ final class FrameWriter implements AutoCloseable {
      */
     long writeWithPayload(int type, MemorySegment payload) throws IOException {
         long len = payload.byteSize();
-        header.encode(type, 0, 0, 0, 0, (int) len);
+        header.encode(type, laneFlag, 0, 0, 0, (int) len);
         NativeSocket.iovec(iov, 0, header.segment());
         NativeSocket.iovec(iov, 1, payload);
         socket.sendvFully(msghdr, iov, 2, FrameHeader.LENGTH + len);

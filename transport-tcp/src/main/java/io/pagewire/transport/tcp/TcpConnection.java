@@ -38,11 +38,21 @@ import java.util.zip.CRC32C;
  * receive thread) and {@code channels} background sockets (one sender thread each on the
  * source, one receiver thread each on the destination).
  *
+ * <h2>Shared channel ({@code urgent-channel=shared})</h2>
+ * There is no urgent socket: {@link #urgentSocket} is background channel 0's socket. Urgent
+ * frames carry {@link FrameHeader#FLAG_URGENT_LANE} and are written under {@link #urgentLock},
+ * which the source's channel-0 sender also holds for each of its frames (a fair lock, so an
+ * urgent writer goes next, between two background frames, never inside one). The urgent receive
+ * thread reads channel 0 and routes each frame to its lane by that flag; on the destination it
+ * is channel 0's background receiver too, so urgent frames wait behind the bulk data ahead of
+ * them: the variant without a priority lane, kept for comparison.
+ *
  * <h2>Threads and sockets</h2>
  * Each socket is owned by the one thread that reads it (destination background, both urgent)
- * or writes it (source background), and that thread closes it when it ends. Failure and close
- * shut every socket down first, which wakes every blocked call, so threads always end.
- * Application threads write the urgent socket under {@link #urgentLock}.
+ * or writes it (source background), and that thread closes it when it ends. The source's shared
+ * channel 0 has two owners (its sender and the urgent receiver): the last of them to end closes
+ * it. Failure and close shut every socket down first, which wakes every blocked call, so threads
+ * always end. Application threads write the urgent socket under {@link #urgentLock}.
  */
 final class TcpConnection implements Connection {
     private final Role role;
@@ -60,6 +70,10 @@ final class TcpConnection implements Connection {
     private final long peerTimeoutNs;
     private final Set<Capability> capabilities;
     private final int backgroundNice;
+    /** urgent-channel=shared: the urgent lane travels on background channel 0 ({@code urgentSocket == backgroundSockets[0]}). */
+    private final boolean sharedChannel;
+    /** Shared channel: threads still using channel 0's socket; the last one closes it. */
+    private final java.util.concurrent.atomic.AtomicInteger sharedSocketUsers;
 
     private final AtomicReference<TransportException> failure = new AtomicReference<>();
     /** Counted down once the connection has failed. */
@@ -73,7 +87,7 @@ final class TcpConnection implements Connection {
     private volatile long lastSentNs = System.nanoTime();
     private final List<Thread> threads = new ArrayList<>();
 
-    private final ReentrantLock urgentLock = new ReentrantLock();
+    private final ReentrantLock urgentLock;
     private final FrameWriter urgentWriter;
     private boolean urgentClosed; // guarded by urgentLock
 
@@ -86,14 +100,14 @@ final class TcpConnection implements Connection {
 
     TcpConnection(Role role, String peer, RamLayout layout, int channels, boolean dataDigest, int maxPayload, int queueDepth,
                   NativeSocket urgentSocket, NativeSocket[] backgroundSockets, MessageHandler handler,
-                  long heartbeatNs, long peerTimeoutNs, Set<Capability> capabilities, int backgroundNice) {
+                  long heartbeatNs, long peerTimeoutNs, Set<Capability> capabilities, int backgroundNice, boolean sharedChannel) {
         this.role = role;
         this.peer = peer;
         this.layout = layout;
         this.channels = channels;
         this.dataDigest = dataDigest;
         this.maxPayload = maxPayload;
-        this.validator = new FrameValidator(layout.descriptors(), maxPayload, dataDigest);
+        this.validator = new FrameValidator(layout.descriptors(), maxPayload, dataDigest, sharedChannel);
         this.urgentSocket = urgentSocket;
         this.backgroundSockets = backgroundSockets;
         this.handler = handler == null ? new MessageHandler() { } : handler;
@@ -101,9 +115,16 @@ final class TcpConnection implements Connection {
         this.peerTimeoutNs = peerTimeoutNs;
         this.capabilities = capabilities;
         this.backgroundNice = backgroundNice;
+        this.sharedChannel = sharedChannel;
+        if (sharedChannel && urgentSocket != backgroundSockets[0]) {
+            throw new IllegalArgumentException("a shared channel's urgent socket must be background channel 0's");
+        }
+        // Fair when shared: an urgent writer waiting for channel 0 goes before the sender's next frame.
+        this.urgentLock = new ReentrantLock(sharedChannel);
+        this.sharedSocketUsers = new java.util.concurrent.atomic.AtomicInteger(role == Role.SOURCE ? 2 : 1);
         long limit = (long) (queueDepth + channels) * maxPayload;
         this.stats = new ConnectionStats(limit);
-        this.urgentWriter = new FrameWriter(urgentSocket, dataDigest, maxPayload);
+        this.urgentWriter = new FrameWriter(urgentSocket, dataDigest, maxPayload, sharedChannel ? FrameHeader.FLAG_URGENT_LANE : 0);
         if (role == Role.SOURCE) {
             this.queue = new BackgroundQueue(queueDepth, channels, stats, failure::get);
             this.barrier = null;
@@ -123,8 +144,12 @@ final class TcpConnection implements Connection {
         // Stalled mid-frame on the urgent socket for a whole peer timeout: the peer is gone.
         urgentSocket.receiveTimeoutMs(TimeUnit.NANOSECONDS.toMillis(peerTimeoutNs));
         String side = role == Role.SOURCE ? "src" : "dst";
-        threads.add(Thread.ofPlatform().daemon().name("pagewire-tcp-" + side + "-urgent").unstarted(this::urgentLoop));
+        threads.add(Thread.ofPlatform().daemon().name("pagewire-tcp-" + side + (sharedChannel ? "-shared-0" : "-urgent"))
+                .unstarted(this::urgentLoop));
         for (int c = 0; c < channels; c++) {
+            if (sharedChannel && c == 0 && role == Role.DESTINATION) {
+                continue; // the urgent receive thread reads channel 0
+            }
             int channel = c;
             Runnable r = role == Role.SOURCE ? () -> senderLoop(channel) : () -> backgroundReceiveLoop(channel);
             threads.add(Thread.ofPlatform().daemon().name("pagewire-tcp-" + side + "-bg-" + c).unstarted(r));
@@ -345,49 +370,61 @@ final class TcpConnection implements Connection {
             listLimit[r] = (int) validator.maxListPages(layout.region(r).descriptor().pageShift());
         }
         long pagesSent = 0;
+        // Shared channel 0: each frame is written under the urgent lane's (fair) lock, so urgent frames go between frames.
+        ReentrantLock frameLock = sharedChannel && channel == 0 ? urgentLock : null;
         try (FrameWriter writer = new FrameWriter(socket, dataDigest, maxPayload)) {
             lowerPriority();
             int k;
             while ((k = queue.take(channel, batch, listLimit)) > 0) {
                 BackgroundQueue.Entry e = batch[0];
-                if (k > 1 || e.kind == BackgroundQueue.PAGE_LIST) {
-                    // Page lists and short runs of one region, as one PAGE_LIST (ascending, each page once).
-                    int n = 0;
-                    for (int i = 0; i < k; i++) {
-                        BackgroundQueue.Entry b = batch[i];
-                        if (b.kind == BackgroundQueue.PAGE_LIST) {
-                            System.arraycopy(b.list, 0, pageList, n, (int) b.count);
-                            n += (int) b.count;
-                        } else {
-                            for (long p = b.first; p < b.first + b.count; p++) {
-                                pageList[n++] = p;
+                if (frameLock != null) {
+                    frameLock.lock();
+                }
+                try {
+                    if (k > 1 || e.kind == BackgroundQueue.PAGE_LIST) {
+                        // Page lists and short runs of one region, as one PAGE_LIST (ascending, each page once).
+                        int n = 0;
+                        for (int i = 0; i < k; i++) {
+                            BackgroundQueue.Entry b = batch[i];
+                            if (b.kind == BackgroundQueue.PAGE_LIST) {
+                                System.arraycopy(b.list, 0, pageList, n, (int) b.count);
+                                n += (int) b.count;
+                            } else {
+                                for (long p = b.first; p < b.first + b.count; p++) {
+                                    pageList[n++] = p;
+                                }
                             }
                         }
-                    }
-                    java.util.Arrays.sort(pageList, 0, n);
-                    int unique = 0;
-                    for (int i = 0; i < n; i++) {
-                        if (unique == 0 || pageList[i] != pageList[unique - 1]) {
-                            pageList[unique++] = pageList[i];
+                        java.util.Arrays.sort(pageList, 0, n);
+                        int unique = 0;
+                        for (int i = 0; i < n; i++) {
+                            if (unique == 0 || pageList[i] != pageList[unique - 1]) {
+                                pageList[unique++] = pageList[i];
+                            }
+                        }
+                        long wrote = writer.writePageList(layout.region(e.region), e.region, pageList, unique);
+                        pagesSent += unique;
+                        stats.onSent(unique, wrote, false);
+                    } else {
+                        long wrote;
+                        switch (e.kind) {
+                            case BackgroundQueue.PAGES -> {
+                                wrote = writer.writePages(layout.region(e.region), e.region, e.first, (int) e.count);
+                                pagesSent += e.count;
+                                stats.onSent(e.count, wrote, false);
+                            }
+                            case BackgroundQueue.ZERO_RUN -> stats.onSent(0, writer.writeHeaderOnly(FrameType.ZERO_RUN, e.region, e.first, e.count), false);
+                            case BackgroundQueue.SKIP_RUN -> stats.onSent(0, writer.writeHeaderOnly(FrameType.SKIP_RUN, e.region, e.first, e.count), false);
+                            case BackgroundQueue.CONTROL -> stats.onSent(0, writer.writeControl(e.payload), false);
+                            case BackgroundQueue.ROUND_END -> stats.onSent(0, writer.writeHeaderOnly(FrameType.ROUND_END, 0, e.first, 0), false);
+                            case BackgroundQueue.COMPLETE -> stats.onSent(0, writer.writeHeaderOnly(FrameType.COMPLETE, 0, 0, pagesSent), false);
+                            default -> throw new IllegalStateException("unknown queue entry kind " + e.kind);
                         }
                     }
-                    long wrote = writer.writePageList(layout.region(e.region), e.region, pageList, unique);
-                    pagesSent += unique;
-                    stats.onSent(unique, wrote, false);
-                } else {
-                    long wrote;
-                    switch (e.kind) {
-                        case BackgroundQueue.PAGES -> {
-                            wrote = writer.writePages(layout.region(e.region), e.region, e.first, (int) e.count);
-                            pagesSent += e.count;
-                            stats.onSent(e.count, wrote, false);
-                        }
-                        case BackgroundQueue.ZERO_RUN -> stats.onSent(0, writer.writeHeaderOnly(FrameType.ZERO_RUN, e.region, e.first, e.count), false);
-                        case BackgroundQueue.SKIP_RUN -> stats.onSent(0, writer.writeHeaderOnly(FrameType.SKIP_RUN, e.region, e.first, e.count), false);
-                        case BackgroundQueue.CONTROL -> stats.onSent(0, writer.writeControl(e.payload), false);
-                        case BackgroundQueue.ROUND_END -> stats.onSent(0, writer.writeHeaderOnly(FrameType.ROUND_END, 0, e.first, 0), false);
-                        case BackgroundQueue.COMPLETE -> stats.onSent(0, writer.writeHeaderOnly(FrameType.COMPLETE, 0, 0, pagesSent), false);
-                        default -> throw new IllegalStateException("unknown queue entry kind " + e.kind);
+                } finally {
+                    if (frameLock != null) {
+                        lastSentNs = System.nanoTime();
+                        frameLock.unlock();
                     }
                 }
                 for (int i = 0; i < k; i++) {
@@ -403,8 +440,24 @@ final class TcpConnection implements Connection {
         } catch (RuntimeException ex) {
             fail(new TransportException(Kind.HANDLER_FAILED, "background channel " + channel + " sender failed: " + ex, ex), true, true);
         } finally {
-            socket.close();
+            if (frameLock != null) {
+                releaseSharedSocket();
+            } else {
+                socket.close();
+            }
         }
+    }
+
+    /** Shared channel: the last of its users closes channel 0's socket (never while another may still use the descriptor). */
+    private void releaseSharedSocket() {
+        if (sharedSocketUsers.decrementAndGet() == 0) {
+            urgentSocket.close();
+        }
+    }
+
+    /** @return how messages name the urgent lane's socket */
+    private String urgentName() {
+        return sharedChannel ? "shared channel 0" : "urgent connection";
     }
 
     private void backgroundReceiveLoop(int channel) {
@@ -428,15 +481,15 @@ final class TcpConnection implements Connection {
     }
 
     private void urgentLoop() {
-        try (Receiver rx = new Receiver(urgentSocket, LaneKind.URGENT, -1)) {
+        try (Receiver rx = new Receiver(urgentSocket, LaneKind.URGENT, sharedChannel ? 0 : -1)) {
             rx.run();
         } catch (IOException ex) {
-            fail(lost("urgent connection", ex), false, true);
+            fail(lost(urgentName(), ex), false, true);
         } catch (InterruptedException ex) {
             Thread.currentThread().interrupt();
             fail(new TransportException(Kind.CLOSED, "interrupted"), false, false);
         } catch (WireException ex) {
-            fail(new WireException(ex.getMessage() + " (urgent connection from " + peer + ")"), true, true);
+            fail(new WireException(ex.getMessage() + " (" + urgentName() + " from " + peer + ")"), true, true);
         } catch (TransportException ex) {
             fail(ex, true, true);
         } finally {
@@ -456,10 +509,15 @@ final class TcpConnection implements Connection {
         urgentLock.lock();
         try {
             urgentClosed = true;
-            urgentSocket.close();
+            if (!sharedChannel) {
+                urgentSocket.close();
+            }
             urgentWriter.close();
         } finally {
             urgentLock.unlock();
+        }
+        if (sharedChannel) {
+            releaseSharedSocket();
         }
     }
 
@@ -486,17 +544,26 @@ final class TcpConnection implements Connection {
                 lastSentNs = now;
             }
         } catch (IOException e) {
-            fail(lost("heartbeat on the urgent connection", e), false, true);
+            fail(lost("heartbeat on the " + urgentName(), e), false, true);
         } finally {
             urgentLock.unlock();
         }
     }
 
-    /** Reads and dispatches the frames of one socket. Buffers are allocated once per thread. */
+    /**
+     * Reads and dispatches the frames of one socket. Buffers are allocated once per thread. On the
+     * shared channel each frame's lane comes from its URGENT_LANE flag; elsewhere it is the socket's.
+     */
     private final class Receiver implements AutoCloseable {
         private final NativeSocket socket;
-        private final LaneKind lane;
+        /** The socket's role: URGENT for the urgent connection or the shared channel (heartbeats, peer timeout, end of stream). */
+        private final LaneKind socketLane;
+        /** This socket's background channel, or -1 for a dedicated urgent connection. */
         private final int channel;
+        /** This socket carries both lanes (urgent-channel=shared, channel 0). */
+        private final boolean bothLanes;
+        /** The lane of the frame being dispatched. */
+        private LaneKind lane;
         private final Arena arena = Arena.ofConfined();
         private final FrameHeader header = new FrameHeader(arena);
         private final MemorySegment small = arena.allocate(Wire.MAX_CONTROL_BYTES, 64);
@@ -507,27 +574,31 @@ final class TcpConnection implements Connection {
         private MemorySegment listMsghdr;
         private boolean channelComplete;
 
-        Receiver(NativeSocket socket, LaneKind lane, int channel) {
+        Receiver(NativeSocket socket, LaneKind socketLane, int channel) {
             this.socket = socket;
-            this.lane = lane;
+            this.socketLane = socketLane;
             this.channel = channel;
+            this.bothLanes = sharedChannel && socketLane == LaneKind.URGENT;
+            this.lane = socketLane;
         }
 
         void run() throws IOException, InterruptedException {
-            boolean urgent = lane == LaneKind.URGENT;
+            boolean urgent = socketLane == LaneKind.URGENT;
             long heartbeatMs = Math.max(1, TimeUnit.NANOSECONDS.toMillis(heartbeatNs));
             while (true) {
                 if (urgent) {
                     while (true) {
+                        maybeHeartbeat(System.nanoTime());
+                        // Readable first: a receiver that was busy (a handler, a round-end barrier) for a
+                        // while finds the peer's frames waiting, which is no timeout.
+                        if (socket.pollReadable(heartbeatMs)) {
+                            break;
+                        }
                         long now = System.nanoTime();
-                        maybeHeartbeat(now);
                         if (now - lastReceivedNs > peerTimeoutNs) {
                             throw new TransportException(Kind.TIMEOUT, "no frame from the " + otherSide() + " " + peer + " for "
                                     + TimeUnit.NANOSECONDS.toMillis(now - lastReceivedNs) + " ms (peer timeout "
                                     + TimeUnit.NANOSECONDS.toMillis(peerTimeoutNs) + " ms)");
-                        }
-                        if (socket.pollReadable(heartbeatMs)) {
-                            break;
                         }
                     }
                 }
@@ -539,7 +610,8 @@ final class TcpConnection implements Connection {
                     lastReceivedNs = System.nanoTime();
                 }
                 header.decode();
-                if (channelComplete) {
+                lane = laneOf(header);
+                if (channelComplete && lane == LaneKind.BACKGROUND) {
                     throw new WireException(FrameType.name(header.type()) + " frame after COMPLETE");
                 }
                 validator.validate(header, role, lane);
@@ -547,6 +619,25 @@ final class TcpConnection implements Connection {
                     return;
                 }
             }
+        }
+
+        /** The lane a frame belongs to: its socket's, or on the shared channel the one its URGENT_LANE flag says. */
+        private LaneKind laneOf(FrameHeader h) {
+            if (!bothLanes) {
+                if (h.isUrgentLane() && sharedChannel) {
+                    throw new WireException("invalid " + FrameType.name(h.type()) + " frame: URGENT_LANE flag on background channel "
+                            + channel + "; urgent frames travel only on the shared channel 0");
+                }
+                return socketLane; // a stray flag elsewhere is refused by the validator
+            }
+            if (h.isUrgentLane()) {
+                return LaneKind.URGENT;
+            }
+            if (role == Role.SOURCE) {
+                throw new WireException("invalid " + FrameType.name(h.type()) + " frame: no URGENT_LANE flag; the destination sends"
+                        + " only urgent-lane frames on the shared channel");
+            }
+            return LaneKind.BACKGROUND;
         }
 
         /** @return false to stop reading */
@@ -643,7 +734,7 @@ final class TcpConnection implements Connection {
                 MemorySegment data = staging.asSlice(0, len);
                 callHandler(() -> region.placer().place(regionId, first, count, data));
             }
-            if (channel >= 0) {
+            if (lane == LaneKind.BACKGROUND) {
                 channelPagesReceived[channel] += count;
             }
             stats.onReceived(count, wire, lane == LaneKind.URGENT);
@@ -723,7 +814,7 @@ final class TcpConnection implements Connection {
                 callHandler(() -> handler.onPages(lane, regionId, first, count));
                 i = j;
             }
-            if (channel >= 0) {
+            if (lane == LaneKind.BACKGROUND) {
                 channelPagesReceived[channel] += n;
             }
             stats.onReceived(n, wire, lane == LaneKind.URGENT);
@@ -740,11 +831,11 @@ final class TcpConnection implements Connection {
         }
 
         private void onEof() {
-            if (completed || (lane == LaneKind.BACKGROUND && channelComplete) || closed.get()) {
+            if (completed || (socketLane == LaneKind.BACKGROUND && channelComplete) || closed.get()) {
                 return; // orderly end
             }
-            String where = lane == LaneKind.URGENT ? "urgent connection" : "background channel " + channel;
-            if (lane == LaneKind.BACKGROUND) {
+            String where = socketLane == LaneKind.URGENT ? urgentName() : "background channel " + channel;
+            if (socketLane == LaneKind.BACKGROUND) {
                 awaitPeerReason();
             }
             fail(new TransportException(Kind.CONNECTION_LOST, "the " + otherSide() + " " + peer + " closed the " + where
@@ -967,7 +1058,7 @@ final class TcpConnection implements Connection {
             try {
                 ensureOpen();
                 if (urgentClosed) {
-                    throw new TransportException(Kind.CLOSED, "urgent connection closed");
+                    throw new TransportException(Kind.CLOSED, urgentName() + " closed");
                 }
                 long bytes = w.write();
                 lastSentNs = System.nanoTime();
@@ -1056,6 +1147,7 @@ final class TcpConnection implements Connection {
 
     @Override
     public String toString() {
-        return "TcpConnection[" + side() + ", peer=" + peer + ", channels=" + channels + ", dataDigest=" + dataDigest + "]";
+        return "TcpConnection[" + side() + ", peer=" + peer + ", channels=" + channels + ", dataDigest=" + dataDigest
+                + ", urgentChannel=" + (sharedChannel ? "shared" : "dedicated") + "]";
     }
 }

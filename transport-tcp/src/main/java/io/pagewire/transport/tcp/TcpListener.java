@@ -71,10 +71,23 @@ final class TcpListener implements Listener {
             this.urgent = urgent;
             this.background = new NativeSocket[hello.channels()];
             this.peer = peer;
+            if (hello.sharedChannel()) {
+                background[0] = urgent; // the HELLO's connection is channel 0; channels 1..n-1 JOIN
+                joined = 1;
+            }
         }
 
         void closeAll() {
             TcpTransportProvider.closeAll(urgent, background);
+        }
+
+        /** Closes the background sockets that are not also the urgent one (which the caller refuses and closes). */
+        void closeBackgroundOnly() {
+            for (NativeSocket b : background) {
+                if (b != null && b != urgent) {
+                    b.close();
+                }
+            }
         }
     }
 
@@ -171,7 +184,7 @@ final class TcpListener implements Listener {
             }
             Handshake.Frame first = Handshake.readFrame(s, Wire.MAX_HELLO_BYTES);
             switch (first.type()) {
-                case FrameType.HELLO -> hello(s, peer, Hello.decode(MemorySegment.ofArray(first.payload()), first.payload().length));
+                case FrameType.HELLO -> hello(s, peer, Hello.decode(MemorySegment.ofArray(first.payload()), first.payload().length, true));
                 case FrameType.JOIN -> join(s, first.first(), first.count(), Integer.toUnsignedLong(first.region()));
                 default -> throw new WireException("expected HELLO or JOIN as the first frame, got " + FrameType.name(first.type()));
             }
@@ -232,11 +245,7 @@ final class TcpListener implements Listener {
                 p.abandoned = true;
                 String why = closed ? "the destination is shutting down"
                         : "only " + p.joined + " of " + hello.channels() + " background connections joined within " + timeoutMs + " ms";
-                for (NativeSocket b : p.background) {
-                    if (b != null) {
-                        b.close();
-                    }
-                }
+                p.closeBackgroundOnly();
                 rejectQuietly(s, why);
                 return;
             }
@@ -249,9 +258,7 @@ final class TcpListener implements Listener {
             lock.unlock();
         }
         if (!ready.offer(p)) {
-            for (NativeSocket b : p.background) {
-                b.close();
-            }
+            p.closeBackgroundOnly();
             rejectQuietly(s, "the destination has " + MAX_READY_SESSIONS + " migrations waiting to be accepted; try again");
         }
     }
@@ -323,16 +330,23 @@ final class TcpListener implements Listener {
         int peerTimeoutMs = (int) TimeUnit.NANOSECONDS.toMillis(context.peerTimeoutNs());
         long heartbeatMs = Math.max(1, TimeUnit.NANOSECONDS.toMillis(context.heartbeatIntervalNs()));
         try {
-            TcpTransportProvider.configureUrgent(p.urgent, options, peerTimeoutMs);
+            if (h.sharedChannel()) {
+                TcpTransportProvider.configureShared(p.urgent, options, peerTimeoutMs);
+            } else {
+                TcpTransportProvider.configureUrgent(p.urgent, options, peerTimeoutMs);
+            }
             for (NativeSocket b : p.background) {
-                TcpTransportProvider.configureBackground(b, options, peerTimeoutMs);
+                if (b != p.urgent) {
+                    TcpTransportProvider.configureBackground(b, options, peerTimeoutMs);
+                }
                 b.receiveTimeoutMs(0);
                 b.sendTimeoutMs(0);
             }
             p.urgent.sendTimeoutMs(0);
             TcpConnection c = new TcpConnection(Role.DESTINATION, p.peer, layout, h.channels(), h.dataDigest(), h.maxPagePayload(),
                     1, p.urgent, p.background, handler, context.heartbeatIntervalNs(), context.peerTimeoutNs(),
-                    TcpTransportProvider.capabilities(h.channels(), h.dataDigest(), options.urgentDscp() >= 0), options.backgroundNice());
+                    TcpTransportProvider.capabilities(h.channels(), h.dataDigest(), options.urgentDscp() >= 0, h.sharedChannel()),
+                    options.backgroundNice(), h.sharedChannel());
             Handshake.write(p.urgent, FrameType.HELLO_ACK, 0, h.sessionId(), heartbeatMs, null);
             c.start();
             return c;
@@ -364,9 +378,7 @@ final class TcpListener implements Listener {
         server.close();
         Pending p;
         while ((p = ready.poll()) != null) {
-            for (NativeSocket b : p.background) {
-                b.close();
-            }
+            p.closeBackgroundOnly();
             rejectQuietly(p.urgent, "the destination stopped listening before accepting this migration");
         }
     }

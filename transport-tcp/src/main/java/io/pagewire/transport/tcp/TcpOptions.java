@@ -19,9 +19,11 @@ import java.util.Map;
  * @param urgentDscp DSCP mark of urgent packets (46 = EF), -1 = none
  * @param urgentPriority SO_PRIORITY of the urgent socket, -1 = none
  * @param backgroundNice nice value of the background threads (0 = as the JVM)
+ * @param sharedChannel {@code urgent-channel=shared}: no urgent connection; urgent frames travel on
+ *        background channel 0 between its frames (source chooses; the destination follows the handshake)
  */
 record TcpOptions(int channels, boolean dataDigest, int batchBytes, int queueDepth, int sndbufBytes, int rcvbufBytes,
-                  int notSentLowatBytes, int urgentDscp, int urgentPriority, int backgroundNice) {
+                  int notSentLowatBytes, int urgentDscp, int urgentPriority, int backgroundNice, boolean sharedChannel) {
 
     /** Default background connections: measured on loopback with 2 cores (see docs/tuning.md). */
     static final int DEFAULT_CHANNELS = 2;
@@ -43,6 +45,8 @@ record TcpOptions(int channels, boolean dataDigest, int batchBytes, int queueDep
         m.put("urgent-priority", "SO_PRIORITY of the urgent socket, 0..6 (default 6; -1 = none)");
         m.put("background-nice", "nice value of the background sender/receiver threads, 0..19 (default " + DEFAULT_BACKGROUND_NICE
                 + "): lets urgent threads win the CPU under load");
+        m.put("urgent-channel", "dedicated|shared (default dedicated; source only): shared sends urgent frames on background channel 0,"
+                + " behind its bulk data, with no priority (for comparison, like QEMU postcopy without postcopy-preempt)");
         DESCRIPTIONS = Map.copyOf(m);
     }
 
@@ -61,6 +65,17 @@ record TcpOptions(int channels, boolean dataDigest, int batchBytes, int queueDep
                 uri.intOption("notsent-lowat", 1 << 20, 0, 1 << 30),
                 uri.intOption("urgent-dscp", 46, -1, 63),
                 uri.intOption("urgent-priority", 6, -1, 6),
-                uri.intOption("background-nice", DEFAULT_BACKGROUND_NICE, 0, 19));
+                uri.intOption("background-nice", DEFAULT_BACKGROUND_NICE, 0, 19),
+                sharedChannel(uri));
+    }
+
+    private static boolean sharedChannel(TransportUri uri) {
+        String v = uri.stringOption("urgent-channel", "dedicated");
+        return switch (v) {
+            case "dedicated" -> false;
+            case "shared" -> true;
+            default -> throw uri.badOption("urgent-channel", v, "dedicated (the urgent lane has its own connection, the default) or shared"
+                    + " (urgent frames travel on background channel 0, with no priority)");
+        };
     }
 }

@@ -49,14 +49,19 @@ public final class TcpTransportProvider implements TransportProvider {
     }
 
     /** @return the capabilities of one connection with these settings */
-    static Set<Capability> capabilities(int channels, boolean dataDigest, boolean marked) {
-        EnumSet<Capability> c = EnumSet.of(Capability.ZERO_COPY_RECEIVE, Capability.SEPARATE_URGENT_PATH);
+    static Set<Capability> capabilities(int channels, boolean dataDigest, boolean marked, boolean sharedChannel) {
+        EnumSet<Capability> c = EnumSet.of(Capability.ZERO_COPY_RECEIVE);
         c.add(dataDigest ? Capability.DATA_DIGEST : Capability.ZERO_COPY_SEND);
         if (channels > 1) {
             c.add(Capability.MULTI_STREAM);
         }
-        if (marked) {
-            c.add(Capability.TRAFFIC_CLASS_MARKING);
+        if (!sharedChannel) {
+            // A shared channel has neither: its urgent frames queue behind bulk data, and marking
+            // them would mark the bulk stream too.
+            c.add(Capability.SEPARATE_URGENT_PATH);
+            if (marked) {
+                c.add(Capability.TRAFFIC_CLASS_MARKING);
+            }
         }
         return Set.copyOf(c);
     }
@@ -87,7 +92,8 @@ public final class TcpTransportProvider implements TransportProvider {
         int heartbeatMs = (int) Math.max(1, TimeUnit.NANOSECONDS.toMillis(context.heartbeatIntervalNs()));
         int peerTimeoutMs = (int) TimeUnit.NANOSECONDS.toMillis(context.peerTimeoutNs());
         long sessionId = RANDOM.nextLong() | 1;
-        Hello hello = new Hello(sessionId, o.dataDigest() ? Hello.FLAG_DATA_DIGEST : 0, o.channels(), o.batchBytes(),
+        int flags = (o.dataDigest() ? Hello.FLAG_DATA_DIGEST : 0) | (o.sharedChannel() ? Hello.FLAG_SHARED_CHANNEL : 0);
+        Hello hello = new Hello(sessionId, flags, o.channels(), o.batchBytes(),
                 heartbeatMs, peerTimeoutMs, layout.descriptors());
         if (hello.encodedLength() > Wire.MAX_HELLO_BYTES) {
             throw new TransportException(Kind.INVALID_CONFIG, "the RAM layout needs a " + hello.encodedLength()
@@ -99,15 +105,20 @@ public final class TcpTransportProvider implements TransportProvider {
         }
         NativeSocket urgent = null;
         NativeSocket[] background = new NativeSocket[o.channels()];
-        String step = "connect the urgent connection";
+        String step = o.sharedChannel() ? "connect the shared channel 0" : "connect the urgent connection";
         try {
             urgent = NativeSocket.connect(address, timeoutMs);
-            configureUrgent(urgent, o, peerTimeoutMs);
+            if (o.sharedChannel()) {
+                configureShared(urgent, o, peerTimeoutMs);
+                background[0] = urgent; // the HELLO's connection is background channel 0 and carries the urgent lane too
+            } else {
+                configureUrgent(urgent, o, peerTimeoutMs);
+            }
             byte[] payload = new byte[hello.encodedLength()];
             hello.encode(java.lang.foreign.MemorySegment.ofArray(payload));
             step = "send HELLO";
             Handshake.write(urgent, FrameType.HELLO, 0, 0, 0, payload);
-            for (int c = 0; c < o.channels(); c++) {
+            for (int c = o.sharedChannel() ? 1 : 0; c < o.channels(); c++) {
                 step = "connect background channel " + c;
                 background[c] = NativeSocket.connect(address, timeoutMs);
                 configureBackground(background[c], o, peerTimeoutMs);
@@ -138,7 +149,7 @@ public final class TcpTransportProvider implements TransportProvider {
             }
             TcpConnection connection = new TcpConnection(Role.SOURCE, uri.text(), layout, o.channels(), o.dataDigest(), o.batchBytes(),
                     o.queueDepth(), urgent, background, context.handler(), context.heartbeatIntervalNs(), context.peerTimeoutNs(),
-                    capabilities(o.channels(), o.dataDigest(), o.urgentDscp() >= 0), o.backgroundNice());
+                    capabilities(o.channels(), o.dataDigest(), o.urgentDscp() >= 0, o.sharedChannel()), o.backgroundNice(), o.sharedChannel());
             connection.start();
             return connection;
         } catch (IOException e) {
@@ -171,6 +182,16 @@ public final class TcpTransportProvider implements TransportProvider {
         if (o.urgentPriority() >= 0) {
             s.priority(o.urgentPriority());
         }
+    }
+
+    /**
+     * The shared channel 0 ({@code urgent-channel=shared}): a background socket in every respect,
+     * unmarked (marking it would mark the bulk stream), plus TCP_NODELAY so that a lone urgent
+     * frame is not held back by Nagle: it waits only behind the bulk data queued ahead of it.
+     */
+    static void configureShared(NativeSocket s, TcpOptions o, int peerTimeoutMs) throws IOException {
+        configureBackground(s, o, peerTimeoutMs);
+        s.noDelay(true);
     }
 
     static void configureBackground(NativeSocket s, TcpOptions o, int peerTimeoutMs) throws IOException {

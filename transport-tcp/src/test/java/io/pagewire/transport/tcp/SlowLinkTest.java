@@ -3,8 +3,9 @@ package io.pagewire.transport.tcp;
 import io.pagewire.transport.spi.tck.TckPeer;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
-import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 import java.io.BufferedReader;
 import java.io.IOException;
@@ -81,9 +82,10 @@ class SlowLinkTest {
         }).get(60, TimeUnit.SECONDS);
     }
 
-    @Test
-    void pagesCrossTheShapedLinkAndTheUrgentLaneAnswers() throws Exception {
-        Process dst = peer("dst", "dest", "tcp://10.77.0.2:0");
+    @ParameterizedTest(name = "urgent-channel={0}")
+    @ValueSource(strings = {"dedicated", "shared"})
+    void pagesCrossTheShapedLinkAndTheUrgentLaneAnswers(String urgentChannel) throws Exception {
+        Process dst = peer("dst", "dest", "tcp://10.77.0.2:0?urgent-channel=" + urgentChannel);
         BufferedReader dout = new BufferedReader(new InputStreamReader(dst.getInputStream(), StandardCharsets.UTF_8));
         String uri = await(dout, "LISTENING ").substring("LISTENING ".length());
         peer("src", "source", uri);

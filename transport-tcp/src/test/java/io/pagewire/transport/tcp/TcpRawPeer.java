@@ -6,6 +6,7 @@ import io.pagewire.transport.spi.tck.RawPeer;
 import io.pagewire.transport.spi.tck.TransportTck;
 import io.pagewire.transport.spi.wire.FrameHeader;
 import io.pagewire.transport.spi.wire.FrameType;
+import io.pagewire.transport.spi.wire.Hello;
 import io.pagewire.transport.spi.wire.Wire;
 
 import java.io.ByteArrayOutputStream;
@@ -89,10 +90,20 @@ final class TcpRawPeer implements RawPeer {
         return new Stream(s, s);
     }
 
+    /**
+     * {@inheritDoc}
+     * With {@code urgent-channel=shared} in the URI the session has one connection, channel 0,
+     * which carries the HELLO, the hostile frames and the destination's answers.
+     */
     @Override
     public RawStream openSession(String listenerUri, List<RegionDescriptor> regions, boolean dataDigest, int maxPayload) throws IOException {
         long session = 0x7e57_5e55_1011L;
         Socket urgent = socket(listenerUri);
+        if ("shared".equals(TransportUri.parse(listenerUri).options().get("urgent-channel"))) {
+            urgent.getOutputStream().write(sharedHello(regions, dataDigest, maxPayload, session, 1));
+            readAck(urgent);
+            return new Stream(urgent, urgent);
+        }
         urgent.getOutputStream().write(TransportTck.helloBytes(regions, Wire.VERSION, dataDigest, maxPayload, session));
         Socket bg = socket(listenerUri);
         byte[] join = new byte[Wire.PREAMBLE_LENGTH + FrameHeader.LENGTH];
@@ -100,7 +111,25 @@ final class TcpRawPeer implements RawPeer {
         Wire.writePreamble(j, Wire.VERSION);
         new FrameHeader(j.asSlice(Wire.PREAMBLE_LENGTH, FrameHeader.LENGTH)).encode(FrameType.JOIN, 0, 1, session, 0, 0);
         bg.getOutputStream().write(join);
-        // Read the destination's preamble and HELLO_ACK.
+        readAck(urgent);
+        return new Stream(bg, urgent);
+    }
+
+    /** Preamble plus a HELLO asking for a shared channel 0 and {@code channels} channels in all. */
+    static byte[] sharedHello(List<RegionDescriptor> regions, boolean dataDigest, int maxPayload, long session, int channels) {
+        Hello hello = new Hello(session, (dataDigest ? Hello.FLAG_DATA_DIGEST : 0) | Hello.FLAG_SHARED_CHANNEL, channels, maxPayload, 500,
+                5000, regions);
+        int len = hello.encodedLength();
+        byte[] b = new byte[Wire.PREAMBLE_LENGTH + FrameHeader.LENGTH + len];
+        MemorySegment s = MemorySegment.ofArray(b);
+        Wire.writePreamble(s, Wire.VERSION);
+        new FrameHeader(s.asSlice(Wire.PREAMBLE_LENGTH, FrameHeader.LENGTH)).encode(FrameType.HELLO, 0, 0, 0, 0, len);
+        hello.encode(s.asSlice(Wire.PREAMBLE_LENGTH + FrameHeader.LENGTH));
+        return b;
+    }
+
+    /** Reads the destination's preamble and HELLO_ACK. */
+    static void readAck(Socket urgent) throws IOException {
         urgent.setSoTimeout(30_000);
         byte[] ack = urgent.getInputStream().readNBytes(Wire.PREAMBLE_LENGTH + FrameHeader.LENGTH);
         if (ack.length < Wire.PREAMBLE_LENGTH + FrameHeader.LENGTH) {
@@ -111,6 +140,5 @@ final class TcpRawPeer implements RawPeer {
             throw new IOException("expected HELLO_ACK, got " + FrameType.name(h.type()) + ": "
                     + new String(urgent.getInputStream().readNBytes(h.payloadLength())));
         }
-        return new Stream(bg, urgent);
     }
 }

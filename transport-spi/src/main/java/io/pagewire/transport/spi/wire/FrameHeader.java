@@ -26,6 +26,8 @@ import static io.pagewire.transport.spi.wire.Wire.U64;
  *  +-------------------------------+-------------------------------+
  *  then payload length bytes, then, when flag DATA_DIGEST is set,
  *  a u32 CRC32C of the payload.
+ *  flags: bit 0 DATA_DIGEST; bit 1 URGENT_LANE (only on a channel shared by both lanes,
+ *  negotiated in the HELLO: the frame belongs to the urgent lane)
  * </pre>
  */
 public final class FrameHeader {
@@ -33,8 +35,13 @@ public final class FrameHeader {
     public static final int LENGTH = 32;
     /** Flag: a 4-byte CRC32C of the payload follows it. */
     public static final int FLAG_DATA_DIGEST = 1;
+    /**
+     * Flag: the frame belongs to the urgent lane although it travels on a background channel.
+     * Only legal when the HELLO negotiated a shared channel ({@link Hello#FLAG_SHARED_CHANNEL}).
+     */
+    public static final int FLAG_URGENT_LANE = 2;
     /** All flags this version knows. */
-    public static final int KNOWN_FLAGS = FLAG_DATA_DIGEST;
+    public static final int KNOWN_FLAGS = FLAG_DATA_DIGEST | FLAG_URGENT_LANE;
 
     private final MemorySegment buf;
     private final ByteBuffer crcView;
@@ -146,6 +153,11 @@ public final class FrameHeader {
     /** @return true when a data digest follows the payload */
     public boolean hasDataDigest() {
         return (flags & FLAG_DATA_DIGEST) != 0;
+    }
+
+    /** @return true when the frame belongs to the urgent lane of a shared channel */
+    public boolean isUrgentLane() {
+        return (flags & FLAG_URGENT_LANE) != 0;
     }
 
     @Override

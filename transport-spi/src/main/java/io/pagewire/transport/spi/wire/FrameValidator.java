@@ -17,13 +17,28 @@ public final class FrameValidator {
     private final int[] pageShifts;
     private final int maxPagePayload;
     private final boolean dataDigest;
+    private final boolean sharedChannel;
 
     /**
+     * A validator for a connection whose urgent lane has a path of its own (no
+     * {@link FrameHeader#FLAG_URGENT_LANE} accepted).
+     *
      * @param regions the negotiated regions
      * @param maxPagePayload largest PAGES payload negotiated
      * @param dataDigest whether PAGES frames carry a data digest
      */
     public FrameValidator(List<RegionDescriptor> regions, int maxPagePayload, boolean dataDigest) {
+        this(regions, maxPagePayload, dataDigest, false);
+    }
+
+    /**
+     * @param regions the negotiated regions
+     * @param maxPagePayload largest PAGES payload negotiated
+     * @param dataDigest whether PAGES frames carry a data digest
+     * @param sharedChannel whether the handshake negotiated a channel shared by both lanes, whose
+     *        urgent frames carry {@link FrameHeader#FLAG_URGENT_LANE}
+     */
+    public FrameValidator(List<RegionDescriptor> regions, int maxPagePayload, boolean dataDigest, boolean sharedChannel) {
         this.regions = List.copyOf(regions);
         this.pageCounts = new long[regions.size()];
         this.pageShifts = new int[regions.size()];
@@ -33,6 +48,7 @@ public final class FrameValidator {
         }
         this.maxPagePayload = maxPagePayload;
         this.dataDigest = dataDigest;
+        this.sharedChannel = sharedChannel;
     }
 
     /** @return whether PAGES frames carry a data digest */
@@ -57,6 +73,14 @@ public final class FrameValidator {
         int type = h.type();
         if ((h.flags() & ~FrameHeader.KNOWN_FLAGS) != 0) {
             throw err(h, "unknown flags 0x" + Integer.toHexString(h.flags()) + " (known: 0x" + Integer.toHexString(FrameHeader.KNOWN_FLAGS) + ")");
+        }
+        if (h.isUrgentLane()) {
+            if (!sharedChannel) {
+                throw err(h, "URGENT_LANE flag, but the handshake negotiated no shared channel (the urgent lane has a connection of its own)");
+            }
+            if (lane != LaneKind.URGENT) {
+                throw err(h, "URGENT_LANE flag on a frame taken for the " + lane.name().toLowerCase() + " lane");
+            }
         }
         if (h.hasDataDigest() && type != FrameType.PAGES && type != FrameType.PAGE_LIST) {
             throw err(h, "DATA_DIGEST flag on a frame without page data");

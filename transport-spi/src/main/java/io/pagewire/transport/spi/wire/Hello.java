@@ -26,11 +26,12 @@ import static io.pagewire.transport.spi.wire.Wire.U64;
  *  | max payload   | heartbeat ms  | peer timeout  |                 16..27
  *  +---------------+---------------+---------------+
  *  then per region: name length (u16), name (UTF-8), size bytes (u64), page size (u32)
- *  flags: bit 0 = data digest on PAGES frames
+ *  flags: bit 0 = data digest on PAGES frames; bit 1 = shared channel (no urgent connection:
+ *         urgent frames travel on background channel 0, flagged URGENT_LANE)
  * </pre>
  *
  * @param sessionId random id chosen by the source; JOIN frames repeat it
- * @param flags {@link #FLAG_DATA_DIGEST}
+ * @param flags {@link #FLAG_DATA_DIGEST}, {@link #FLAG_SHARED_CHANNEL}
  * @param channels number of background connections that will JOIN
  * @param maxPagePayload largest PAGES payload the source will send
  * @param heartbeatMs the source's heartbeat interval
@@ -41,11 +42,23 @@ public record Hello(long sessionId, int flags, int channels, int maxPagePayload,
                     List<RegionDescriptor> regions) {
     /** Data digest on PAGES frames. */
     public static final int FLAG_DATA_DIGEST = 1;
+    /**
+     * No urgent connection of its own: the connection this HELLO travels on is background
+     * channel 0 and carries the urgent lane too, each urgent frame flagged
+     * {@link FrameHeader#FLAG_URGENT_LANE}; channels 1..n-1 JOIN as usual.
+     */
+    public static final int FLAG_SHARED_CHANNEL = 2;
+    private static final int KNOWN_FLAGS = FLAG_DATA_DIGEST | FLAG_SHARED_CHANNEL;
     private static final int FIXED = 28;
 
     /** @return whether data digests were asked for */
     public boolean dataDigest() {
         return (flags & FLAG_DATA_DIGEST) != 0;
+    }
+
+    /** @return whether the urgent lane shares background channel 0 (no urgent connection of its own) */
+    public boolean sharedChannel() {
+        return (flags & FLAG_SHARED_CHANNEL) != 0;
     }
 
     /** @return the encoded length */
@@ -80,13 +93,26 @@ public record Hello(long sessionId, int flags, int channels, int maxPagePayload,
     }
 
     /**
-     * Decodes and validates a HELLO payload from an untrusted peer.
+     * Decodes and validates a HELLO payload from an untrusted peer, for a transport that has no
+     * shared channel (a HELLO asking for one is refused).
      *
      * @param buf the payload
      * @param length its length as the frame header stated (already at most {@link Wire#MAX_HELLO_BYTES})
      * @throws WireException when any field is out of bounds
      */
     public static Hello decode(MemorySegment buf, int length) {
+        return decode(buf, length, false);
+    }
+
+    /**
+     * Decodes and validates a HELLO payload from an untrusted peer.
+     *
+     * @param buf the payload
+     * @param length its length as the frame header stated (already at most {@link Wire#MAX_HELLO_BYTES})
+     * @param sharedChannelOffered whether this transport can run both lanes on one channel ({@link #FLAG_SHARED_CHANNEL})
+     * @throws WireException when any field is out of bounds
+     */
+    public static Hello decode(MemorySegment buf, int length, boolean sharedChannelOffered) {
         if (length < FIXED) {
             throw new WireException("HELLO payload of " + length + " bytes is shorter than its fixed part (" + FIXED + ")");
         }
@@ -97,8 +123,12 @@ public record Hello(long sessionId, int flags, int channels, int maxPagePayload,
         int maxPayload = buf.get(U32, 16);
         int heartbeatMs = buf.get(U32, 20);
         int peerTimeoutMs = buf.get(U32, 24);
-        if ((flags & ~FLAG_DATA_DIGEST) != 0) {
+        if ((flags & ~KNOWN_FLAGS) != 0) {
             throw new WireException("HELLO: unknown flags 0x" + Integer.toHexString(flags));
+        }
+        if ((flags & FLAG_SHARED_CHANNEL) != 0 && !sharedChannelOffered) {
+            throw new WireException("HELLO asks for a shared channel (flag 0x" + Integer.toHexString(FLAG_SHARED_CHANNEL)
+                    + "), which this transport does not offer");
         }
         if (channels < 1 || channels > Wire.MAX_CHANNELS) {
             throw new WireException("HELLO: channel count " + channels + " outside 1.." + Wire.MAX_CHANNELS);

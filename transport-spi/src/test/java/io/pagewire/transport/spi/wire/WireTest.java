@@ -126,6 +126,35 @@ class WireTest {
         expect(v, h.encode(FrameType.ZERO_RUN, 0x8000, 0, 0, 1, 0), Role.DESTINATION, LaneKind.BACKGROUND, "unknown flags 0x8000");
     }
 
+    @Test
+    void urgentLaneFlagOnlyOnANegotiatedSharedChannel() {
+        FrameHeader h = new FrameHeader(Arena.ofAuto());
+        FrameValidator dedicated = new FrameValidator(REGIONS, 256 << 10, true);
+        expect(dedicated, h.encode(FrameType.PAGE_REQUEST, FrameHeader.FLAG_URGENT_LANE, 0, 5, 1, 0), Role.SOURCE, LaneKind.URGENT,
+                "negotiated no shared channel");
+        FrameValidator shared = new FrameValidator(REGIONS, 256 << 10, true, true);
+        shared.validate(h.encode(FrameType.PAGE_REQUEST, FrameHeader.FLAG_URGENT_LANE, 0, 5, 1, 0), Role.SOURCE, LaneKind.URGENT);
+        shared.validate(h.encode(FrameType.PAGES, FrameHeader.FLAG_DATA_DIGEST | FrameHeader.FLAG_URGENT_LANE, 0, 5, 1, 4096),
+                Role.DESTINATION, LaneKind.URGENT);
+        shared.validate(h.encode(FrameType.ROUND_END, 0, 0, 3, 0, 0), Role.DESTINATION, LaneKind.BACKGROUND);
+        expect(shared, h.encode(FrameType.ZERO_RUN, FrameHeader.FLAG_URGENT_LANE, 0, 0, 1, 0), Role.DESTINATION, LaneKind.BACKGROUND,
+                "URGENT_LANE flag on a frame taken for the background lane");
+        expect(shared, h.encode(FrameType.ROUND_END, FrameHeader.FLAG_URGENT_LANE, 0, 3, 0, 0), Role.DESTINATION, LaneKind.URGENT,
+                "belongs on the background lane");
+        expect(shared, h.encode(FrameType.ZERO_RUN, 0x8000, 0, 0, 1, 0), Role.DESTINATION, LaneKind.BACKGROUND, "unknown flags 0x8000");
+    }
+
+    @Test
+    void sharedChannelHelloOnlyWhereOffered() {
+        Hello hello = new Hello(7, Hello.FLAG_DATA_DIGEST | Hello.FLAG_SHARED_CHANNEL, 2, 256 << 10, 500, 5000, REGIONS);
+        MemorySegment b = Arena.ofAuto().allocate(hello.encodedLength());
+        int n = hello.encode(b);
+        assertTrue(Hello.decode(b, n, true).sharedChannel());
+        WireException e = assertThrows(WireException.class, () -> Hello.decode(b, n));
+        assertTrue(e.getMessage().contains("shared channel") && e.getMessage().contains("does not offer"), e.getMessage());
+        assertEquals(false, new Hello(7, 0, 1, 256 << 10, 500, 5000, REGIONS).sharedChannel());
+    }
+
     private static void expect(FrameValidator v, FrameHeader h, Role r, LaneKind l, String text) {
         TransportException e = assertThrows(WireException.class, () -> v.validate(h, r, l));
         assertEquals(TransportException.Kind.PROTOCOL, e.kind());
