@@ -60,8 +60,12 @@ public final class DestinationMigration implements AutoCloseable {
     private final AtomicLong pageRequests = new AtomicLong();
     /** Page requests that met a broken connection (asked again after recovery). */
     private final AtomicLong requestsDeferred = new AtomicLong();
-    /** Pages that arrived already placed (a page is sent twice only when it crossed a lost connection). */
+    /** Pages that arrived already placed (a requested page the push had sent too: the second copy is dropped). */
     private final AtomicLong duplicatePages = new AtomicLong();
+    /** Postcopy recovery: the pages held here when the last recovery's bitmap was sent (null before any). */
+    private volatile DirtyBitmap[] heldAtResume;
+    /** Pages that arrived after a recovery although the bitmap said they were held here (must stay 0). */
+    private final AtomicLong heldPagesResent = new AtomicLong();
     /** The connection page requests go to (replaced by postcopy recovery). */
     private volatile Connection current;
     /** Postcopy: whether page data may be placed (false while paused, until a connection resumed). */
@@ -317,6 +321,8 @@ public final class DestinationMigration implements AutoCloseable {
         Protocol.BitmapChunk chunk = Protocol.decodeBitmap(payload, Protocol.POSTCOPY_DISCARD, regions.size(), i -> regions.get(i).pageCount());
         int regionId = chunk.regionId();
         long pages = regions.get(regionId).pageCount();
+        long runStart = -1;
+        long runEnd = -1;
         for (long i = 0; i < chunk.words(); i++) {
             long w = chunk.word(i);
             long base = (chunk.firstWord() + i) * 64;
@@ -324,15 +330,25 @@ public final class DestinationMigration implements AutoCloseable {
                 int bit = Long.numberOfTrailingZeros(w);
                 int end = Math.min(64, bit + Long.numberOfTrailingZeros(~(w >>> bit)));
                 long from = base + bit;
-                long count = Math.min(end - bit, pages - from);
-                if (count > 0) {
-                    postcopyRegions[regionId].discard(from, count);
-                    accounted[regionId].clearRangeAtomic(from, count);
-                    hasData[regionId].clearRangeAtomic(from, count);
+                if (from != runEnd) { // runs that touch across words are discarded as one
+                    discardRun(regionId, runStart, runEnd, pages);
+                    runStart = from;
                 }
+                runEnd = base + end;
                 w = end == 64 ? 0 : w & (-1L << end);
             }
         }
+        discardRun(regionId, runStart, runEnd, pages);
+    }
+
+    private void discardRun(int regionId, long from, long to, long pages) {
+        long count = Math.min(to, pages) - from;
+        if (from < 0 || count <= 0) {
+            return;
+        }
+        postcopyRegions[regionId].discard(from, count);
+        accounted[regionId].clearRangeAtomic(from, count);
+        hasData[regionId].clearRangeAtomic(from, count);
     }
 
     /** @return the destination's postcopy measurements as a JSON object */
@@ -348,10 +364,10 @@ public final class DestinationMigration implements AutoCloseable {
         vcpus.append(']');
         org.HdrHistogram.Histogram h = faultLatency.copy();
         return String.format(java.util.Locale.ROOT,
-                "{\"postcopy-requests\":%d,\"local-faults\":%d,\"recoveries\":%d,\"requests-again\":%d,\"duplicate-pages\":%d,"
+                "{\"postcopy-requests\":%d,\"local-faults\":%d,\"recoveries\":%d,\"requests-again\":%d,\"duplicate-pages\":%d,\"held-pages-resent\":%d,"
                         + "\"blocktime-ms\":%.3f,\"vcpu-blocktime-ms\":%s,\"postcopy-ms\":%d,"
                         + "\"fault-latency-us\":{\"count\":%d,\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"p99.9\":%.1f,\"max\":%.1f}}",
-                pageRequests.get(), localFaults.get(), recoveries.get(), requestsAgain.get(), duplicatePages.get(), bt == null ? 0.0 : bt.totalBlockedNs(now) / 1e6, vcpus,
+                pageRequests.get(), localFaults.get(), recoveries.get(), requestsAgain.get(), duplicatePages.get(), heldPagesResent.get(), bt == null ? 0.0 : bt.totalBlockedNs(now) / 1e6, vcpus,
                 postcopyStartNs == 0 ? 0 : (now - postcopyStartNs) / 1_000_000, h.getTotalCount(), h.getValueAtPercentile(50) / 1e3,
                 h.getValueAtPercentile(90) / 1e3, h.getValueAtPercentile(99) / 1e3, h.getValueAtPercentile(99.9) / 1e3, h.getMaxValue() / 1e3);
     }
@@ -653,12 +669,25 @@ public final class DestinationMigration implements AutoCloseable {
             throw new IllegalStateException("postcopy-recover for migration " + args + "; this destination is receiving " + session);
         }
         current = c;
-        acceptingPages = true;
+        DirtyBitmap[] held = heldAtResume;
+        if (held == null) {
+            held = new DirtyBitmap[regions.size()];
+            for (int r = 0; r < regions.size(); r++) {
+                held[r] = DirtyBitmap.allocate(regions.get(r).pageCount(), arena);
+            }
+        }
         for (int r = 0; r < regions.size(); r++) {
             DirtyBitmap acc = accounted[r];
             PostcopyRegion pc = postcopyRegions[r];
-            Protocol.encodeBitmap(Protocol.POSTCOPY_RESUME, r, acc.wordCount(), w -> acc.word(w) | pc.placedWord(w), c.urgent()::sendControl);
+            DirtyBitmap h = held[r];
+            for (long w = 0; w < acc.wordCount(); w++) {
+                h.take(w, -1L);
+                h.orWordAtomic(w, acc.word(w) | pc.placedWord(w));
+            }
+            Protocol.encodeBitmap(Protocol.POSTCOPY_RESUME, r, h.wordCount(), h::word, c.urgent()::sendControl);
         }
+        heldAtResume = held;
+        acceptingPages = true;
         c.urgent().sendControl(MemorySegment.ofArray(Protocol.POSTCOPY_RESUME_END.getBytes(StandardCharsets.UTF_8)));
         long again = 0;
         for (int r = 0; r < regions.size(); r++) {
@@ -689,6 +718,10 @@ public final class DestinationMigration implements AutoCloseable {
         return new MessageHandler() {
             @Override
             public void onPages(LaneKind lane, int regionId, long firstPage, int pageCount) {
+                DirtyBitmap[] held = heldAtResume;
+                if (held != null) {
+                    heldPagesResent.addAndGet(held[regionId].count(firstPage, pageCount));
+                }
                 accounted[regionId].markRangeAtomic(firstPage, pageCount);
                 hasData[regionId].markRangeAtomic(firstPage, pageCount);
                 stats.addNormal(pageCount, pageCount * regions.get(regionId).pageSize());

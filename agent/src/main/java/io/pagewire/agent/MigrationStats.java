@@ -76,6 +76,8 @@ public final class MigrationStats {
     private volatile long postcopyRequests;
     /** postcopy-bytes: page bytes answered on the urgent lane. */
     private volatile long postcopyBytes;
+    /** Requested pages the background push had taken already (in flight behind bulk data). */
+    private volatile long postcopyInFlight;
     /** postcopy-recoveries: times postcopy resumed over a new connection after losing one. */
     private final AtomicLong postcopyRecoveries = new AtomicLong();
     /** postcopy-paused-time: nanoseconds spent in postcopy-paused / postcopy-recover. */
@@ -165,9 +167,15 @@ public final class MigrationStats {
         roundLog.add(new long[]{pages, ns, bytes, collectNs, bandwidth, expectedDowntimeNs});
     }
 
-    public void postcopy(long requests, long bytes) {
+    /**
+     * @param requests page requests the source received
+     * @param bytes page bytes it answered on the urgent lane
+     * @param inFlight requested pages the background push had taken already (answered all the same)
+     */
+    public void postcopy(long requests, long bytes, long inFlight) {
         postcopyRequests = requests;
         postcopyBytes = bytes;
+        postcopyInFlight = inFlight;
     }
 
     /** Postcopy lost its connection and pauses (QEMU: postcopy-paused) for {@code reason}. */
@@ -326,7 +334,7 @@ public final class MigrationStats {
             l.add("cpu throttle percentage: " + cpuThrottlePercentage);
         }
         if (postcopyRequests > 0 || status == Status.POSTCOPY_ACTIVE) {
-            l.add("postcopy request count: " + postcopyRequests);
+            l.add("postcopy request count: " + postcopyRequests + " (" + postcopyInFlight + " for pages the push had taken already)");
             l.add("postcopy bytes: " + postcopyBytes);
         }
         if (postcopyRecoveries.get() > 0 || postcopyPausedReason != null) {

@@ -78,6 +78,8 @@ public final class SourceMigration {
     private final java.util.concurrent.atomic.AtomicLong pushHint = new java.util.concurrent.atomic.AtomicLong(-1);
     private final java.util.concurrent.atomic.AtomicLong postcopyRequests = new java.util.concurrent.atomic.AtomicLong();
     private final java.util.concurrent.atomic.AtomicLong postcopyPagesAnswered = new java.util.concurrent.atomic.AtomicLong();
+    /** Requested pages the push had taken already (answered on the urgent lane all the same). */
+    private final java.util.concurrent.atomic.AtomicLong postcopyPagesInFlight = new java.util.concurrent.atomic.AtomicLong();
     private final CompletableFuture<Void> postcopyRunning = new CompletableFuture<>();
     /** This migration's id: a new connection resumes it only when the destination knows it. */
     private final String session = Long.toHexString(new java.security.SecureRandom().nextLong());
@@ -183,7 +185,11 @@ public final class SourceMigration {
             conn = Transports.connect(uri, new TransportContext().layout(RamLayout.of(layoutRegions)).handler(handler(0)));
             join(tracking);
             conn.urgent().sendControl(MemorySegment.ofArray((Protocol.SESSION + " " + session).getBytes(StandardCharsets.UTF_8)));
-            sendPopulationHints(conn);
+            if (!(config.postcopy() && config.postcopyAfterRounds() == 0)) {
+                // Postcopy at once places every page with UFFDIO_COPY, which allocates it: populating ahead
+                // would only cost memory and, at the discard, the time to free it again.
+                sendPopulationHints(conn);
+            }
             stats.status(MigrationStats.Status.ACTIVE);
             stats.setupDone();
             this.connection = conn;
@@ -384,7 +390,7 @@ public final class SourceMigration {
             }
         }
         stats.round(pages, System.nanoTime() - t0, -1, -1, -1, -1);
-        stats.postcopy(postcopyRequests.get(), postcopyPagesAnswered.get() * regions.getFirst().pageSize());
+        stats.postcopy(postcopyRequests.get(), postcopyPagesAnswered.get() * regions.getFirst().pageSize(), postcopyPagesInFlight.get());
         stats.remainingBytes(0);
         stats.transferred(transferredBefore + conn.stats().bytesSent());
         stats.status(MigrationStats.Status.COMPLETED);
@@ -776,10 +782,13 @@ public final class SourceMigration {
                 postcopyRequests.incrementAndGet();
                 DirtyBitmap d = pending.get(regionId);
                 for (long p = firstPage; p < firstPage + pageCount; p++) {
-                    if (d.testAndClear(p)) {
-                        c.urgent().sendPages(regionId, p, 1);
-                        postcopyPagesAnswered.incrementAndGet();
-                    } // else the push took it already: it is on its way
+                    // A page the push took already may still be queued behind megabytes of bulk data: send
+                    // it here too, the destination keeps whichever copy comes first and drops the other.
+                    if (!d.testAndClear(p)) {
+                        postcopyPagesInFlight.incrementAndGet();
+                    }
+                    c.urgent().sendPages(regionId, p, 1);
+                    postcopyPagesAnswered.incrementAndGet();
                 }
                 // Favour the neighbourhood of the fault in the background push (spatial locality).
                 pushHint.set(((long) regionId << 48) | (firstPage + pageCount));
