@@ -341,6 +341,22 @@ public final class DestinationMigration implements AutoCloseable {
         discardRun(regionId, runStart, runEnd, pages);
     }
 
+    /**
+     * Before postcopy starts: drops every page that never arrived (populated ahead of the stream,
+     * or left from before), so that the guest faults on it instead of reading what is there.
+     */
+    private void discardNeverReceived() {
+        for (int r = 0; r < regions.size(); r++) {
+            long n = regions.get(r).pageCount();
+            DirtyBitmap got = accounted[r];
+            for (long p = got.nextClean(0, n); p < n; ) {
+                long end = got.nextDirty(p, n);
+                discardRun(r, p, end, n);
+                p = got.nextClean(end, n);
+            }
+        }
+    }
+
     private void discardRun(int regionId, long from, long to, long pages) {
         long count = Math.min(to, pages) - from;
         if (from < 0 || count <= 0) {
@@ -807,6 +823,7 @@ public final class DestinationMigration implements AutoCloseable {
                                 + " (receive --postcopy)");
                     }
                     stopPopulatingAndWait(); // also when nothing was discarded
+                    discardNeverReceived();
                     startPostcopy(self.join());
                 } else if (text.startsWith(Protocol.POPULATE + " ")) {
                     if (populateMode == Populate.HINTED) {

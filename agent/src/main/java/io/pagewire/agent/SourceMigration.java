@@ -181,11 +181,14 @@ public final class SourceMigration {
                 bitmaps.add(DirtyBitmap.allocate(r.pageCount(), arena));
             }
             // Dirty tracking starts while the connection is set up: both take time, neither needs the other.
-            CompletableFuture<List<DirtyLogSource>> tracking = CompletableFuture.supplyAsync(() -> startTracking(trackers), scan);
+            // Postcopy at once needs no dirty log: the guest pauses before anything is sent.
+            boolean atOnce = config.postcopy() && config.postcopyAfterRounds() == 0;
+            CompletableFuture<List<DirtyLogSource>> tracking = atOnce ? CompletableFuture.completedFuture(trackers)
+                    : CompletableFuture.supplyAsync(() -> startTracking(trackers), scan);
             conn = Transports.connect(uri, new TransportContext().layout(RamLayout.of(layoutRegions)).handler(handler(0)));
             join(tracking);
             conn.urgent().sendControl(MemorySegment.ofArray((Protocol.SESSION + " " + session).getBytes(StandardCharsets.UTF_8)));
-            if (!(config.postcopy() && config.postcopyAfterRounds() == 0)) {
+            if (!atOnce) {
                 // Postcopy at once places every page with UFFDIO_COPY, which allocates it: populating ahead
                 // would only cost memory and, at the discard, the time to free it again.
                 sendPopulationHints(conn);
@@ -352,10 +355,15 @@ public final class SourceMigration {
         if (collectFinal) {
             collect(trackers, bitmaps);
         }
-        stopTracking(trackers); // the source guest stays paused from now on
+        // The source guest stays paused from now on: tracking is left to close after completion
+        // (un-protecting gigabytes takes tens of milliseconds, which would count as downtime).
         conn.background().sendRoundEnd(nextRound++);
-        for (int r = 0; r < bitmaps.size(); r++) {
-            sendDiscard(conn, r, bitmaps.get(r));
+        if (collectFinal) {
+            // Pages sent in precopy and dirty since: the destination drops its stale copies. (It also
+            // drops, by itself, whatever it holds that was never sent: at once, that is everything.)
+            for (int r = 0; r < bitmaps.size(); r++) {
+                sendDiscard(conn, r, bitmaps.get(r));
+            }
         }
         conn.background().sendRoundEnd(nextRound++);
         postcopyPending = bitmaps;
