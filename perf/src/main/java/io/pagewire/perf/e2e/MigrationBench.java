@@ -34,8 +34,11 @@ import java.util.concurrent.TimeUnit;
  * one migration after another, as a QEMU destination process would. Both JVMs are warmed up with a
  * small migration first. Medians of {@code --runs}.
  * <pre>
- *   MigrationBench [--uri tcp://127.0.0.1:0] [--runs 3] [--cases a,b,...] [--warm-memory 12g] [--out DIR]
+ *   MigrationBench [--uri tcp://127.0.0.1:0] [--runs 3] [--cases a,b,...] [--warm-memory 12g] [--out DIR] [--dst-exec CMD]
  * </pre>
+ * {@code --dst-exec} prefixes the destination JVM's command line, e.g. {@code 'ip netns exec pw-dst'} to
+ * run it across the shaped link of {@code scripts/slow-link.sh} (the {@code slow-link-*} cases, which
+ * only run when named).
  * {@code --warm-memory} touches and frees that much memory first: inside a VM the first touch of
  * guest memory the hypervisor has not backed yet costs ~9 us per 4 KiB page, whatever the program.
  */
@@ -74,7 +77,15 @@ public final class MigrationBench {
                         new MigrationConfig().postcopy(true).postcopyAfterRounds(0)),
                 new Case("postcopy-fast-writer", "total 3.5 s, 43,898 requests, blocktime 620 ms", "blocktime <= half of QEMU's",
                         2 * GIB, 0.0, false, new SyntheticGuest.Config(1, 0, SyntheticGuest.Pattern.RANDOM, 2 * GIB, 1), "hinted",
-                        new MigrationConfig().postcopy(true).maxRounds(3).downtimeLimitNs(TimeUnit.MILLISECONDS.toNanos(300))));
+                        new MigrationConfig().postcopy(true).maxRounds(3).downtimeLimitNs(TimeUnit.MILLISECONDS.toNanos(300))),
+                // Fault latency on the 1 Gbit/s link (issue 5): the push saturates the link while a reader faults
+                // ~1000 pages/s at random; the "idle" variant caps the push at 4 MiB/s (3 % of the link).
+                new Case("slow-link-postcopy-saturated", "preempt: 570 us p99 (10.7 ms without), 10 Gbit/s", "p99 <= 2x idle p99",
+                        512 * MIB, 0.0, false, new SyntheticGuest.Config(1, 4 * MIB, SyntheticGuest.Pattern.RANDOM, 512 * MIB, 1), "hinted",
+                        new MigrationConfig().postcopy(true).postcopyAfterRounds(0)),
+                new Case("slow-link-postcopy-idle", "", "baseline", 32 * MIB, 0.0, false,
+                        new SyntheticGuest.Config(1, MIB, SyntheticGuest.Pattern.RANDOM, 32 * MIB, 1), "hinted",
+                        new MigrationConfig().postcopy(true).postcopyAfterRounds(0).maxBandwidthBytesPerSec(4 * MIB)));
     }
 
     public static void main(String[] args) throws Exception {
@@ -82,6 +93,7 @@ public final class MigrationBench {
         int runs = 3;
         List<String> only = null;
         long warm = 0;
+        String dstExec = "";
         Path out = Path.of("perf", "target", "reports");
         for (int i = 0; i < args.length; i += 2) {
             String v = i + 1 < args.length ? args[i + 1] : null;
@@ -91,8 +103,9 @@ public final class MigrationBench {
                 case "--cases" -> only = Arrays.asList(v.split(","));
                 case "--warm-memory" -> warm = TransportBench.parseSize(v);
                 case "--out" -> out = Path.of(v);
+                case "--dst-exec" -> dstExec = v;
                 default -> throw new IllegalArgumentException("unknown argument " + args[i]
-                        + "; usage: MigrationBench [--uri URI] [--runs 3] [--cases a,b] [--warm-memory 12g] [--out DIR]");
+                        + "; usage: MigrationBench [--uri URI] [--runs 3] [--cases a,b] [--warm-memory 12g] [--out DIR] [--dst-exec CMD]");
             }
         }
         Files.createDirectories(out);
@@ -101,12 +114,12 @@ public final class MigrationBench {
         }
         List<Case> selected = new ArrayList<>();
         for (Case c : cases()) {
-            if (only == null || only.contains(c.name)) {
+            if (only == null ? !c.name.startsWith("slow-link-") : only.contains(c.name)) {
                 selected.add(c);
             }
         }
         Map<String, List<MigrationStats>> results = new LinkedHashMap<>();
-        try (Destination dst = new Destination()) {
+        try (Destination dst = new Destination(dstExec)) {
             // Warm-up: both JVMs run a small migration before anything is measured.
             for (int i = 0; i < 3; i++) {
                 run(dst, uri, new Case("warm-up", "", "", 64 * MIB, 0.3, false,
@@ -190,8 +203,11 @@ public final class MigrationBench {
         private final PrintWriter in;
         private final BufferedReader out;
 
-        Destination() throws IOException {
+        Destination(String exec) throws IOException {
             List<String> jvm = new ArrayList<>();
+            if (!exec.isBlank()) {
+                jvm.addAll(Arrays.asList(exec.strip().split("\\s+")));
+            }
             jvm.add(ProcessHandle.current().info().command().orElse("java"));
             for (String a : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
                 if (a.startsWith("--enable-native-access") || a.startsWith("--add-opens") || a.startsWith("-XX:")) {
