@@ -45,6 +45,8 @@ public final class DestinationMigration implements AutoCloseable {
     private final Arena arena = Arena.ofShared();
     private final DirtyBitmap[] accounted;
     private final DirtyBitmap[] hasData;
+    /** Postcopy, MINOR mode: pages whose stale data was kept in the page cache at their discard. */
+    private final DirtyBitmap[] stale;
     private final MigrationStats stats = new MigrationStats();
     /** Postcopy state per region, or null without postcopy. */
     private final PostcopyRegion[] postcopyRegions;
@@ -119,12 +121,16 @@ public final class DestinationMigration implements AutoCloseable {
         }
         this.accounted = new DirtyBitmap[regions.size()];
         this.hasData = new DirtyBitmap[regions.size()];
+        this.stale = new DirtyBitmap[regions.size()];
         this.wantedChunks = new java.util.BitSet[regions.size()];
         this.hintChunkPages = new long[regions.size()];
         long total = 0;
         for (int i = 0; i < regions.size(); i++) {
             accounted[i] = DirtyBitmap.allocate(regions.get(i).pageCount(), arena);
             hasData[i] = DirtyBitmap.allocate(regions.get(i).pageCount(), arena);
+            if (postcopy) {
+                stale[i] = DirtyBitmap.allocate(regions.get(i).pageCount(), arena);
+            }
             total += regions.get(i).sizeBytes();
         }
         stats.totalBytes(total);
@@ -270,7 +276,8 @@ public final class DestinationMigration implements AutoCloseable {
             placed(regionId, page); // placed between the fault and now: that placement woke it
             return;
         }
-        if (minor) {
+        if (minor && accounted[regionId].isDirty(page)) {
+            // Here and current (a stale page's accounting was cleared by its discard): map it.
             localFaults.incrementAndGet();
             pc.mapPresent(page, 1, p -> placed(regionId, p));
             return;
@@ -362,7 +369,18 @@ public final class DestinationMigration implements AutoCloseable {
         if (from < 0 || count <= 0) {
             return;
         }
-        postcopyRegions[regionId].discard(from, count);
+        PostcopyRegion pc = postcopyRegions[regionId];
+        pc.discard(from, count);
+        if (pc.mode() == PostcopyRegion.Mode.MINOR) {
+            // The stale data stays in the page cache: remember where, so that a zero run for such a
+            // page zeroes it (a page that never held data here reads as zero already).
+            DirtyBitmap data = hasData[regionId];
+            for (long p = data.nextDirty(from, from + count); p < from + count; ) {
+                long end = data.nextClean(p, from + count);
+                stale[regionId].markRangeAtomic(p, end - p);
+                p = data.nextDirty(end, from + count);
+            }
+        }
         accounted[regionId].clearRangeAtomic(from, count);
         hasData[regionId].clearRangeAtomic(from, count);
     }
@@ -746,6 +764,15 @@ public final class DestinationMigration implements AutoCloseable {
             @Override
             public void onZeroRun(LaneKind lane, int regionId, long firstPage, long pageCount) {
                 if (postcopyStarted) {
+                    // Stale data kept in the page cache (MINOR mode) is zeroed first: once accounted, a
+                    // MINOR fault would map whatever is there.
+                    DirtyBitmap st = stale[regionId];
+                    long end = firstPage + pageCount;
+                    for (long p = st.nextDirty(firstPage, end); p < end; ) {
+                        long q = st.nextClean(p, end);
+                        postcopyRegions[regionId].placeZero(p, q - p, x -> placed(regionId, x));
+                        p = st.nextDirty(q, end);
+                    }
                     // Holes read as zero once userfaultfd lets go; only a page someone faulted on needs placing now.
                     // Ordered against fault(): mark the accounting first, then read the requests.
                     accounted[regionId].markRangeAtomic(firstPage, pageCount);

@@ -4,6 +4,7 @@ import io.pagewire.ramtracker.Backing;
 import io.pagewire.ramtracker.GuestRegion;
 import io.pagewire.ramtracker.RamTrackerException;
 import io.pagewire.ramtracker.bitmap.DirtyBitmap;
+import io.pagewire.ramtracker.linux.Mappings;
 import io.pagewire.ramtracker.linux.Userfaultfd;
 
 import java.lang.foreign.Arena;
@@ -138,12 +139,19 @@ public final class PostcopyRegion implements AutoCloseable {
     }
 
     /**
-     * Drops pages whose copy here is stale (dirtied at the source after they were sent): their
-     * file pages are freed, so a guest access faults MISSING and they are asked for again.
-     * Before {@link #start()} only.
+     * Makes pages whose copy here is stale (dirtied at the source after they were sent) fault on
+     * the guest's next access, before {@link #start()} only. MISSING mode frees them, so the access
+     * faults MISSING. MINOR mode keeps their page-cache pages (already allocated: writing the
+     * current data over them later is the cheapest placement there is) and only removes them from
+     * the guest's mapping, so the access faults MINOR; the caller must then treat a MINOR fault on
+     * a stale page as missing, and must not map it as it is.
      */
     public void discard(long firstPage, long count) {
-        region.discard(firstPage, count);
+        if (mode == Mode.MINOR) {
+            Mappings.dontNeed(guest.asSlice(firstPage << pageShift, count << pageShift));
+        } else {
+            region.discard(firstPage, count);
+        }
     }
 
     /** @return whether the page is mapped into the guest (or being placed) */

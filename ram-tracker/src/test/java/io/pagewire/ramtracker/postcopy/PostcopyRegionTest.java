@@ -118,4 +118,53 @@ class PostcopyRegionTest {
             }
         }
     }
+
+    @org.junit.jupiter.api.Test
+    void minorModeDiscardKeepsTheStalePageAllocatedAndTheGuestFaultsMinorOnIt() throws Exception {
+        long pages = 64;
+        try (GuestRam ram = GuestRam.create()) {
+            GuestRegion region = ram.open(RegionSpec.memfd("pc.ram", pages * 4096));
+            String cause = PostcopyRegion.unavailabilityCause(region);
+            assumeTrue(cause == null, () -> "postcopy unavailable: " + cause);
+            try (PostcopyRegion pc = PostcopyRegion.open(region); Arena arena = Arena.ofShared()) {
+                assertEquals(PostcopyRegion.Mode.MINOR, pc.mode());
+                for (long p = 0; p < pages; p++) {
+                    pc.alias().set(ValueLayout.JAVA_LONG, p * 4096, 1000 + p); // arrived in precopy
+                }
+                // The guest mapping had page 12 mapped (as a precopy zero-run write would leave it).
+                region.memory().get(ValueLayout.JAVA_LONG, 12 * 4096);
+                pc.discard(10, 5); // 10..14 went stale at the source
+                assertEquals(1012, pc.alias().get(ValueLayout.JAVA_LONG, 12 * 4096), "the stale page stays allocated");
+                pc.start();
+                pc.mapPresent(0, 10, null);
+                pc.mapPresent(15, pages - 15, null);
+                MemorySegment fresh = arena.allocate(4096, 4096);
+                fresh.set(ValueLayout.JAVA_LONG, 0, 2012);
+                AtomicReference<Boolean> minorFault = new AtomicReference<>();
+                AtomicReference<Throwable> failure = new AtomicReference<>();
+                AtomicBoolean stop = new AtomicBoolean();
+                Thread faults = Thread.ofPlatform().start(() -> {
+                    MemorySegment buf = Arena.ofAuto().allocate(32 * 64);
+                    try {
+                        while (!stop.get()) {
+                            pc.readFaults(buf, 50, (page, tid, isMinor) -> {
+                                minorFault.compareAndSet(null, isMinor);
+                                assertEquals(12, page);
+                                pc.place(page, 1, fresh, null); // the current copy from the source
+                            });
+                        }
+                    } catch (Throwable t) {
+                        failure.set(t);
+                    }
+                });
+                long read = region.memory().get(ValueLayout.JAVA_LONG, 12 * 4096);
+                stop.set(true);
+                faults.join();
+                assertNull(failure.get(), () -> String.valueOf(failure.get()));
+                assertEquals(2012, read, "the guest reads the placed page, never the stale one");
+                assertEquals(Boolean.TRUE, minorFault.get(), "a stale page kept in the page cache faults MINOR");
+                assertEquals(1000, region.memory().get(ValueLayout.JAVA_LONG, 0), "pages mapped as present read as they are");
+            }
+        }
+    }
 }
