@@ -35,6 +35,7 @@ import java.util.concurrent.TimeUnit;
  * small migration first. Medians of {@code --runs}.
  * <pre>
  *   MigrationBench [--uri tcp://127.0.0.1:0] [--runs 3] [--cases a,b,...] [--warm-memory 12g] [--out DIR] [--dst-exec CMD]
+ *                  [--dst-backing anonymous|memfd]
  * </pre>
  * {@code --dst-exec} prefixes the destination JVM's command line, e.g. {@code 'ip netns exec pw-dst'} to
  * run it across the shaped link of {@code scripts/slow-link.sh} (the {@code slow-link-*} cases, which
@@ -94,6 +95,7 @@ public final class MigrationBench {
         List<String> only = null;
         long warm = 0;
         String dstExec = "";
+        String dstBacking = "anonymous";
         Path out = Path.of("perf", "target", "reports");
         for (int i = 0; i < args.length; i += 2) {
             String v = i + 1 < args.length ? args[i + 1] : null;
@@ -104,8 +106,10 @@ public final class MigrationBench {
                 case "--warm-memory" -> warm = TransportBench.parseSize(v);
                 case "--out" -> out = Path.of(v);
                 case "--dst-exec" -> dstExec = v;
+                case "--dst-backing" -> dstBacking = v;
                 default -> throw new IllegalArgumentException("unknown argument " + args[i]
-                        + "; usage: MigrationBench [--uri URI] [--runs 3] [--cases a,b] [--warm-memory 12g] [--out DIR] [--dst-exec CMD]");
+                        + "; usage: MigrationBench [--uri URI] [--runs 3] [--cases a,b] [--warm-memory 12g] [--out DIR] [--dst-exec CMD]"
+                        + " [--dst-backing anonymous|memfd]");
             }
         }
         Files.createDirectories(out);
@@ -119,7 +123,10 @@ public final class MigrationBench {
             }
         }
         Map<String, List<MigrationStats>> results = new LinkedHashMap<>();
-        try (Destination dst = new Destination(dstExec)) {
+        if (!dstBacking.equals("anonymous") && !dstBacking.equals("memfd")) {
+            throw new IllegalArgumentException("--dst-backing " + dstBacking + " is not one of anonymous, memfd");
+        }
+        try (Destination dst = new Destination(dstExec, dstBacking)) {
             // Warm-up: both JVMs run a small migration before anything is measured.
             for (int i = 0; i < 3; i++) {
                 run(dst, uri, new Case("warm-up", "", "", 64 * MIB, 0.3, false,
@@ -143,8 +150,8 @@ public final class MigrationBench {
         StringBuilder md = new StringBuilder();
         String stamp = LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss"));
         md.append("# Migration benchmark ").append(stamp).append("\n\n");
-        md.append(String.format(Locale.ROOT, "URI `%s`; medians of %d runs; %d cores; memory warmed: %s.%n%n", uri, runs,
-                Runtime.getRuntime().availableProcessors(), warm > 0 ? (warm >> 30) + " GiB" : "no"));
+        md.append(String.format(Locale.ROOT, "URI `%s`; medians of %d runs; %d cores; memory warmed: %s; destination RAM: %s.%n%n", uri, runs,
+                Runtime.getRuntime().availableProcessors(), warm > 0 ? (warm >> 30) + " GiB" : "no", dstBacking));
         md.append("| case | QEMU 7.2 here | target | total ms | setup ms | downtime ms | transferred MiB | rounds | status |\n");
         md.append("|---|---|---|---|---|---|---|---|---|\n");
         for (Case c : selected) {
@@ -203,7 +210,7 @@ public final class MigrationBench {
         private final PrintWriter in;
         private final BufferedReader out;
 
-        Destination(String exec) throws IOException {
+        Destination(String exec, String backing) throws IOException {
             List<String> jvm = new ArrayList<>();
             if (!exec.isBlank()) {
                 jvm.addAll(Arrays.asList(exec.strip().split("\\s+")));
@@ -214,7 +221,8 @@ public final class MigrationBench {
                     jvm.add(a);
                 }
             }
-            jvm.addAll(List.of("-cp", System.getProperty("java.class.path"), MigrationBenchDestination.class.getName()));
+            jvm.addAll(List.of("-Dpagewire.bench.backing=" + backing, "-cp", System.getProperty("java.class.path"),
+                    MigrationBenchDestination.class.getName()));
             process = new ProcessBuilder(jvm).redirectError(ProcessBuilder.Redirect.INHERIT).start();
             in = new PrintWriter(process.getOutputStream(), true, StandardCharsets.UTF_8);
             out = new BufferedReader(new InputStreamReader(process.getInputStream(), StandardCharsets.UTF_8));

@@ -20,7 +20,9 @@ import java.util.Locale;
  *   stdin:  receive URI RAM_BYTES POPULATE     -> stdout: LISTENING uri ... RESULT status verification
  *   stdin:  exit
  * </pre>
- * RAM is anonymous memory with transparent huge pages, freed after each migration.
+ * RAM is anonymous memory (transparent huge pages except for postcopy, which then uses MISSING
+ * faults), or a memfd with {@code -Dpagewire.bench.backing=memfd} (postcopy in MINOR mode), freed
+ * after each migration.
  */
 public final class MigrationBenchDestination {
     private MigrationBenchDestination() {
@@ -38,7 +40,8 @@ public final class MigrationBenchDestination {
             DestinationMigration.Populate populate = DestinationMigration.Populate.valueOf(a[3].toUpperCase(Locale.ROOT));
             boolean postcopy = a.length == 9;
             try (GuestRam guestRam = GuestRam.create()) {
-                var region = guestRam.open(RegionSpec.anonymous("pc.ram", ram).hugePages(!postcopy));
+                var region = guestRam.open(System.getProperty("pagewire.bench.backing", "anonymous").equals("memfd")
+                        ? RegionSpec.memfd("pc.ram", ram) : RegionSpec.anonymous("pc.ram", ram).hugePages(!postcopy));
                 java.util.concurrent.atomic.AtomicReference<SyntheticGuest> guest = new java.util.concurrent.atomic.AtomicReference<>();
                 try (DestinationMigration dst = new DestinationMigration(guestRam, postcopy); Listener l = dst.listen(guestRam, a[1])) {
                     if (postcopy) {
