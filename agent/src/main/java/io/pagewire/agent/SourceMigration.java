@@ -141,10 +141,15 @@ public final class SourceMigration {
 
     /**
      * Resumes a postcopy whose connection broke (QEMU's {@code migrate -r}): connects now instead
-     * of at the next automatic retry, to {@code uri} (null: the same destination as before). Has
-     * no effect unless the migration is postcopy-paused.
+     * of at the next automatic retry, to {@code uri} (null: the same destination as before).
+     *
+     * @throws IllegalStateException when the migration is not postcopy-paused
      */
     public void resume(String uri) {
+        MigrationStats.Status st = stats.status();
+        if (st != MigrationStats.Status.POSTCOPY_PAUSED && st != MigrationStats.Status.POSTCOPY_RECOVER) {
+            throw new IllegalStateException("the migration is " + st.qemuName() + ", not postcopy-paused: nothing to resume");
+        }
         if (!resumeRequests.offer(uri == null ? "" : uri)) {
             throw new IllegalStateException("resume requests are already waiting");
         }

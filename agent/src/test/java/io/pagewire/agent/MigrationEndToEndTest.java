@@ -403,6 +403,8 @@ class MigrationEndToEndTest {
             SourceMigration m = postcopySource(image, rec, 4 * MIB, 2);
             CompletableFuture<MigrationStats> run = CompletableFuture.supplyAsync(() -> m.run(proxy.uri()));
             awaitPostcopyActive(m, 0, run);
+            org.junit.jupiter.api.Assertions.assertThrows(IllegalStateException.class, () -> m.resume(null),
+                    "nothing to resume while postcopy is active");
             int before = proxy.accepted();
             proxy.refuse(true);
             proxy.cut();
