@@ -83,6 +83,13 @@ final class TcpConnection implements Connection {
     private final AtomicBoolean closed = new AtomicBoolean();
     /** Source: the destination acknowledged COMPLETE. Destination: it sent the acknowledgement. */
     private volatile boolean completed;
+    /**
+     * Destination: the COMPLETE acknowledgement is being written. The source may receive it and
+     * close before the writing thread (a niced background thread, when it answers from the round
+     * barrier) gets to set {@link #completed}: end of stream is orderly from here on. If the write
+     * fails, the writer reports that failure itself.
+     */
+    private volatile boolean acknowledging;
     private volatile long lastReceivedNs = System.nanoTime();
     private volatile long lastSentNs = System.nanoTime();
     private final List<Thread> threads = new ArrayList<>();
@@ -831,7 +838,7 @@ final class TcpConnection implements Connection {
         }
 
         private void onEof() {
-            if (completed || (socketLane == LaneKind.BACKGROUND && channelComplete) || closed.get()) {
+            if (completed || acknowledging || (socketLane == LaneKind.BACKGROUND && channelComplete) || closed.get()) {
                 return; // orderly end
             }
             String where = socketLane == LaneKind.URGENT ? urgentName() : "background channel " + channel;
@@ -1133,6 +1140,7 @@ final class TcpConnection implements Connection {
         public void sendComplete() {
             requireRole(Role.DESTINATION, "the completion acknowledgement (the source completes on the background lane)");
             locked(() -> {
+                acknowledging = true;
                 long n = urgentWriter.writeHeaderOnly(FrameType.COMPLETE, 0, 0, 0);
                 completed = true;
                 return n;
