@@ -19,11 +19,13 @@ import java.util.Map;
  * @param urgentDscp DSCP mark of urgent packets (46 = EF), -1 = none
  * @param urgentPriority SO_PRIORITY of the urgent socket, -1 = none
  * @param backgroundNice nice value of the background threads (0 = as the JVM)
+ * @param backgroundMaxRate cap on the background lane's sending rate, bytes per second over all channels (0 = none; source only)
  * @param sharedChannel {@code urgent-channel=shared}: no urgent connection; urgent frames travel on
  *        background channel 0 between its frames (source chooses; the destination follows the handshake)
  */
 record TcpOptions(int channels, boolean dataDigest, int batchBytes, int queueDepth, int sndbufBytes, int rcvbufBytes,
-                  int notSentLowatBytes, int urgentDscp, int urgentPriority, int backgroundNice, boolean sharedChannel) {
+                  int notSentLowatBytes, int urgentDscp, int urgentPriority, int backgroundNice, long backgroundMaxRate,
+                  boolean sharedChannel) {
 
     /** Default background connections: measured on loopback with 2 cores (see docs/tuning.md). */
     static final int DEFAULT_CHANNELS = 2;
@@ -45,6 +47,8 @@ record TcpOptions(int channels, boolean dataDigest, int batchBytes, int queueDep
         m.put("urgent-priority", "SO_PRIORITY of the urgent socket, 0..6 (default 6; -1 = none)");
         m.put("background-nice", "nice value of the background sender/receiver threads, 0..19 (default " + DEFAULT_BACKGROUND_NICE
                 + "): lets urgent threads win the CPU under load");
+        m.put("background-max-rate", "cap on the background lane's rate in bytes/s over all channels, e.g. 110m (default 0 = none; source"
+                + " only): paced by the kernel (SO_MAX_PACING_RATE), so a link slower than the host leaves no standing queue");
         m.put("urgent-channel", "dedicated|shared (default dedicated; source only): shared sends urgent frames on background channel 0,"
                 + " behind its bulk data, with no priority (for comparison, like QEMU postcopy without postcopy-preempt)");
         DESCRIPTIONS = Map.copyOf(m);
@@ -66,6 +70,7 @@ record TcpOptions(int channels, boolean dataDigest, int batchBytes, int queueDep
                 uri.intOption("urgent-dscp", 46, -1, 63),
                 uri.intOption("urgent-priority", 6, -1, 6),
                 uri.intOption("background-nice", DEFAULT_BACKGROUND_NICE, 0, 19),
+                uri.longOption("background-max-rate", 0, 0, 1L << 40),
                 sharedChannel(uri));
     }
 

@@ -124,6 +124,13 @@ public final class TcpTransportProvider implements TransportProvider {
                 configureBackground(background[c], o, peerTimeoutMs);
                 Handshake.write(background[c], FrameType.JOIN, o.channels(), sessionId, c, null);
             }
+            if (o.backgroundMaxRate() > 0) {
+                // Each channel its share: the kernel paces per socket.
+                long perChannel = Math.max(1, o.backgroundMaxRate() / o.channels());
+                for (NativeSocket b : background) {
+                    b.maxPacingRate(perChannel);
+                }
+            }
             step = "wait for the destination's answer";
             urgent.receiveTimeoutMs(timeoutMs);
             int version = Handshake.readPreamble(urgent);

@@ -36,6 +36,7 @@ final class Libc {
     static final int SO_PRIORITY = 12;
     static final int SO_RCVTIMEO = 20;
     static final int SO_SNDTIMEO = 21;
+    static final int SO_MAX_PACING_RATE = 47;
     static final int IPPROTO_IP = 0;
     static final int IP_TOS = 1;
     static final int IPPROTO_TCP = 6;

@@ -269,6 +269,17 @@ public final class NativeSocket implements AutoCloseable {
         setInt(Libc.SOL_SOCKET, Libc.SO_PRIORITY, priority, "SO_PRIORITY");
     }
 
+    /**
+     * SO_MAX_PACING_RATE: the kernel paces this socket's data at most at this rate (TCP paces
+     * internally when no fq qdisc does), so a bulk stream held below the bottleneck's rate leaves
+     * no standing queue there.
+     *
+     * @param bytesPerSecond the cap, bytes per second (64-bit value)
+     */
+    public void maxPacingRate(long bytesPerSecond) throws IOException {
+        setOption(Libc.SOL_SOCKET, Libc.SO_MAX_PACING_RATE, bytesPerSecond, 8, "SO_MAX_PACING_RATE");
+    }
+
     /** SO_RCVTIMEO: a blocking receive fails with EAGAIN after this long (0 = never). */
     public void receiveTimeoutMs(long ms) throws IOException {
         setTimeval(Libc.SO_RCVTIMEO, ms, "SO_RCVTIMEO");
@@ -304,11 +315,20 @@ public final class NativeSocket implements AutoCloseable {
     }
 
     private void setInt(int level, int option, int value, String name) throws IOException {
+        setOption(level, option, value, 4, name);
+    }
+
+    /** Sets a 4- or 8-byte (native order) socket option. */
+    private void setOption(int level, int option, long value, int bytes, String name) throws IOException {
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment v = arena.allocate(ValueLayout.JAVA_INT);
-            v.set(ValueLayout.JAVA_INT, 0, value);
+            MemorySegment v = arena.allocate(8, 8);
+            if (bytes == 8) {
+                v.set(ValueLayout.JAVA_LONG, 0, value);
+            } else {
+                v.set(ValueLayout.JAVA_INT, 0, (int) value);
+            }
             MemorySegment cap = Libc.capture();
-            int rc = (int) Libc.SETSOCKOPT.invokeExact(cap, fd, level, option, v, 4);
+            int rc = (int) Libc.SETSOCKOPT.invokeExact(cap, fd, level, option, v, bytes);
             if (rc < 0) {
                 throw new SocketErrnoException("setsockopt", Libc.errno(cap), name + "=" + value);
             }
