@@ -42,18 +42,24 @@ import java.util.regex.Pattern;
  * non-zero pages, urgent-lane round trips with the background lane idle and saturated, and
  * iperf3 over the same path in the same run for reference.
  * <pre>
- *   TransportBench [--uri URI]... [--bytes 2g] [--runs 3] [--rtt 2000] [--rtt-gap-us 200]
- *                  [--iperf true|false] [--iperf-seconds 5] [--out DIR]
+ *   TransportBench [--uri URI]... [--bytes 2g] [--runs 3] [--rtt 2000] [--rtt-gap-us 200] [--repeat 1] [--warmup 0]
+ *                  [--iperf true|false] [--iperf-seconds 5] [--out DIR] [--dst-exec CMD]
  * </pre>
  * {@code --uri} is a listen URI with port 0 (default {@code tcp://127.0.0.1:0}); give it
- * several times to compare settings. Results go to stdout and to {@code DIR/transport-bench-*.md}
- * with the histograms as {@code .hgrm} files.
+ * several times to compare settings. {@code --runs 0} skips the throughput runs;
+ * {@code --repeat N} measures the idle and saturated round trips N times, each in fresh
+ * connections, and reports every repeat and all of them merged; {@code --warmup N} first runs N
+ * such repeats unrecorded (JIT compilation on both sides, first-touch of socket buffers, TCP slow
+ * start), which the idle tail otherwise reflects. Results go to stdout and to
+ * {@code DIR/transport-bench-*.md} with the histograms (merged) as {@code .hgrm} files.
  */
 public final class TransportBench {
     private TransportBench() {
     }
 
-    private record Result(String uri, double[] gbps, Histogram idle, Histogram busy, double busyGbps) {
+    /** One URI's figures; {@code idle}/{@code busy} merge the repeats, {@code idleRuns}/{@code busyRuns} hold each. */
+    private record Result(String uri, double[] gbps, Histogram idle, Histogram busy, List<Histogram> idleRuns, List<Histogram> busyRuns,
+                          double[] busyGbps) {
     }
 
     public static void main(String[] args) throws Exception {
@@ -66,6 +72,8 @@ public final class TransportBench {
         int iperfSeconds = 5;
         Path out = Path.of("perf", "target", "reports");
         String dstExec = "";
+        int repeat = 1;
+        int warmup = 0;
         for (int i = 0; i < args.length; i++) {
             String a = args[i];
             String v = i + 1 < args.length ? args[i + 1] : null;
@@ -79,9 +87,11 @@ public final class TransportBench {
                 case "--iperf-seconds" -> iperfSeconds = Integer.parseInt(v);
                 case "--out" -> out = Path.of(v);
                 case "--dst-exec" -> dstExec = v;
+                case "--repeat" -> repeat = Integer.parseInt(v);
+                case "--warmup" -> warmup = Integer.parseInt(v);
                 case "--help", "-h" -> {
                     System.out.println("usage: TransportBench [--uri LISTEN_URI]... [--bytes 2g] [--runs 3] [--rtt 2000] [--rtt-gap-us 200]"
-                            + " [--iperf true|false] [--iperf-seconds 5] [--out DIR] [--dst-exec 'ip netns exec pw-dst']");
+                            + " [--repeat 1] [--warmup 0] [--iperf true|false] [--iperf-seconds 5] [--out DIR] [--dst-exec 'ip netns exec pw-dst']");
                     return;
                 }
                 default -> throw new IllegalArgumentException("unknown argument '" + a + "'; try --help");
@@ -90,6 +100,10 @@ public final class TransportBench {
         }
         if (uris.isEmpty()) {
             uris.add("tcp://127.0.0.1:0");
+        }
+        if (runs < 0 || warmup < 0 || repeat < 1 || rtt < 1) {
+            throw new IllegalArgumentException("--runs and --warmup must be >= 0, --repeat and --rtt >= 1 (got " + runs + ", " + warmup + ", "
+                    + repeat + ", " + rtt + ")");
         }
         Files.createDirectories(out);
         String stamp = LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss"));
@@ -105,7 +119,7 @@ public final class TransportBench {
         Double iperfParallel = iperf ? iperf3(iperfSeconds, 2) : null;
         List<Result> results = new ArrayList<>();
         for (String uri : uris) {
-            results.add(benchOne(uri, layout, bytes, runs, rtt, rttGapUs, out, stamp, dstExec));
+            results.add(benchOne(uri, layout, bytes, runs, rtt, rttGapUs, warmup, repeat, out, stamp, dstExec));
         }
         Double iperfAfter = iperf ? iperf3(iperfSeconds, 1) : null;
 
@@ -119,18 +133,38 @@ public final class TransportBench {
                             + " one-stream figure.%n%n",
                     iperfBefore / 8e9, iperfAfter / 8e9, iperfBefore / 1e9, iperfAfter / 1e9, iperfParallel / 8e9, iperfParallel / 1e9));
         }
-        md.append("| URI | throughput GB/s (runs) | best | vs iperf3 | urgent RTT idle p50 / p99 / max (us) | urgent RTT saturated p50 / p99 / max (us) | p99 ratio |\n");
+        md.append("| URI | throughput GB/s (runs) | best | vs iperf3 | urgent RTT idle p50 / p90 / p99 / max (us) | urgent RTT saturated p50 / p90 / p99 / max (us) | p99 ratio |\n");
         md.append("|---|---|---|---|---|---|---|\n");
         double iperfRef = iperf ? Math.max(iperfBefore, iperfAfter) / 8e9 : Double.NaN;
         for (Result r : results) {
-            double best = Arrays.stream(r.gbps).max().orElse(0);
-            md.append(String.format(Locale.ROOT, "| `%s` | %s | %.2f | %s | %s | %s | %.2f |%n", r.uri,
-                    Arrays.stream(r.gbps).mapToObj(g -> String.format(Locale.ROOT, "%.2f", g)).toList(), best,
-                    iperf ? String.format(Locale.ROOT, "%.0f%%", 100 * best / iperfRef) : "-",
+            double best = Arrays.stream(r.gbps).max().orElse(Double.NaN);
+            md.append(String.format(Locale.ROOT, "| `%s` | %s | %s | %s | %s | %s | %.2f |%n", r.uri,
+                    runs == 0 ? "-" : Arrays.stream(r.gbps).mapToObj(g -> String.format(Locale.ROOT, "%.2f", g)).toList(),
+                    runs == 0 ? "-" : String.format(Locale.ROOT, "%.2f", best),
+                    iperf && runs > 0 ? String.format(Locale.ROOT, "%.0f%%", 100 * best / iperfRef) : "-",
                     pct(r.idle), pct(r.busy), r.busy.getValueAtPercentile(99) / (double) r.idle.getValueAtPercentile(99)));
         }
+        if (repeat > 1) {
+            md.append("\nEach repeat (fresh connections):\n\n| URI | repeat | idle p50 / p90 / p99 / max (us) | saturated p50 / p90 / p99 / max (us) |"
+                    + " saturated p99 / idle p99 | background while saturated GB/s |\n|---|---|---|---|---|---|\n");
+            for (Result r : results) {
+                for (int i = 0; i < r.idleRuns.size(); i++) {
+                    Histogram idle = r.idleRuns.get(i);
+                    Histogram busy = r.busyRuns.get(i);
+                    md.append(String.format(Locale.ROOT, "| `%s` | %d | %s | %s | %.2f | %.3f |%n", r.uri, i + 1, pct(idle), pct(busy),
+                            busy.getValueAtPercentile(99) / (double) idle.getValueAtPercentile(99), r.busyGbps[i]));
+                }
+            }
+        }
         md.append("\nSaturated: the source sends rounds of the whole RAM continuously while the destination sends one page request at a time ")
-                .append("(").append(rtt).append(" requests, ").append(rttGapUs).append(" us apart); the round trip is request sent to page placed.\n");
+                .append("(").append(rtt).append(" requests, ").append(rttGapUs).append(" us apart");
+        if (repeat > 1) {
+            md.append(", ").append(repeat).append(" repeats merged");
+        }
+        if (warmup > 0) {
+            md.append(", after ").append(warmup).append(" unrecorded warm-up repeat(s)");
+        }
+        md.append("); the round trip is request sent to page placed.\n");
         System.out.println();
         System.out.println(md);
         Path report = out.resolve("transport-bench-" + stamp + ".md");
@@ -140,12 +174,12 @@ public final class TransportBench {
     }
 
     private static String pct(Histogram h) {
-        return String.format(Locale.ROOT, "%.0f / %.0f / %.0f", h.getValueAtPercentile(50) / 1e3, h.getValueAtPercentile(99) / 1e3,
-                h.getMaxValue() / 1e3);
+        return String.format(Locale.ROOT, "%.0f / %.0f / %.0f / %.0f", h.getValueAtPercentile(50) / 1e3, h.getValueAtPercentile(90) / 1e3,
+                h.getValueAtPercentile(99) / 1e3, h.getMaxValue() / 1e3);
     }
 
-    private static Result benchOne(String listenUri, RamLayout layout, long bytes, int runs, int rtt, long rttGapUs, Path out, String stamp,
-                                   String dstExec) throws Exception {
+    private static Result benchOne(String listenUri, RamLayout layout, long bytes, int runs, int rtt, long rttGapUs, int warmup, int repeat,
+                                   Path out, String stamp, String dstExec) throws Exception {
         try (Child child = new Child(listenUri, bytes, dstExec)) {
             String target = child.uri;
             System.out.println("== " + listenUri + " (destination pid " + child.process.pid() + " at " + target + ")");
@@ -162,51 +196,88 @@ public final class TransportBench {
                     System.out.printf(Locale.ROOT, "  run %d: %.3f s, %.2f GB/s (%.1f Gbit/s)%n", r + 1, sec, gbps[r], gbps[r] * 8);
                 }
             }
-            Histogram idle;
-            try (Session s = new Session(target, layout)) {
-                idle = s.rtt(rtt, rttGapUs);
-                s.conn.background().sendComplete();
-                s.awaitComplete();
+            List<Histogram> idleRuns = new ArrayList<>();
+            List<Histogram> busyRuns = new ArrayList<>();
+            double[] busyGbps = new double[repeat];
+            for (int k = 0; k < warmup; k++) {
+                Histogram idle = idleRtt(target, layout, rtt, rttGapUs);
+                Histogram busy = new Histogram(TimeUnit.SECONDS.toNanos(10), 3);
+                saturatedRtt(target, layout, rtt, rttGapUs, busy);
+                System.out.println("  warm-up (not recorded): idle " + pct(idle) + " us, saturated " + pct(busy) + " us");
             }
-            System.out.println("  urgent RTT, background idle:      " + pct(idle) + " us (p50 / p99 / max)");
-            Histogram busy;
-            double busyGbps;
-            try (Session s = new Session(target, layout)) {
-                AtomicBoolean stop = new AtomicBoolean();
-                long pages = layout.region(0).pageCount();
-                long t0 = System.nanoTime();
-                CompletableFuture<Long> push = CompletableFuture.supplyAsync(() -> {
-                    long sent = 0;
-                    for (long round = 1; !stop.get(); round++) {
-                        // Chunks, so the stop flag is seen within a fraction of a round.
-                        for (long p = 0; p < pages && !stop.get(); p += 8192) {
-                            long n = Math.min(8192, pages - p);
-                            s.conn.background().sendPages(0, p, n);
-                            sent += n;
-                        }
-                        s.conn.background().sendRoundEnd(round);
-                    }
-                    return sent;
-                });
-                // Let the stream reach full speed first.
-                while (s.conn.stats().pagesSent() < Math.min(pages, 65536)) {
-                    if (push.isDone()) {
-                        push.join();
-                    }
-                    Thread.onSpinWait();
-                }
-                busy = s.rtt(rtt, rttGapUs);
-                stop.set(true);
-                long sent = push.get(60, TimeUnit.SECONDS);
-                busyGbps = sent * 4096.0 / ((System.nanoTime() - t0) / 1e9) / 1e9;
-                s.conn.background().sendComplete();
-                s.awaitComplete();
+            for (int k = 0; k < repeat; k++) {
+                Histogram idle = idleRtt(target, layout, rtt, rttGapUs);
+                System.out.println("  urgent RTT, background idle:      " + pct(idle) + " us (p50 / p90 / p99 / max)");
+                idleRuns.add(idle);
+                Histogram busy = new Histogram(TimeUnit.SECONDS.toNanos(10), 3);
+                busyGbps[k] = saturatedRtt(target, layout, rtt, rttGapUs, busy);
+                System.out.printf(Locale.ROOT, "  urgent RTT, background saturated: %s us (p50 / p90 / p99 / max) while moving %.3f GB/s%n",
+                        pct(busy), busyGbps[k]);
+                busyRuns.add(busy);
             }
-            System.out.printf(Locale.ROOT, "  urgent RTT, background saturated: %s us (p50 / p99 / max) while moving %.2f GB/s%n", pct(busy), busyGbps);
+            Histogram idle = merged(idleRuns);
+            Histogram busy = merged(busyRuns);
             String tag = listenUri.replaceAll("[^A-Za-z0-9=]+", "_");
             writeHgrm(out.resolve("urgent-rtt-idle-" + tag + "-" + stamp + ".hgrm"), idle);
             writeHgrm(out.resolve("urgent-rtt-saturated-" + tag + "-" + stamp + ".hgrm"), busy);
-            return new Result(listenUri, gbps, idle, busy, busyGbps);
+            return new Result(listenUri, gbps, idle, busy, idleRuns, busyRuns, busyGbps);
+        }
+    }
+
+    private static Histogram merged(List<Histogram> runs) {
+        Histogram all = new Histogram(TimeUnit.SECONDS.toNanos(10), 3);
+        runs.forEach(all::add);
+        return all;
+    }
+
+    /** Round trips on a fresh connection whose background lane is idle. */
+    private static Histogram idleRtt(String target, RamLayout layout, int rtt, long rttGapUs) throws Exception {
+        try (Session s = new Session(target, layout)) {
+            Histogram idle = s.rtt(rtt, rttGapUs);
+            s.conn.background().sendComplete();
+            s.awaitComplete();
+            return idle;
+        }
+    }
+
+    /**
+     * Round trips on a fresh connection while its background lane sends whole-RAM rounds.
+     *
+     * @param into receives the round trips
+     * @return the background rate meanwhile, GB/s
+     */
+    private static double saturatedRtt(String target, RamLayout layout, int rtt, long rttGapUs, Histogram into) throws Exception {
+        try (Session s = new Session(target, layout)) {
+            AtomicBoolean stop = new AtomicBoolean();
+            long pages = layout.region(0).pageCount();
+            long t0 = System.nanoTime();
+            CompletableFuture<Long> push = CompletableFuture.supplyAsync(() -> {
+                long sent = 0;
+                for (long round = 1; !stop.get(); round++) {
+                    // Chunks, so the stop flag is seen within a fraction of a round.
+                    for (long p = 0; p < pages && !stop.get(); p += 8192) {
+                        long n = Math.min(8192, pages - p);
+                        s.conn.background().sendPages(0, p, n);
+                        sent += n;
+                    }
+                    s.conn.background().sendRoundEnd(round);
+                }
+                return sent;
+            });
+            // Let the stream reach full speed first.
+            while (s.conn.stats().pagesSent() < Math.min(pages, 65536)) {
+                if (push.isDone()) {
+                    push.join();
+                }
+                Thread.onSpinWait();
+            }
+            into.add(s.rtt(rtt, rttGapUs));
+            stop.set(true);
+            long sent = push.get(60, TimeUnit.SECONDS);
+            double gbps = sent * 4096.0 / ((System.nanoTime() - t0) / 1e9) / 1e9;
+            s.conn.background().sendComplete();
+            s.awaitComplete();
+            return gbps;
         }
     }
 
