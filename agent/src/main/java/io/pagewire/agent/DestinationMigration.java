@@ -40,6 +40,9 @@ import java.util.concurrent.atomic.AtomicReference;
  */
 public final class DestinationMigration implements AutoCloseable {
     private static final long POPULATE_CHUNK = 64L << 20;
+    /** After completion, how long the source may take to ask for the verdict (as the source waits for it). */
+    private static final long VERDICT_WAIT_NS = TimeUnit.SECONDS.toNanos(60);
+    private final AtomicLong completedAt = new AtomicLong();
 
     private final List<GuestRegion> regions;
     private final Arena arena = Arena.ofShared();
@@ -72,6 +75,9 @@ public final class DestinationMigration implements AutoCloseable {
     private volatile Connection current;
     /** Postcopy: whether page data may be placed (false while paused, until a connection resumed). */
     private volatile boolean acceptingPages;
+    /** Postcopy finished (regions closed); placement and the close exclude each other through finishLock. */
+    private boolean postcopyFinished;
+    private final java.util.concurrent.locks.ReentrantReadWriteLock finishLock = new java.util.concurrent.locks.ReentrantReadWriteLock();
     /** The migration's id, from the source's session message. */
     private volatile String session;
     /** Connection generation: events of a connection that was replaced are ignored. */
@@ -183,9 +189,20 @@ public final class DestinationMigration implements AutoCloseable {
             MemorySegment.copy(data, 0, pc.alias(), first * pageSize, count * pageSize);
             return;
         }
-        long placedNow = pc.place(first, count, data, page -> placed(regionId, page));
-        if (placedNow < count) {
-            duplicatePages.addAndGet(count - placedNow);
+        finishLock.readLock().lock();
+        try {
+            if (postcopyFinished) {
+                // Every page is accounted and userfaultfd let go: a late urgent answer (to a request
+                // for a page the push had taken) is a second copy.
+                duplicatePages.addAndGet(count);
+                return;
+            }
+            long placedNow = pc.place(first, count, data, page -> placed(regionId, page));
+            if (placedNow < count) {
+                duplicatePages.addAndGet(count - placedNow);
+            }
+        } finally {
+            finishLock.readLock().unlock();
         }
     }
 
@@ -592,7 +609,19 @@ public final class DestinationMigration implements AutoCloseable {
                 TransportException lost;
                 synchronized (events) {
                     while (!finishedEvent && lostEvent == null) {
-                        events.wait();
+                        events.wait(250);
+                        TransportException quiet = c.failure();
+                        if (quiet != null && lostEvent == null && !finishedEvent) {
+                            // Failed without telling the handler (the transport stays silent once the
+                            // completion acknowledgement went out): over, with what we have.
+                            lostEvent = quiet;
+                        }
+                        if (stats.status() == MigrationStats.Status.COMPLETED && completedAt.compareAndSet(0, System.nanoTime())) {
+                            continue;
+                        }
+                        if (completedAt.get() != 0 && System.nanoTime() - completedAt.get() > VERDICT_WAIT_NS) {
+                            finishedEvent = true; // completed; the source never asked for a verdict nor said done
+                        }
                     }
                     if (finishedEvent) {
                         break;
@@ -885,8 +914,28 @@ public final class DestinationMigration implements AutoCloseable {
                 Thread.currentThread().interrupt();
             }
         }
-        for (PostcopyRegion pc : postcopyRegions) {
-            pc.close();
+        finishLock.writeLock().lock();
+        try {
+            if (!postcopyFinished) {
+                postcopyFinished = true;
+                for (PostcopyRegion pc : postcopyRegions) {
+                    pc.close();
+                }
+            }
+        } finally {
+            finishLock.writeLock().unlock();
+        }
+    }
+
+    /**
+     * Lets go of userfaultfd (idempotent; nothing to do without postcopy): threads blocked on a
+     * missing page are released, and pages that never arrived read as zero. For tearing down after
+     * a failed postcopy: call it before joining the guest's threads (a thread blocked in a fault
+     * cannot stop) and before its RAM is unmapped.
+     */
+    public void releaseGuestMemory() {
+        if (postcopyRegions != null) {
+            finishPostcopy();
         }
     }
 
@@ -935,14 +984,7 @@ public final class DestinationMigration implements AutoCloseable {
     @Override
     public void close() throws InterruptedException {
         faultsStop = true;
-        if (postcopyRegions != null) {
-            for (Thread t : faultThreads) {
-                t.join(TimeUnit.SECONDS.toMillis(5));
-            }
-            for (PostcopyRegion pc : postcopyRegions) {
-                pc.close();
-            }
-        }
+        releaseGuestMemory();
         stopPopulating = true;
         synchronized (hintLock) {
             hintLock.notifyAll();

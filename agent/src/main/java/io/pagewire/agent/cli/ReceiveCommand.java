@@ -121,6 +121,7 @@ final class ReceiveCommand implements Callable<Integer> {
                     stats = dst.receive(l, Duration.ofSeconds(acceptTimeoutSeconds));
                 } finally {
                     if (guest.get() != null) {
+                        dst.releaseGuestMemory(); // a vCPU blocked on a page that never came must be let go first
                         guest.get().close();
                     }
                 }

@@ -66,6 +66,7 @@ public final class MigrationBenchDestination {
                         s = dst.receive(l, Duration.ofMinutes(10));
                     } finally {
                         if (guest.get() != null) {
+                            dst.releaseGuestMemory(); // a vCPU blocked on a page that never came must be let go first
                             guest.get().close();
                         }
                     }
