@@ -452,4 +452,28 @@ class MigrationEndToEndTest {
             assertTrue(last.startsWith("RECEIVED verified"), last);
         }
     }
+
+    @Test
+    void migrateStartPostcopyCommandSwitchesAPrecopyThatWouldNotConverge() throws Exception {
+        long ram = 32 * MIB;
+        PostcopyDestination dst = postcopyDestination(ram, 1, "16M", "16M", 30);
+        // A 1 ms downtime limit and 1000 rounds: without the command this precopy would go on and on.
+        Process src = new ProcessBuilder(ChildJvm.command(List.of("send", "--to", dst.uri().toString(), "--ram", Long.toString(ram),
+                "--dirty-rate", "64M", "--working-set", "16M", "--postcopy", "--downtime-limit", "1", "--max-rounds", "1000",
+                "--policy", "cancel", "--max-bandwidth", "16M", "--monitor-stdio", "--json")))
+                .redirectError(ProcessBuilder.Redirect.INHERIT).start();
+        children.add(src);
+        LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(2500)); // in precopy rounds by now
+        try (java.io.Writer cmd = new java.io.OutputStreamWriter(src.getOutputStream(), StandardCharsets.UTF_8)) {
+            cmd.write("migrate-start-postcopy\n");
+            cmd.flush();
+            assertTrue(src.waitFor(60, TimeUnit.SECONDS), "the source did not finish after migrate-start-postcopy");
+        }
+        String json = new String(src.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        assertEquals(0, src.exitValue(), json);
+        assertTrue(json.contains("\"status\":\"completed\"") && json.contains("\"postcopy\":{"), json);
+        assertTrue(json.contains("\"verified\":true"), json);
+        String last = exited(dst, 0);
+        assertTrue(last.startsWith("RECEIVED verified"), last);
+    }
 }
