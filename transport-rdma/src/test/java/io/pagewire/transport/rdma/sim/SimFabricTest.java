@@ -272,6 +272,9 @@ class SimFabricTest {
                     t.passive.mr.rkey());
         }
         t.active.qp.postSend(t.active.batch);
+        // Consume nothing until the fabric has completed all three: polling between the second and
+        // the third completion would make room and no overrun would happen (a race seen under load).
+        java.util.concurrent.locks.LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(300));
         long deadline = System.nanoTime() + S;
         VerbsException overrun = null;
         while (overrun == null && System.nanoTime() < deadline) {
