@@ -213,7 +213,8 @@ public final class DestinationMigration implements AutoCloseable {
         if (bt != null) {
             bt.pageArrived(page, now);
         }
-        Long t = faultStartNs.remove(((long) regionId << 48) | page);
+        // Most placed pages were never faulted on: skip the boxed lookup while nobody waits.
+        Long t = faultStartNs.isEmpty() ? null : faultStartNs.remove(((long) regionId << 48) | page);
         if (t != null) {
             faultLatency.recordValue(Math.min(now - t, faultLatency.getHighestTrackableValue()));
         }
@@ -415,10 +416,10 @@ public final class DestinationMigration implements AutoCloseable {
         vcpus.append(']');
         org.HdrHistogram.Histogram h = faultLatency.copy();
         return String.format(java.util.Locale.ROOT,
-                "{\"postcopy-requests\":%d,\"local-faults\":%d,\"recoveries\":%d,\"requests-again\":%d,\"duplicate-pages\":%d,\"held-pages-resent\":%d,"
+                "{\"postcopy-requests\":%d,\"local-faults\":%d,\"recoveries\":%d,\"requests-again\":%d,\"requests-deferred\":%d,\"duplicate-pages\":%d,\"held-pages-resent\":%d,"
                         + "\"blocktime-ms\":%.3f,\"vcpu-blocktime-ms\":%s,\"postcopy-ms\":%d,"
                         + "\"fault-latency-us\":{\"count\":%d,\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"p99.9\":%.1f,\"max\":%.1f}}",
-                pageRequests.get(), localFaults.get(), recoveries.get(), requestsAgain.get(), duplicatePages.get(), heldPagesResent.get(), bt == null ? 0.0 : bt.totalBlockedNs(now) / 1e6, vcpus,
+                pageRequests.get(), localFaults.get(), recoveries.get(), requestsAgain.get(), requestsDeferred.get(), duplicatePages.get(), heldPagesResent.get(), bt == null ? 0.0 : bt.totalBlockedNs(now) / 1e6, vcpus,
                 postcopyStartNs == 0 ? 0 : (now - postcopyStartNs) / 1_000_000, h.getTotalCount(), h.getValueAtPercentile(50) / 1e3,
                 h.getValueAtPercentile(90) / 1e3, h.getValueAtPercentile(99) / 1e3, h.getValueAtPercentile(99.9) / 1e3, h.getMaxValue() / 1e3);
     }
@@ -805,9 +806,19 @@ public final class DestinationMigration implements AutoCloseable {
                     // Holes read as zero once userfaultfd lets go; only a page someone faulted on needs placing now.
                     // Ordered against fault(): mark the accounting first, then read the requests.
                     accounted[regionId].markRangeAtomic(firstPage, pageCount);
-                    for (long p = firstPage; p < firstPage + pageCount; p++) {
-                        if (requested[regionId].contains(p)) {
-                            postcopyRegions[regionId].placeZero(p, 1, x -> placed(regionId, x));
+                    java.util.Set<Long> asked = requested[regionId];
+                    if (asked.size() < pageCount) {
+                        // Walk the (few) requests rather than look every page of a long zero run up.
+                        for (Long p : asked) {
+                            if (p >= firstPage && p < firstPage + pageCount) {
+                                postcopyRegions[regionId].placeZero(p, 1, x -> placed(regionId, x));
+                            }
+                        }
+                    } else {
+                        for (long p = firstPage; p < firstPage + pageCount; p++) {
+                            if (asked.contains(p)) {
+                                postcopyRegions[regionId].placeZero(p, 1, x -> placed(regionId, x));
+                            }
                         }
                     }
                 } else {
