@@ -15,6 +15,7 @@ import io.pagewire.transport.spi.RamRegion;
 import io.pagewire.transport.spi.Role;
 import io.pagewire.transport.spi.TransportException;
 import io.pagewire.transport.spi.TransportException.Kind;
+import io.pagewire.transport.spi.linux.ThreadTuning;
 import io.pagewire.transport.spi.wire.FrameHeader;
 import io.pagewire.transport.spi.wire.FrameType;
 import io.pagewire.transport.spi.wire.FrameValidator;
@@ -374,7 +375,7 @@ final class AeronConnection implements Connection {
     // ================================================================== threads
 
     private void urgentLoop() {
-        String why = ThreadTuning.urgentThread();
+        String why = ThreadTuning.urgentThread(Drivers.URGENT_SLICE_NS);
         if (why != null) {
             LOG.log(System.Logger.Level.DEBUG, "aeron: urgent thread not tuned: " + why);
         }
@@ -442,7 +443,7 @@ final class AeronConnection implements Connection {
     }
 
     private void backgroundLoop() {
-        String why = ThreadTuning.apply(options.backgroundNice());
+        String why = ThreadTuning.nice(options.backgroundNice());
         if (why != null) {
             LOG.log(System.Logger.Level.DEBUG, "aeron: background receiver keeps its nice value: " + why);
         }

@@ -44,10 +44,15 @@ public interface Connection extends AutoCloseable {
     /** @return live counters */
     ConnectionStats stats();
 
-    /** @return the failure, or null while healthy */
+    /**
+     * @return what ended the connection: null while it is healthy and after a clean end (completion
+     *         acknowledged, then closed by either side); kind {@code CLOSED} after a local close or
+     *         {@link #abort} before completion; otherwise the failure ({@code PEER_ERROR},
+     *         {@code CONNECTION_LOST}, {@code TIMEOUT}, ...), also one after completion
+     */
     TransportException failure();
 
-    /** @return true once closed (locally, or after a failure) */
+    /** @return true once closed locally, failed, or ended by the peer after completion; every send then throws */
     boolean isClosed();
 
     /**

@@ -21,6 +21,17 @@ import java.lang.foreign.MemorySegment;
 public interface MessageHandler {
 
     /**
+     * The connection this handler serves, before any other callback and before {@code connect} or
+     * {@code accept} returns it: keep it to answer from callbacks (no need to wait for the caller to
+     * publish it). Called once, on the thread that opens the connection. A handler that throws here
+     * fails the connection.
+     *
+     * @param connection the connection
+     */
+    default void onOpen(Connection connection) {
+    }
+
+    /**
      * Pages have been placed in destination RAM (written to the region's memory, or handed to
      * its {@link PagePlacer}).
      */
@@ -64,5 +75,18 @@ public interface MessageHandler {
      * completion). Every later send throws the same exception.
      */
     default void onError(TransportException error) {
+    }
+
+    /**
+     * The connection has ended, for whatever reason: the last callback, exactly once, after every
+     * transport thread that calls this handler has stopped and every transport resource is released
+     * (so a receiver can wait for this instead of polling {@link Connection#failure()}). It ends when
+     * it is closed locally, when it fails, or when the peer ends it in order after completion.
+     *
+     * @param failure what ended it ({@link Connection#failure()}), or null when it ended cleanly after
+     *        completion; unlike {@link #onError} also reported for a local close or abort (kind
+     *        {@code CLOSED}) and for a failure after completion
+     */
+    default void onClosed(TransportException failure) {
     }
 }
