@@ -122,7 +122,7 @@ public abstract class KitConnection implements Connection {
     private final Set<Capability> capabilities;
     private final Barrier barrier;
     private final Lane urgentLane = new UrgentLane();
-    private Lane backgroundLane;
+    private volatile Lane backgroundLane;
 
     private final AtomicReference<TransportException> failure = new AtomicReference<>();
     private final CountDownLatch failed = new CountDownLatch(1);
@@ -183,6 +183,7 @@ public abstract class KitConnection implements Connection {
      * A handler that throws fails and closes the connection, and the failure is thrown.
      */
     protected final void open() {
+        backgroundLane = role == Role.DESTINATION ? new DestinationBackgroundLane(this::ensureOpen) : sourceLane();
         try {
             handler.onOpen(this);
             opened();
@@ -471,15 +472,10 @@ public abstract class KitConnection implements Connection {
 
     @Override
     public Lane background() {
-        Lane l = backgroundLane;
-        if (l == null) {
-            l = role == Role.DESTINATION ? new DestinationBackgroundLane(this::ensureOpen) : sourceLane();
-            backgroundLane = l;
-        }
-        return l;
+        return backgroundLane;
     }
 
-    /** @return the source's background lane (made once) */
+    /** @return the source's background lane (made once, in {@link #open()}) */
     protected abstract SourceLane sourceLane();
 
     @Override
