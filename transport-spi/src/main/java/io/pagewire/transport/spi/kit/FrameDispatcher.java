@@ -30,14 +30,14 @@ import java.util.zip.CRC32C;
  * peer's reason; nothing reaches the handler after a failure.
  *
  * <p>Not thread-safe: one dispatcher per receiving thread. Its staging buffer is allocated on first
- * use and freed by {@link #close()}, which its thread calls when it ends.
+ * use and freed by {@link #close()}, once that thread no longer uses it.
  */
 public final class FrameDispatcher implements AutoCloseable {
     private final KitConnection c;
     private final MessageHandler handler;
     private final int stream;
     private final CRC32C crc = new CRC32C();
-    private final Arena arena = Arena.ofConfined();
+    private Arena arena; // made with the staging buffer
     private MemorySegment staging;
     private long pagesReceived;
     private boolean complete;
@@ -148,6 +148,9 @@ public final class FrameDispatcher implements AutoCloseable {
 
     private MemorySegment staging() {
         if (staging == null) {
+            // Shared, made on first use: a dispatcher may be created on one thread, used on its receiving
+            // thread and closed by the connection's release on a third.
+            arena = Arena.ofShared();
             staging = arena.allocate(c.maxPayload, 4096);
         }
         return staging;
@@ -259,8 +262,13 @@ public final class FrameDispatcher implements AutoCloseable {
         return j;
     }
 
+    /** Frees the staging buffer; call once the receiving thread no longer uses this dispatcher. */
     @Override
     public void close() {
-        arena.close();
+        if (arena != null) {
+            arena.close();
+            arena = null;
+            staging = null;
+        }
     }
 }

@@ -145,7 +145,8 @@ public abstract class SessionListener<E, A> implements Listener {
      * Waits for the next endpoint (the acceptor thread's blocking call).
      *
      * @return the endpoint, or null to look at {@code closed} and call again
-     * @throws IOException when the listening endpoint failed: nothing more will be accepted
+     * @throws IOException when the listening endpoint failed: nothing more will be accepted (also any
+     *         {@link TransportException}, which is then what {@link #accept} throws)
      */
     protected abstract E awaitEndpoint() throws IOException;
 
@@ -224,10 +225,11 @@ public abstract class SessionListener<E, A> implements Listener {
                     throw x;
                 }
             }
-        } catch (IOException e) {
+        } catch (IOException | RuntimeException e) {
             if (!closed) {
                 // The listening endpoint failed on its own (not through close()): nothing more will be accepted.
-                failure = new TransportException(Kind.CONNECT_FAILED, "listener " + uri + " stopped accepting: " + e.getMessage(), e);
+                failure = e instanceof TransportException t ? t
+                        : new TransportException(Kind.CONNECT_FAILED, "listener " + uri + " stopped accepting: " + e.getMessage(), e);
             }
         } finally {
             signal();

@@ -43,6 +43,31 @@ public abstract class SourceLane implements Lane {
     /** Blocks until everything queued has been read from RAM and handed to the medium. */
     protected abstract void drain();
 
+    /** Takes one batch of page descriptors into a bounded queue, without blocking. */
+    @FunctionalInterface
+    protected interface BatchQueue {
+        /** @return false when the queue is full */
+        boolean offer(int regionId, long first, long count, long bytes);
+    }
+
+    /**
+     * Splits a page range into batches of at most {@code maxPayload} bytes and queues as many as fit.
+     *
+     * @return pages taken (1..count), or {@link Lane#BACK_PRESSURED} when none fit
+     */
+    protected static long offerBatches(RamRegion r, int regionId, long firstPage, long pageCount, int maxPayload, BatchQueue queue) {
+        long perBatch = maxPayload / r.pageSize();
+        long taken = 0;
+        while (taken < pageCount) {
+            long n = Math.min(pageCount - taken, perBatch);
+            if (!queue.offer(regionId, firstPage + taken, n, n * r.pageSize())) {
+                break;
+            }
+            taken += n;
+        }
+        return taken == 0 ? BACK_PRESSURED : taken;
+    }
+
     private void checkSendable() {
         connection.ensureOpen();
         if (completing) {

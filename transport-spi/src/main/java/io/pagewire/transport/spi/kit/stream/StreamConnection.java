@@ -424,6 +424,7 @@ public class StreamConnection extends KitConnection {
     }
 
     private final class StreamSourceLane extends SourceLane {
+        private final BatchQueue pagesQueue = (region, first, n, bytes) -> queue.offer(BackgroundQueue.PAGES, region, first, n, bytes, null);
         // Short runs are gathered here into one PAGE_LIST entry (single producer: no lock needed).
         private final long[] pending = new long[Wire.MAX_LIST_PAGES];
         private int pendingCount;
@@ -473,16 +474,7 @@ public class StreamConnection extends KitConnection {
             if (!offerPending()) {
                 return BACK_PRESSURED;
             }
-            long perBatch = maxPayload / r.pageSize();
-            long taken = 0;
-            while (taken < pageCount) {
-                long n = Math.min(pageCount - taken, perBatch);
-                if (!queue.offer(BackgroundQueue.PAGES, regionId, firstPage + taken, n, n * r.pageSize(), null)) {
-                    break;
-                }
-                taken += n;
-            }
-            return taken == 0 ? BACK_PRESSURED : taken;
+            return offerBatches(r, regionId, firstPage, pageCount, maxPayload, pagesQueue);
         }
 
         @Override
