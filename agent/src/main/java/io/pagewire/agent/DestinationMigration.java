@@ -10,6 +10,7 @@ import io.pagewire.transport.spi.Listener;
 import io.pagewire.transport.spi.MessageHandler;
 import io.pagewire.transport.spi.RamLayout;
 import io.pagewire.transport.spi.RamRegion;
+import io.pagewire.transport.spi.RegionFile;
 import io.pagewire.transport.spi.TransportContext;
 import io.pagewire.transport.spi.TransportException;
 import io.pagewire.transport.spi.Transports;
@@ -21,7 +22,6 @@ import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
@@ -47,6 +47,8 @@ public final class DestinationMigration implements AutoCloseable {
     private final List<GuestRegion> regions;
     private final Arena arena = Arena.ofShared();
     private final DirtyBitmap[] accounted;
+    /** Regions whose memory the source handed over (unix:// share-memory): mapped here, never sent. */
+    private final java.util.Set<Integer> adopted = java.util.concurrent.ConcurrentHashMap.newKeySet();
     private final DirtyBitmap[] hasData;
     /** Postcopy, MINOR mode: pages whose stale data was kept in the page cache at their discard. */
     private final DirtyBitmap[] stale;
@@ -474,6 +476,9 @@ public final class DestinationMigration implements AutoCloseable {
      * (the guest mapping is userfaultfd's; populating it would fault).
      */
     private void populate(int regionId, long first, long count) {
+        if (adopted.contains(regionId)) {
+            return; // the source's memory now: populating it would allocate the source's pages
+        }
         if (postcopyRegions == null) {
             regions.get(regionId).populate(first, count);
         } else {
@@ -598,9 +603,7 @@ public final class DestinationMigration implements AutoCloseable {
      * @return statistics: completed, or failed with the reason
      */
     public MigrationStats receive(Listener listener, Duration acceptTimeout) throws InterruptedException {
-        CompletableFuture<Connection> self = new CompletableFuture<>();
-        Connection c = listener.accept(handler(0, self), acceptTimeout);
-        self.complete(c);
+        Connection c = listener.accept(handler(0), acceptTimeout);
         current = c;
         stats.status(MigrationStats.Status.ACTIVE);
         stats.setupDone();
@@ -609,19 +612,18 @@ public final class DestinationMigration implements AutoCloseable {
             while (true) {
                 TransportException lost;
                 synchronized (events) {
+                    // The handler signals every event: completion, a verdict asked, the connection's end (onClosed).
                     while (!finishedEvent && lostEvent == null) {
-                        events.wait(250);
-                        TransportException quiet = c.failure();
-                        if (quiet != null && lostEvent == null && !finishedEvent) {
-                            // Failed without telling the handler (the transport stays silent once the
-                            // completion acknowledgement went out): over, with what we have.
-                            lostEvent = quiet;
-                        }
-                        if (stats.status() == MigrationStats.Status.COMPLETED && completedAt.compareAndSet(0, System.nanoTime())) {
-                            continue;
-                        }
-                        if (completedAt.get() != 0 && System.nanoTime() - completedAt.get() > VERDICT_WAIT_NS) {
-                            finishedEvent = true; // completed; the source never asked for a verdict nor said done
+                        if (stats.status() == MigrationStats.Status.COMPLETED) {
+                            completedAt.compareAndSet(0, System.nanoTime());
+                            long left = completedAt.get() + VERDICT_WAIT_NS - System.nanoTime();
+                            if (left <= 0) {
+                                finishedEvent = true; // completed; the source never asked for a verdict nor said done
+                                break;
+                            }
+                            TimeUnit.NANOSECONDS.timedWait(events, left);
+                        } else {
+                            events.wait();
                         }
                     }
                     if (finishedEvent) {
@@ -679,10 +681,9 @@ public final class DestinationMigration implements AutoCloseable {
                 return null;
             }
             int gen = ++generation;
-            CompletableFuture<Connection> self = new CompletableFuture<>();
             Connection c;
             try {
-                c = listener.accept(handler(gen, self), Duration.ofNanos(left));
+                c = listener.accept(handler(gen), Duration.ofNanos(left));
             } catch (TransportException e) {
                 if (e.kind() == TransportException.Kind.TIMEOUT) {
                     continue; // the deadline check above ends it
@@ -693,7 +694,6 @@ public final class DestinationMigration implements AutoCloseable {
                 }
                 continue; // a handshake that failed: wait for the next
             }
-            self.complete(c);
             stats.status(MigrationStats.Status.POSTCOPY_RECOVER);
             // The new connection must say postcopy-recover first; the handler answers and signals.
             boolean ok;
@@ -778,8 +778,16 @@ public final class DestinationMigration implements AutoCloseable {
     }
 
     /** Handler of the connection of generation {@code gen}; once it is replaced, its events are ignored. */
-    private MessageHandler handler(int gen, CompletableFuture<Connection> self) {
+    private MessageHandler handler(int gen) {
         return new MessageHandler() {
+            private volatile Connection self;
+            private volatile boolean errorReported;
+
+            @Override
+            public void onOpen(Connection connection) {
+                self = connection;
+            }
+
             @Override
             public void onPages(LaneKind lane, int regionId, long firstPage, int pageCount) {
                 DirtyBitmap[] held = heldAtResume;
@@ -842,7 +850,7 @@ public final class DestinationMigration implements AutoCloseable {
 
             @Override
             public void onComplete() {
-                Connection c = self.join();
+                Connection c = self;
                 String missing = firstMissingPage();
                 if (missing != null) {
                     stats.failed(missing);
@@ -860,6 +868,9 @@ public final class DestinationMigration implements AutoCloseable {
                 c.urgent().sendComplete();
                 stats.status(MigrationStats.Status.COMPLETED);
                 stats.end();
+                synchronized (events) {
+                    events.notifyAll(); // the receive loop starts waiting for a verdict
+                }
             }
 
             @Override
@@ -873,7 +884,7 @@ public final class DestinationMigration implements AutoCloseable {
                 text = new String(payload.toArray(ValueLayout.JAVA_BYTE), StandardCharsets.UTF_8);
                 if (text.startsWith(Protocol.VERIFY)) {
                     verification = verify(text.substring(Protocol.VERIFY.length()).strip());
-                    self.join().urgent().sendControl(MemorySegment.ofArray(verification.getBytes(StandardCharsets.UTF_8)));
+                    self.urgent().sendControl(MemorySegment.ofArray(verification.getBytes(StandardCharsets.UTF_8)));
                     signalFinished();
                 } else if (text.equals(Protocol.DONE)) {
                     signalFinished();
@@ -883,7 +894,7 @@ public final class DestinationMigration implements AutoCloseable {
                     }
                     session = text.substring(Protocol.SESSION.length() + 1);
                 } else if (text.startsWith(Protocol.POSTCOPY_RECOVER + " ")) {
-                    resumePostcopy(self.join(), text.substring(Protocol.POSTCOPY_RECOVER.length() + 1));
+                    resumePostcopy(self, text.substring(Protocol.POSTCOPY_RECOVER.length() + 1));
                 } else if (text.equals(Protocol.POSTCOPY_START)) {
                     if (postcopyRegions == null) {
                         throw new IllegalStateException("the source switched to postcopy, but this destination was not prepared for it"
@@ -891,7 +902,7 @@ public final class DestinationMigration implements AutoCloseable {
                     }
                     stopPopulatingAndWait(); // also when nothing was discarded
                     discardNeverReceived();
-                    startPostcopy(self.join());
+                    startPostcopy(self);
                 } else if (text.startsWith(Protocol.POPULATE + " ")) {
                     if (populateMode == Populate.HINTED) {
                         hint(text.substring(Protocol.POPULATE.length() + 1));
@@ -900,7 +911,36 @@ public final class DestinationMigration implements AutoCloseable {
             }
 
             @Override
+            public void onSharedRegion(int regionId, RegionFile file) {
+                // The source handed this region over (local live update): its memory becomes ours, at the
+                // same addresses, and every page of it is here and current.
+                GuestRegion r = regions.get(regionId);
+                adopted.add(regionId);
+                r.adopt(file.fd(), file.offset());
+                accounted[regionId].markRangeAtomic(0, r.pageCount());
+            }
+
+            @Override
+            public void onClosed(TransportException failure) {
+                if (gen != generation || errorReported) {
+                    return; // replaced, or onError told already
+                }
+                synchronized (events) {
+                    if (failure == null) {
+                        // The source ended the connection in order after completion: no verdict can be asked any more.
+                        finishedEvent = finishedEvent || stats.status() == MigrationStats.Status.COMPLETED;
+                    } else if (failure.kind() != TransportException.Kind.CLOSED && lostEvent == null && !finishedEvent) {
+                        // Failed after the completion acknowledgement (the transport no longer calls onError then):
+                        // over, with what we have. A CLOSED failure is this side's own close or abort.
+                        lostEvent = failure;
+                    }
+                    events.notifyAll();
+                }
+            }
+
+            @Override
             public void onError(TransportException error) {
+                errorReported = true;
                 if (gen != generation) {
                     return;
                 }

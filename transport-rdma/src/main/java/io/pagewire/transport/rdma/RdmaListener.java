@@ -129,6 +129,10 @@ final class RdmaListener extends SessionListener<Channel, Protocol.Setup> {
             Handshake.First first = Handshake.read(msg, Wire.MAX_HELLO_BYTES);
             if (first.type() == FrameType.HELLO) {
                 Hello hello = Hello.decode(first.payload(), (int) first.payload().byteSize());
+                String why = Handshakes.refusal(context, hello); // a HELLO that does not fit is refused for that, whatever follows
+                if (why != null) {
+                    throw new TransportException(Kind.HANDSHAKE, why);
+                }
                 Protocol.Setup setup = Protocol.Setup.decode(Handshake.follow(first.after(), Protocol.RDMA_SETUP, Protocol.Setup.LENGTH), 0,
                         Protocol.Setup.LENGTH);
                 return First.hello(hello, setup);

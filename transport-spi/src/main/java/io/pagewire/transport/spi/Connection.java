@@ -35,6 +35,15 @@ public interface Connection extends AutoCloseable {
     /** @return what this connection can do */
     Set<Capability> capabilities();
 
+    /**
+     * @return the ids of the regions handed over rather than copied ({@link Capability#SHARED_MEMORY}):
+     *         on the source, regions whose pages need not be sent; on the destination, regions whose
+     *         memory the handler received through {@link MessageHandler#onSharedRegion}
+     */
+    default Set<Integer> sharedRegions() {
+        return Set.of();
+    }
+
     /** @return the bulk lane */
     Lane background();
 

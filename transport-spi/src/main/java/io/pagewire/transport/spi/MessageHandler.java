@@ -32,6 +32,22 @@ public interface MessageHandler {
     }
 
     /**
+     * Destination of a {@link Capability#SHARED_MEMORY} connection: the source handed over region
+     * {@code regionId} itself. Map {@code file} in place of this side's memory for the region (it then
+     * holds the source's pages, current at every moment, and no page of it is sent) and close the
+     * descriptor when done. Called during the handshake, after {@link #onOpen} and before any frame.
+     * The default refuses: a handler that does not take shared memory fails the connection.
+     *
+     * @param regionId the region
+     * @param file the source's file and the region's offset in it; the descriptor is the handler's once
+     *        this returns (when it throws, the transport closes it: do not close it then)
+     */
+    default void onSharedRegion(int regionId, RegionFile file) {
+        throw new UnsupportedOperationException("this message handler does not take shared memory (implement"
+                + " MessageHandler.onSharedRegion), so region " + regionId + " cannot be handed over");
+    }
+
+    /**
      * Pages have been placed in destination RAM (written to the region's memory, or handed to
      * its {@link PagePlacer}).
      */

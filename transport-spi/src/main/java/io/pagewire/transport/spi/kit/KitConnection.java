@@ -189,7 +189,7 @@ public abstract class KitConnection implements Connection {
             opened();
         } catch (RuntimeException e) {
             TransportException t = e instanceof TransportException te ? te
-                    : new TransportException(Kind.HANDLER_FAILED, "the " + side() + "'s message handler failed in onOpen: " + e, e);
+                    : new TransportException(Kind.HANDLER_FAILED, "the " + side() + "'s message handler failed while the connection opened: " + e, e);
             fail(t, FailureOrigin.LOCAL);
             close();
             throw t;
@@ -219,8 +219,8 @@ public abstract class KitConnection implements Connection {
 
     /** Turns what a thread threw into the failure (or, after our own close or an orderly end, nothing). */
     private void failFrom(String where, boolean background, Throwable t) {
-        if (closed.get() || failure.get() != null) {
-            return; // our own close or an earlier failure woke it
+        if (closed.get() || peerEnded || failure.get() != null) {
+            return; // our own close, the peer's orderly end or an earlier failure woke it
         }
         if (t instanceof InterruptedException) {
             Thread.currentThread().interrupt();
@@ -583,7 +583,8 @@ public abstract class KitConnection implements Connection {
 
     // ================================================================== receiving (for FrameDispatcher)
 
-    final MessageHandler handler() {
+    /** @return the handler (never null) */
+    protected final MessageHandler handler() {
         return handler;
     }
 

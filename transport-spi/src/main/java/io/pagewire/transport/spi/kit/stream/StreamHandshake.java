@@ -131,11 +131,31 @@ public final class StreamHandshake {
             c.start();
             return c;
         } catch (IOException e) {
+            // A destination that refuses at once closes while this side still sends: its reason may be waiting.
+            String refusal = urgent == null ? null : refusal(urgent, e);
             closeAll(urgent, background);
+            if (refusal != null) {
+                throw new TransportException(Kind.HANDSHAKE, "the destination " + uri + " refused the migration: " + refusal, e);
+            }
             throw new TransportException(Kind.CONNECT_FAILED, scheme + ": could not " + step + " to " + uri + ": " + e.getMessage(), e);
         } catch (RuntimeException e) {
             closeAll(urgent, background);
             throw e;
+        }
+    }
+
+    /** @return the text of an ERROR the destination sent before closing, or null (what went wrong reading is kept with {@code cause}) */
+    private static String refusal(NativeSocket urgent, IOException cause) {
+        try {
+            urgent.receiveTimeoutMs(1000);
+            if (readPreamble(urgent) < 0) {
+                return null;
+            }
+            Frame f = readFrame(urgent, 0);
+            return f.type() == FrameType.ERROR ? f.text() : null;
+        } catch (IOException | RuntimeException e) {
+            cause.addSuppressed(e);
+            return null;
         }
     }
 

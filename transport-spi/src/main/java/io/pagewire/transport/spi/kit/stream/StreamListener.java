@@ -68,6 +68,10 @@ public abstract class StreamListener<A> extends SessionListener<NativeSocket, A>
      * @throws TransportException what is wrong with it (the source is told)
      */
     protected A afterHello(NativeSocket s, Hello hello) throws IOException {
+        if (hello.sharedMemory()) {
+            throw new TransportException(TransportException.Kind.HANDSHAKE, scheme + " cannot take memory handed over by a source"
+                    + " (shared memory travels over unix:// sockets only)");
+        }
         return null;
     }
 
