@@ -246,6 +246,12 @@ public final class MigrationStats {
         return setupNs < 0 ? 0 : ms(setupNs);
     }
 
+    /** @return the downtime the engine expected when it decided to switch over, in ms (-1: it never decided) */
+    public long expectedDowntimeMs() {
+        long ns = expectedDowntimeNs;
+        return ns < 0 ? -1 : ns / 1_000_000;
+    }
+
     public long downtimeMs() {
         return downtimeNs < 0 ? -1 : ms(downtimeNs);
     }
