@@ -1,7 +1,9 @@
 package io.pagewire.agent;
 
 import io.pagewire.ramtracker.GuestRegion;
+import io.pagewire.ramtracker.bitmap.DirtyBitmap;
 
+import java.lang.foreign.Arena;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
@@ -42,6 +44,7 @@ final class RamChecksum implements AutoCloseable {
     private static final long PIECE_BYTES = 8L << 20;
 
     private final List<GuestRegion> regions;
+    private final Population[] population;
     private final long[][] chunkCrcs;
     private final boolean[][] submitted; // guarded by this
     private final AtomicLong remaining = new AtomicLong();
@@ -60,6 +63,7 @@ final class RamChecksum implements AutoCloseable {
     RamChecksum(List<GuestRegion> regions, int threads, String name) {
         this.regions = List.copyOf(regions);
         this.chunkCrcs = new long[regions.size()][];
+        this.population = new Population[regions.size()];
         this.submitted = new boolean[regions.size()][];
         long total = 0;
         long chunks = 0;
@@ -70,6 +74,7 @@ final class RamChecksum implements AutoCloseable {
                         + Integer.MAX_VALUE);
             }
             chunkCrcs[r] = new long[(int) n];
+            population[r] = new Population(regions.get(r));
             submitted[r] = new boolean[(int) n];
             chunks += n;
             total += regions.get(r).sizeBytes();
@@ -187,7 +192,7 @@ final class RamChecksum implements AutoCloseable {
         try {
             GuestRegion r = regions.get(region);
             long first = chunk * chunkPages(r);
-            chunkCrcs[region][chunk] = crc(r, first, Math.min(r.pageCount(), first + chunkPages(r)));
+            chunkCrcs[region][chunk] = crc(r, population[region], first, Math.min(r.pageCount(), first + chunkPages(r)));
             if (remaining.decrementAndGet() == 0) {
                 result.complete(combine());
             }
@@ -198,14 +203,15 @@ final class RamChecksum implements AutoCloseable {
     }
 
     /** @return the CRC32C of pages [first, end) of a region: never-populated runs computed, the rest read */
-    private long crc(GuestRegion r, long first, long end) {
+    private long crc(GuestRegion r, Population populated, long first, long end) {
+        populated.discover(end);
         int shift = r.pageShift();
         long piecePages = Math.max(1, PIECE_BYTES >>> shift);
         CRC32C piece = new CRC32C();
         long crc = 0;
         long p = first;
         while (p < end) {
-            long data = r.nextPopulatedPage(p, end);
+            long data = populated.next(p, end);
             if (data > p) {
                 long zeroBytes = (data - p) << shift;
                 crc = Checksums.appendZeros(crc, zeroBytes);
@@ -213,9 +219,10 @@ final class RamChecksum implements AutoCloseable {
                 p = data;
                 continue;
             }
-            // p is populated: read up to the next hole (at least this page), a piece at a time.
-            long hole = Math.max(p + 1, r.nextUnpopulatedPage(p, end));
-            for (; p < hole; ) {
+            // p is populated: read up to the next hole (at least this page), a piece at a time. (A zero
+            // scan before the CRC pays only in a warm JVM: cold, it costs more than it saves.)
+            long hole = Math.max(p + 1, populated.nextHole(p, end));
+            while (p < hole) {
                 if (stopped) {
                     throw new IllegalStateException("checksumming region '" + r.name() + "' stopped at page " + p);
                 }
@@ -229,6 +236,53 @@ final class RamChecksum implements AutoCloseable {
             }
         }
         return crc;
+    }
+
+    /**
+     * Which pages of a region were ever populated, found from the kernel once, in page order, and
+     * shared by the chunk tasks. Asking the kernel per chunk would be quadratic on a memfd:
+     * {@code SEEK_HOLE} cannot be bounded and walks every page up to the next hole, to the end of
+     * the region when it is fully populated. In page order, each populated extent is walked once.
+     */
+    private static final class Population {
+        private final GuestRegion region;
+        private final DirtyBitmap populated;
+        private long knownTo; // pages [0, knownTo) are known; guarded by this
+
+        Population(GuestRegion region) {
+            this.region = region;
+            // 1 bit per page (32 MiB per TiB of RAM), mapped lazily; freed with this object.
+            this.populated = DirtyBitmap.allocate(region.pageCount(), Arena.ofAuto());
+        }
+
+        /**
+         * Learns the population up to at least page {@code to} (a thread that needs a range
+         * another is discovering waits for it). Marks are made before {@code knownTo} moves and
+         * read after it was seen under the same lock.
+         */
+        synchronized void discover(long to) {
+            long n = region.pageCount();
+            while (knownTo < to) {
+                long data = region.nextPopulatedPage(knownTo, n);
+                if (data >= n) {
+                    knownTo = n;
+                    break;
+                }
+                long hole = Math.max(data + 1, region.nextUnpopulatedPage(data, n));
+                populated.markRangeAtomic(data, hole - data);
+                knownTo = hole;
+            }
+        }
+
+        /** @return the first populated page in [from, to), or to; [from, to) must be discovered */
+        long next(long from, long to) {
+            return populated.nextDirty(from, to);
+        }
+
+        /** @return the first never-populated page in [from, to), or to; [from, to) must be discovered */
+        long nextHole(long from, long to) {
+            return populated.nextClean(from, to);
+        }
     }
 
     private long[] combine() {

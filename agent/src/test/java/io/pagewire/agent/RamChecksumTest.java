@@ -30,6 +30,11 @@ class RamChecksumTest {
     /** Pages written: the first, the last, both sides of each chunk boundary, and a run inside a chunk. */
     private static final long[] WRITTEN = {0, 1, 777, 16383, 16384, 32767, 32768, 40000, 40001, 40002, 49152, SIZE / PAGE - 1};
 
+    /** Pages written with zeros (populated, so read: the zero scan finds them), around and between written ones. */
+    private static final long[] ZEROED = {2, 3, 4, 776, 778, 16385, 39999, 40003, 40004};
+    /** A written page whose only non-zero byte is its last one. */
+    private static final long LAST_BYTE_PAGE = 5;
+
     private static void write(GuestRegion r) {
         MemorySegment m = r.memory();
         for (long p : WRITTEN) {
@@ -37,7 +42,14 @@ class RamChecksumTest {
                 m.set(ValueLayout.JAVA_LONG_UNALIGNED, p * PAGE + off, p * 0x9E3779B97F4A7C15L + off);
             }
         }
+        for (long p : ZEROED) {
+            r.page(p).fill((byte) 0);
+        }
+        m.set(ValueLayout.JAVA_BYTE, LAST_BYTE_PAGE * PAGE + PAGE - 1, (byte) 1);
     }
+
+    /** Pages populated by {@link #write}. */
+    private static final long POPULATED = WRITTEN.length + ZEROED.length + 1;
 
     private static long[] checksum(List<GuestRegion> regions, long[] readBytes) {
         try (RamChecksum sum = new RamChecksum(regions, 3, "test-checksum-")) {
@@ -59,9 +71,9 @@ class RamChecksumTest {
             long[] crcs = checksum(List.of(r), read);
             // Only now read everything (which allocates the holes): the reference.
             assertArrayEquals(new long[]{Checksums.crc32c(r.memory())}, crcs);
-            assertTrue(read[0] >= WRITTEN.length * PAGE && read[0] % PAGE == 0, "read " + read[0]);
+            assertTrue(read[0] >= POPULATED * PAGE && read[0] % PAGE == 0, "read " + read[0]);
             // Even if the kernel backs the memfd with 2 MiB pages, the holes between them were not read.
-            assertTrue(read[0] <= WRITTEN.length * (2L << 20), "read " + read[0] + " bytes of a region with " + WRITTEN.length + " pages written");
+            assertTrue(read[0] <= POPULATED * (2L << 20), "read " + read[0] + " bytes of a region with " + POPULATED + " pages populated");
         }
     }
 
