@@ -83,11 +83,16 @@ class VerificationEndToEndTest {
         }
     }
 
+    /**
+     * The case of issue 19, made certain: a memfd destination (reading its holes would allocate
+     * them, ~9 us a page here) used to checksum on its urgent thread for longer than the source's
+     * peer timeout, and the verdict was lost.
+     */
     @Test
     void idle4GiBGuestIsVerifiedWithoutReadingItsRamWhileEveryCoreIsBusy() throws Exception {
         Demo d;
         try (CpuHog hog = new CpuHog()) {
-            d = demo("--ram", "4G", "--vcpus", "1", "--pattern", "idle", "--zero-fraction", "1.0");
+            d = demo("--ram", "4G", "--vcpus", "1", "--pattern", "idle", "--zero-fraction", "1.0", "--dst-backing", "memfd");
         }
         assertVerified(d, 4 * GIB);
         assertEquals(0, d.field("verify-read"), "a guest that never wrote has no page to read: " + d.json);
@@ -102,8 +107,7 @@ class VerificationEndToEndTest {
 
     @Test
     void sparse16GiBGuestWritingWhileItMigratesIsVerifiedReadingAtMostWhatItWrote() {
-        Demo d = demo("--ram", "16G", "--vcpus", "1", "--pattern", "sequential", "--working-set", "256M", "--zero-fraction", "1.0",
-                "--dst-backing", "memfd");
+        Demo d = demo("--ram", "16G", "--vcpus", "1", "--pattern", "sequential", "--working-set", "256M", "--zero-fraction", "1.0");
         assertVerified(d, 16 * GIB);
         long read = d.field("verify-read");
         assertTrue(read >= 0 && read <= 256L << 20, "only the 256 MiB working set can hold data: read " + read + " bytes; " + d.json);
