@@ -12,12 +12,20 @@
 #   scripts/slow-link.sh show                  print the qdiscs and their counters
 #
 # Needs root, iproute2 (ip) and tc; netem is not needed. Exit 3 when something is missing, with the reason.
+#
+# PAGEWIRE_LINK_ID=ID (digits or letters, at most 8) names a link of its own: namespaces pw-src-ID and
+# pw-dst-ID, so that several runs (tests of two clones at once) never tear down each other's link.
 set -eu
 
-SRC=pw-src
-DST=pw-dst
-SRC_IF=pwsrc0
-DST_IF=pwdst0
+id=${PAGEWIRE_LINK_ID:-}
+case "$id" in
+  *[!A-Za-z0-9]*) echo "slow-link: PAGEWIRE_LINK_ID must be letters and digits, got '$id'" >&2; exit 2 ;;
+esac
+if [ ${#id} -gt 8 ]; then echo "slow-link: PAGEWIRE_LINK_ID must be at most 8 characters, got '$id'" >&2; exit 2; fi
+SRC=pw-src${id:+-$id}
+DST=pw-dst${id:+-$id}
+SRC_IF=pws${id:-rc0}
+DST_IF=pwd${id:-st0}
 
 need() {
   if [ "$(id -u)" != 0 ]; then echo "slow-link: needs root (network namespaces, tc)" >&2; exit 3; fi

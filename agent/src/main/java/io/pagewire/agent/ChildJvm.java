@@ -47,10 +47,12 @@ public final class ChildJvm {
 
     /**
      * Starts the child and waits for a line starting with {@code prefix} on its stdout; the
-     * child's stderr goes to ours.
+     * child's stderr goes to ours, less the JVM's incubator notice (see {@link #INCUBATOR_NOTICE}).
      */
     public static Started start(List<String> args, String prefix) throws IOException {
-        Process p = new ProcessBuilder(command(args)).redirectError(ProcessBuilder.Redirect.INHERIT).start();
+        Process p = new ProcessBuilder(command(args)).start();
+        BufferedReader err = new BufferedReader(new InputStreamReader(p.getErrorStream(), StandardCharsets.UTF_8));
+        Thread.ofPlatform().daemon().name("pagewire-child-stderr").start(() -> forwardStderr(err));
         BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8));
         String line;
         while ((line = r.readLine()) != null) {
@@ -61,6 +63,26 @@ public final class ChildJvm {
         }
         p.destroyForcibly();
         throw new IOException("the child JVM (" + String.join(" ", args) + ") ended without printing '" + prefix + "'");
+    }
+
+    /**
+     * What every JVM started with {@code --add-modules jdk.incubator.vector} prints first on its
+     * stderr. It tells a user nothing (the Vector API is an implementation detail of the zero
+     * scan), so the launcher and this class drop exactly that line and nothing else.
+     */
+    public static final String INCUBATOR_NOTICE = "WARNING: Using incubator modules: jdk.incubator.vector";
+
+    private static void forwardStderr(BufferedReader err) {
+        try {
+            String line;
+            while ((line = err.readLine()) != null) {
+                if (!line.equals(INCUBATOR_NOTICE)) {
+                    System.err.println(line);
+                }
+            }
+        } catch (IOException e) {
+            System.err.println("  [destination] stderr ended: " + e.getMessage());
+        }
     }
 
     private static void drain(BufferedReader r) {

@@ -40,7 +40,7 @@ import java.util.concurrent.atomic.AtomicReference;
  */
 public final class DestinationMigration implements AutoCloseable {
     private static final long POPULATE_CHUNK = 64L << 20;
-    /** After completion, how long the source may take to ask for the verdict (as the source waits for it). */
+    /** After completion, how long the source may take to begin verification or say it is done. */
     private static final long VERDICT_WAIT_NS = TimeUnit.SECONDS.toNanos(60);
     private final AtomicLong completedAt = new AtomicLong();
 
@@ -97,7 +97,9 @@ public final class DestinationMigration implements AutoCloseable {
     private final AtomicLong rounds = new AtomicLong();
     private volatile boolean stopPopulating;
     private Thread populator;
-    private volatile String verification;
+    private final DestinationVerifier verifier;
+    /** Every page arrived and, with postcopy, userfaultfd let go: set before the completion acknowledgement. */
+    private volatile boolean everyPageHere;
     private volatile String populateError;
     private volatile Populate populateMode = Populate.NONE;
     private final Object hintLock = new Object();
@@ -143,6 +145,7 @@ public final class DestinationMigration implements AutoCloseable {
         }
         stats.totalBytes(total);
         stats.pageSize(regions.getFirst().pageSize());
+        this.verifier = new DestinationVerifier(regions, stats, this::signalFinished);
     }
 
     /** @return the transport's view of a guest RAM's regions */
@@ -582,9 +585,9 @@ public final class DestinationMigration implements AutoCloseable {
         }
     }
 
-    /** @return the verification result ("verified", "mismatch ...", or null when the source asked none) */
+    /** @return the verification result ("verified", "mismatch: ...", "unverified: ...", or null when the source asked none) */
     public String verification() {
-        return verification;
+        return verifier.verdict();
     }
 
     /** @return why populating ahead of the stream failed, or null */
@@ -617,11 +620,12 @@ public final class DestinationMigration implements AutoCloseable {
                         if (stats.status() == MigrationStats.Status.COMPLETED) {
                             completedAt.compareAndSet(0, System.nanoTime());
                             long left = completedAt.get() + VERDICT_WAIT_NS - System.nanoTime();
-                            if (left <= 0) {
-                                finishedEvent = true; // completed; the source never asked for a verdict nor said done
+                            if (left <= 0 && !verifier.active()) {
+                                finishedEvent = true; // completed; the source never began verification nor said done
                                 break;
                             }
-                            TimeUnit.NANOSECONDS.timedWait(events, left);
+                            // A verification running past the wait signals its end (signalFinished); look again within a second.
+                            TimeUnit.NANOSECONDS.timedWait(events, left > 0 ? left : TimeUnit.SECONDS.toNanos(1));
                         } else {
                             events.wait();
                         }
@@ -865,6 +869,7 @@ public final class DestinationMigration implements AutoCloseable {
                                 .getBytes(StandardCharsets.UTF_8)));
                     }
                 }
+                everyPageHere = true; // before the acknowledgement: the source may begin verification right after it
                 c.urgent().sendComplete();
                 stats.status(MigrationStats.Status.COMPLETED);
                 stats.end();
@@ -881,11 +886,22 @@ public final class DestinationMigration implements AutoCloseable {
                     discard(payload);
                     return;
                 }
+                if (text.startsWith(Protocol.VERIFY_FINAL + " ")) {
+                    if (postcopyStarted) {
+                        throw new IllegalStateException(Protocol.VERIFY_FINAL + " during postcopy: guest RAM is registered with userfaultfd"
+                                + " and cannot be read from Java");
+                    }
+                    verifier.finalRound(Protocol.decodeBitmap(payload, Protocol.VERIFY_FINAL, regions.size(),
+                            i -> RamChecksum.chunks(regions.get(i))));
+                    return;
+                }
                 text = new String(payload.toArray(ValueLayout.JAVA_BYTE), StandardCharsets.UTF_8);
-                if (text.startsWith(Protocol.VERIFY)) {
-                    verification = verify(text.substring(Protocol.VERIFY.length()).strip());
-                    self.urgent().sendControl(MemorySegment.ofArray(verification.getBytes(StandardCharsets.UTF_8)));
-                    signalFinished();
+                if (text.equals(Protocol.VERIFY_BEGIN)) {
+                    verifier.begin(readableAfterCompletion(self));
+                } else if (text.startsWith(Protocol.VERIFY_PROGRESS + " ")) {
+                    verifier.sourceProgress(text.substring(Protocol.VERIFY_PROGRESS.length() + 1));
+                } else if (text.startsWith(Protocol.VERIFY + " ") || text.equals(Protocol.VERIFY)) {
+                    verifier.expected(text.substring(Protocol.VERIFY.length()).strip(), readableAfterCompletion(self));
                 } else if (text.equals(Protocol.DONE)) {
                     signalFinished();
                 } else if (text.startsWith(Protocol.SESSION + " ")) {
@@ -899,6 +915,10 @@ public final class DestinationMigration implements AutoCloseable {
                     if (postcopyRegions == null) {
                         throw new IllegalStateException("the source switched to postcopy, but this destination was not prepared for it"
                                 + " (receive --postcopy)");
+                    }
+                    if (verifier.startedReading()) {
+                        throw new IllegalStateException("the source switched to postcopy after announcing its final precopy round ("
+                                + Protocol.VERIFY_FINAL + ")");
                     }
                     stopPopulatingAndWait(); // also when nothing was discarded
                     discardNeverReceived();
@@ -953,6 +973,20 @@ public final class DestinationMigration implements AutoCloseable {
                 }
             }
         };
+    }
+
+    /**
+     * Verification reads guest RAM from Java: only once the migration completed and, with postcopy,
+     * userfaultfd let go of it (a fault in Java code can stall the JVM at a safepoint).
+     *
+     * @return the connection
+     * @throws IllegalStateException when the source asks before that
+     */
+    private Connection readableAfterCompletion(Connection c) {
+        if (!everyPageHere) {
+            throw new IllegalStateException("the source began verification before the migration completed here (" + stats.status().qemuName() + ")");
+        }
+        return c;
     }
 
     /** Every page is accounted for: stop the fault threads and let userfaultfd go (pages here are current, holes zero). */
@@ -1017,23 +1051,9 @@ public final class DestinationMigration implements AutoCloseable {
         return null;
     }
 
-    private String verify(String crcs) {
-        String[] expected = crcs.isEmpty() ? new String[0] : crcs.split(" ");
-        if (expected.length != regions.size()) {
-            return Protocol.MISMATCH + ": the source sent " + expected.length + " checksums for " + regions.size() + " regions";
-        }
-        for (int i = 0; i < regions.size(); i++) {
-            GuestRegion r = regions.get(i);
-            String actual = Long.toHexString(Checksums.crc32c(r.memory().asSlice(0, r.sizeBytes())));
-            if (!actual.equals(expected[i])) {
-                return Protocol.MISMATCH + ": region '" + r.name() + "' has CRC32C " + actual + " here, " + expected[i] + " at the source";
-            }
-        }
-        return Protocol.VERIFIED;
-    }
-
     @Override
     public void close() throws InterruptedException {
+        verifier.close(); // no thread reads guest RAM after this
         faultsStop = true;
         releaseGuestMemory();
         stopPopulating = true;

@@ -28,6 +28,7 @@ public final class MigrationConfig {
     private long maxBandwidthBytesPerSec = 0;
     private int scanThreads = Math.min(4, Math.max(1, Runtime.getRuntime().availableProcessors()));
     private boolean verify = true;
+    private long verifyStallTimeoutNs = TimeUnit.SECONDS.toNanos(60);
     private long completionTimeoutNs = TimeUnit.SECONDS.toNanos(60);
     private boolean postcopy;
     private int postcopyAfterRounds = -1;
@@ -133,6 +134,20 @@ public final class MigrationConfig {
         return this;
     }
 
+    /**
+     * @return how long the source waits for the verification verdict while the destination reports
+     *         no progress: it waits as long as the destination's checksum advances, whatever the RAM
+     *         size (default 60 s without progress)
+     */
+    public long verifyStallTimeoutNs() {
+        return verifyStallTimeoutNs;
+    }
+
+    public MigrationConfig verifyStallTimeoutNs(long ns) {
+        verifyStallTimeoutNs = ns;
+        return this;
+    }
+
     /** @return how long to wait for the destination's completion acknowledgement */
     public long completionTimeoutNs() {
         return completionTimeoutNs;
@@ -216,6 +231,9 @@ public final class MigrationConfig {
         }
         if (postcopyRecoveryTimeoutNs < 0) {
             throw new IllegalArgumentException("postcopy recovery timeout " + postcopyRecoveryTimeoutNs + " ns is negative");
+        }
+        if (verifyStallTimeoutNs <= 0) {
+            throw new IllegalArgumentException("verify stall timeout " + verifyStallTimeoutNs + " ns must be positive");
         }
         if (scanThreads < 1 || scanThreads > 64) {
             throw new IllegalArgumentException("scan threads " + scanThreads + " outside 1..64");

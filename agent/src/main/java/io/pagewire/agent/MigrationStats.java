@@ -84,6 +84,10 @@ public final class MigrationStats {
     private final AtomicLong postcopyPausedNs = new AtomicLong();
     /** Why postcopy paused last (the lost connection's error), or null. */
     private volatile String postcopyPausedReason;
+    /** verify-time: from completion (the acknowledgement) to the verification verdict; -1 when not verified. */
+    private volatile long verifyNs = -1;
+    /** verify-read: bytes of RAM this side read to checksum it (never-populated runs are computed, not read). */
+    private volatile long verifyReadBytes = -1;
     /** Per-round: pages sent and milliseconds, for the report. */
     private final List<long[]> roundLog = new ArrayList<>();
 
@@ -228,6 +232,27 @@ public final class MigrationStats {
         expectedDowntimeNs = ns;
     }
 
+    /**
+     * Verification ended (with any verdict).
+     *
+     * @param ns from completion to the verdict
+     * @param readBytes bytes of RAM read for the checksum
+     */
+    public void verified(long ns, long readBytes) {
+        verifyNs = ns;
+        verifyReadBytes = readBytes;
+    }
+
+    /** @return verify-time in ms, -1 when not verified */
+    public long verifyTimeMs() {
+        return verifyNs < 0 ? -1 : ms(verifyNs);
+    }
+
+    /** @return verify-read: bytes read for the checksum, -1 when not verified */
+    public long verifyReadBytes() {
+        return verifyReadBytes;
+    }
+
     // ---- reads ----
 
     public Status status() {
@@ -244,6 +269,12 @@ public final class MigrationStats {
 
     public long setupTimeMs() {
         return setupNs < 0 ? 0 : ms(setupNs);
+    }
+
+    /** @return the downtime the engine expected when it decided to switch over, in ms (-1: it never decided) */
+    public long expectedDowntimeMs() {
+        long ns = expectedDowntimeNs;
+        return ns < 0 ? -1 : ns / 1_000_000;
     }
 
     public long downtimeMs() {
@@ -337,6 +368,10 @@ public final class MigrationStats {
             l.add("postcopy request count: " + postcopyRequests + " (" + postcopyInFlight + " for pages the push had taken already)");
             l.add("postcopy bytes: " + postcopyBytes);
         }
+        if (verifyNs >= 0) {
+            l.add("verify time: " + ms3(verifyNs) + " ms (" + verifyReadBytes / 1024 + " of " + totalBytes / 1024
+                    + " kbytes read, the rest never populated)");
+        }
         if (postcopyRecoveries.get() > 0 || postcopyPausedReason != null) {
             l.add("postcopy recoveries: " + postcopyRecoveries.get() + " (paused " + postcopyPausedNs.get() / 1_000_000 + " ms in all; last cause: "
                     + postcopyPausedReason + ")");
@@ -362,13 +397,14 @@ public final class MigrationStats {
                         + "\"ram\":{\"transferred\":%d,\"remaining\":%d,\"total\":%d,\"duplicate\":%d,\"skipped\":%d,\"normal\":%d,"
                         + "\"normal-bytes\":%d,\"mbps\":%.2f,\"dirty-sync-count\":%d,\"dirty-pages-rate\":%d,\"page-size\":%d,"
                         + "\"precopy-rounds\":%d,\"rounds\":%s,\"postcopy-requests\":%d,\"postcopy-bytes\":%d,"
-                        + "\"postcopy-recoveries\":%d,\"postcopy-paused-time\":%d},\"cpu-throttle-percentage\":%d",
+                        + "\"postcopy-recoveries\":%d,\"postcopy-paused-time\":%d},\"cpu-throttle-percentage\":%d,"
+                        + "\"verify-time\":%d,\"verify-read\":%d",
                 status.qemuName(), errorDesc == null ? "" : "\"error-desc\":" + quote(errorDesc) + ",", totalTimeMs(), setupTimeMs(),
                 downtimeMs(), downtimeUs(), downtimeFinalRoundNs < 0 ? -1 : downtimeFinalRoundNs / 1000,
                 downtimeCompletionNs < 0 ? -1 : downtimeCompletionNs / 1000, expectedDowntimeNs < 0 ? -1 : ms(expectedDowntimeNs),
                 transferred.get(), remainingBytes, totalBytes, duplicate.get(), skipped.get(), normal.get(), normalBytes.get(),
                 mbps(), dirtySyncCount.get(), dirtyPagesRate, pageSize, rounds.get(), rl, postcopyRequests, postcopyBytes,
-                postcopyRecoveries.get(), postcopyPausedNs.get() / 1_000_000, cpuThrottlePercentage);
+                postcopyRecoveries.get(), postcopyPausedNs.get() / 1_000_000, cpuThrottlePercentage, verifyTimeMs(), verifyReadBytes);
     }
 
     /** @return a JSON string literal */

@@ -3,9 +3,17 @@ package io.pagewire.agent;
 /**
  * The agent's control messages, carried as CONTROL frames on the urgent lane (UTF-8 text).
  * <pre>
- *   source -> destination  "verify CRC0 CRC1 ..."   after completion: CRC32C of every region, in hex
+ *   verification (see docs/migration.md): CRC32C of every region's bytes, never-populated runs computed, not read
+ *   source -> destination  "verify-final REGION FIRST_WORD\n" + words   background lane, after the last round end
+ *                          before the final round (guest paused): bit c set = checksum chunk c (RamChecksum.CHUNK_BYTES)
+ *                          is written by the final round; every other chunk is final, the destination checksums it now
+ *   source -> destination  "verify-begin"           after the acknowledgement: the destination checksums the rest
+ *   source -> destination  "verify-progress DONE TOTAL"   while the source checksums (bytes, decimal), every ~0.5 s
+ *   source -> destination  "verify CRC0 CRC1 ..."   then: CRC32C of every region, in hex
+ *   destination -> source  "verify-progress DONE TOTAL"   while the destination checksums, every ~0.5 s; the source
+ *                          waits for the verdict as long as DONE grows (MigrationConfig.verifyStallTimeoutNs)
+ *   destination -> source  "verified" | "mismatch: ..." | "unverified: ..." (the destination could not checksum)
  *   source -> destination  "done"                   after completion, without verification
- *   destination -> source  "verified" | "mismatch ..."
  *   source -> destination  postcopy: "postcopy-discard ...", "postcopy-start" (background lane, between round ends);
  *   destination -> source  "postcopy-running", then "postcopy-stats {...}" before acknowledging completion
  *   source -> destination  "populate REGION CHUNK_PAGES FIRST_CHUNK HEX"  after the handshake: which chunks of
@@ -34,6 +42,12 @@ final class Protocol {
      */
     static void encodeBitmap(String kind, int regionId, long wordCount, java.util.function.LongUnaryOperator word,
                              java.util.function.Consumer<java.lang.foreign.MemorySegment> out) {
+        encodeBitmap(kind, regionId, wordCount, word, out, true);
+    }
+
+    /** As {@link #encodeBitmap(String, int, long, java.util.function.LongUnaryOperator, java.util.function.Consumer)}; all-zero messages are sent too unless {@code skipEmpty}. */
+    static void encodeBitmap(String kind, int regionId, long wordCount, java.util.function.LongUnaryOperator word,
+                             java.util.function.Consumer<java.lang.foreign.MemorySegment> out, boolean skipEmpty) {
         for (long w = 0; w < wordCount; w += DISCARD_WORDS_PER_MESSAGE) {
             int n = (int) Math.min(DISCARD_WORDS_PER_MESSAGE, wordCount - w);
             long[] words = new long[n];
@@ -42,7 +56,7 @@ final class Protocol {
                 words[i] = word.applyAsLong(w + i);
                 any |= words[i] != 0;
             }
-            if (!any) {
+            if (!any && skipEmpty) {
                 continue;
             }
             byte[] head = (kind + " " + regionId + " " + w + "\n").getBytes(java.nio.charset.StandardCharsets.UTF_8);
@@ -111,9 +125,60 @@ final class Protocol {
     }
 
     static final String VERIFY = "verify";
+    /** Background lane, before the final round: which checksum chunks that round writes (a bitmap message). */
+    static final String VERIFY_FINAL = "verify-final";
+    /** Source to destination, urgent, after the acknowledgement: checksum everything now. */
+    static final String VERIFY_BEGIN = "verify-begin";
+    /** Either way, urgent, while checksumming: "verify-progress DONE TOTAL" (bytes). */
+    static final String VERIFY_PROGRESS = "verify-progress";
     static final String DONE = "done";
     static final String VERIFIED = "verified";
     static final String MISMATCH = "mismatch";
+    /** Verdict when the destination could not checksum its RAM: "unverified: why". */
+    static final String UNVERIFIED = "unverified";
+    /** How often a side that checksums reports progress. */
+    static final long VERIFY_PROGRESS_INTERVAL_NS = java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(500);
+
+    /** @return the message "verify-progress DONE TOTAL" */
+    static java.lang.foreign.MemorySegment progress(long done, long total) {
+        return java.lang.foreign.MemorySegment.ofArray((VERIFY_PROGRESS + " " + done + " " + total).getBytes(java.nio.charset.StandardCharsets.UTF_8));
+    }
+
+    /**
+     * @param args what follows "verify-progress "
+     * @return the DONE bytes of a progress message
+     * @throws IllegalArgumentException when it is not "DONE TOTAL" with 0 <= DONE <= TOTAL
+     */
+    static long progressDone(String args) {
+        String[] a = args.split(" ");
+        long done;
+        long total;
+        try {
+            done = Long.parseLong(a[0]);
+            total = a.length == 2 ? Long.parseLong(a[1]) : -1;
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("malformed " + VERIFY_PROGRESS + " message: '" + escape(args) + "'", e);
+        }
+        if (done < 0 || done > total) {
+            throw new IllegalArgumentException("malformed " + VERIFY_PROGRESS + " message: '" + escape(args) + "' (expected DONE TOTAL, 0 <= DONE <= TOTAL)");
+        }
+        return done;
+    }
+
+    /** @return text from the peer made safe to print: anything but printable ASCII escaped, at most 512 characters */
+    static String escape(String text) {
+        StringBuilder b = new StringBuilder();
+        for (int i = 0; i < text.length() && i < 512; i++) {
+            char c = text.charAt(i);
+            if (c >= 0x20 && c < 0x7f && c != '\\') {
+                b.append(c);
+            } else {
+                b.append(String.format("\\u%04x", (int) c));
+            }
+        }
+        return b.append(text.length() > 512 ? "..." : "").toString();
+    }
+
     static final String POPULATE = "populate";
     /** Background lane, after a round end: "postcopy-discard REGION FIRST_WORD\n" then raw dirty-bitmap words (little-endian u64). */
     static final String POSTCOPY_DISCARD = "postcopy-discard";

@@ -70,6 +70,8 @@ public final class SourceMigration {
     private volatile String cancelReason;
     private volatile Boolean verified;
     private volatile String verification;
+    /** While waiting for the verdict: the destination's checksum progress (null otherwise). */
+    private volatile ProgressDeadline destinationVerify;
     private final Object laneLock = new Object();
     private long nextRound = 1;
     private volatile long trackingStartNs;
@@ -295,6 +297,9 @@ public final class SourceMigration {
             paused = true;
             collect(trackers, bitmaps);
             stats.remainingBytes(dirtyBytes(bitmaps));
+            if (config.verify()) {
+                sendFinalRoundChunks(conn, bitmaps);
+            }
             sendRound(conn, scan, bitmaps, false);
             conn.background().sendComplete();
             long finalRoundNs = System.nanoTime() - pauseStart;
@@ -793,6 +798,11 @@ public final class SourceMigration {
                     postcopyRunning.complete(null);
                 } else if (text.startsWith(Protocol.POSTCOPY_STATS + " ")) {
                     postcopyStats = text.substring(Protocol.POSTCOPY_STATS.length() + 1);
+                } else if (text.startsWith(Protocol.VERIFY_PROGRESS + " ")) {
+                    ProgressDeadline d = destinationVerify;
+                    if (d != null) {
+                        d.progress(Protocol.progressDone(text.substring(Protocol.VERIFY_PROGRESS.length() + 1)), System.nanoTime());
+                    }
                 } else if (!text.equals(Protocol.POSTCOPY_RESUME_END)) {
                     reply.get().complete(text);
                 }
@@ -869,30 +879,101 @@ public final class SourceMigration {
     }
 
     /**
-     * After completion: tells the destination the CRC32C of every region (the guest is paused, so
-     * the source RAM is stable) and reads its verdict; or just says "done".
+     * Before the final round (the guest is paused): tells the destination which checksum chunks
+     * that round writes, so that it checksums every other chunk while the round still arrives.
+     * On the background lane after the last round end, so every earlier page is placed before the
+     * destination reads it.
+     */
+    private void sendFinalRoundChunks(Connection conn, List<DirtyBitmap> bitmaps) {
+        for (int r = 0; r < regions.size(); r++) {
+            GuestRegion region = regions.get(r);
+            long chunkPages = RamChecksum.chunkPages(region);
+            long chunks = RamChecksum.chunks(region);
+            long[] written = new long[(int) ((chunks + 63) / 64)];
+            DirtyBitmap dirty = bitmaps.get(r);
+            for (long c = 0; c < chunks; c++) {
+                long from = c * chunkPages;
+                long to = Math.min(region.pageCount(), from + chunkPages);
+                if (dirty.nextDirty(from, to) < to) {
+                    written[(int) (c >>> 6)] |= 1L << c; // shift distance is c mod 64
+                }
+            }
+            // Every message is sent, all-zero ones too: each one releases the chunks of its range.
+            Protocol.encodeBitmap(Protocol.VERIFY_FINAL, r, written.length, w -> written[(int) w], conn.background()::sendControl, false);
+        }
+    }
+
+    /**
+     * After completion (the guest stays paused, so the source RAM is stable): verify-begin, then
+     * the source checksums its RAM where it is cheap ({@link RamChecksum}) and sends the CRC32C of
+     * every region, while the destination checksums its own; then waits for the verdict as long as
+     * the destination reports progress ({@link MigrationConfig#verifyStallTimeoutNs()} without any
+     * ends the wait). Or, without verification, just says "done".
      */
     private void exchangeVerification(Connection conn) {
         if (!config.verify()) {
             conn.urgent().sendControl(MemorySegment.ofArray(Protocol.DONE.getBytes(StandardCharsets.UTF_8)));
             return;
         }
-        StringBuilder msg = new StringBuilder(Protocol.VERIFY);
-        for (GuestRegion r : regions) {
-            msg.append(' ').append(Long.toHexString(Checksums.crc32c(r.memory().asSlice(0, r.sizeBytes()))));
-        }
-        conn.urgent().sendControl(MemorySegment.ofArray(msg.toString().getBytes(StandardCharsets.UTF_8)));
-        try {
-            String answer = reply.get().get(60, TimeUnit.SECONDS);
+        long t0 = System.nanoTime();
+        ProgressDeadline peer = new ProgressDeadline(config.verifyStallTimeoutNs(), t0);
+        destinationVerify = peer;
+        long readBytes = -1;
+        try (RamChecksum sum = new RamChecksum(regions, config.scanThreads(), "pagewire-verify-")) {
+            conn.urgent().sendControl(MemorySegment.ofArray(Protocol.VERIFY_BEGIN.getBytes(StandardCharsets.UTF_8)));
+            sum.submitAll();
+            long[] crcs = sum.await(Protocol.VERIFY_PROGRESS_INTERVAL_NS, done -> conn.urgent().sendControl(Protocol.progress(done, sum.totalBytes())));
+            readBytes = sum.readBytes();
+            StringBuilder msg = new StringBuilder(Protocol.VERIFY);
+            for (long crc : crcs) {
+                msg.append(' ').append(Long.toHexString(crc));
+            }
+            conn.urgent().sendControl(MemorySegment.ofArray(msg.toString().getBytes(StandardCharsets.UTF_8)));
+            // The destination may have finished long ago and waited for these: the stall clock starts now.
+            peer.restart(System.nanoTime());
+            String answer = awaitVerdict(conn, peer);
             verified = answer.equals(Protocol.VERIFIED);
-            verification = answer;
-        } catch (ExecutionException | java.util.concurrent.TimeoutException e) {
+            verification = Protocol.escape(answer);
+        } catch (ExecutionException e) {
             verified = false;
-            verification = "no verdict from the destination: " + e;
+            verification = "no verdict: " + (e.getCause() instanceof TransportException t ? "the connection failed: " + t.getMessage()
+                    : "the source could not checksum its RAM: " + e.getCause());
+        } catch (TransportException e) {
+            verified = false;
+            verification = "no verdict from the destination: the connection failed: " + e.getMessage();
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             verified = false;
             verification = "interrupted";
+        } finally {
+            destinationVerify = null;
+        }
+        stats.verified(System.nanoTime() - t0, readBytes);
+    }
+
+    /**
+     * Waits for the destination's verdict while it shows progress.
+     *
+     * @return the verdict; or a reason when the destination reported no progress within the stall timeout
+     * @throws TransportException when the connection failed (after completion the transport does
+     *                            not tell the handler, so it is asked here)
+     */
+    private String awaitVerdict(Connection conn, ProgressDeadline peer) throws InterruptedException, ExecutionException {
+        while (true) {
+            TransportException f = conn.failure();
+            if (f != null) {
+                throw new TransportException(f.kind(), f.getMessage(), f);
+            }
+            long left = peer.remainingNs(System.nanoTime());
+            if (left <= 0) {
+                return "no verdict from the destination: its checksum made no progress for " + TimeUnit.NANOSECONDS.toSeconds(peer.stallNs())
+                        + " s (last reported: " + (peer.value() < 0 ? "none" : peer.value() + " bytes done") + ")";
+            }
+            try {
+                return reply.get().get(Math.min(left, Protocol.VERIFY_PROGRESS_INTERVAL_NS), TimeUnit.NANOSECONDS);
+            } catch (java.util.concurrent.TimeoutException e) {
+                // not yet: look at the connection and the progress again
+            }
         }
     }
 

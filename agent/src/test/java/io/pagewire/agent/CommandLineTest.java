@@ -56,13 +56,15 @@ class CommandLineTest {
 
     @Test
     void refusedConnectionSaysWhere() throws IOException {
-        int port;
-        try (java.net.ServerSocket s = new java.net.ServerSocket(0)) {
-            port = s.getLocalPort();
+        // A port bound but not listening refuses connections, and no one else can take it meanwhile
+        // (closing a probe socket and reusing its number would race with other processes).
+        try (java.net.Socket held = new java.net.Socket()) {
+            held.bind(new java.net.InetSocketAddress(java.net.InetAddress.getLoopbackAddress(), 0));
+            int port = held.getLocalPort();
+            Run r = run("send", "--to", "tcp://127.0.0.1:" + port, "--ram", "1M", "--pattern", "idle");
+            assertEquals(1, r.exit, "a migration that could not connect has failed");
+            assertTrue(r.out.contains("Migration status: failed") && r.out.contains("ECONNREFUSED") && r.out.contains("127.0.0.1:" + port), r.out);
         }
-        Run r = run("send", "--to", "tcp://127.0.0.1:" + port, "--ram", "1M", "--pattern", "idle");
-        assertEquals(1, r.exit, "a migration that could not connect has failed");
-        assertTrue(r.out.contains("Migration status: failed") && r.out.contains("ECONNREFUSED") && r.out.contains("127.0.0.1:" + port), r.out);
     }
 
     @Test

@@ -77,6 +77,7 @@ final class Libc {
     static final int MADV_DONTNEED = 4;
     static final int MADV_REMOVE = 9;
     static final int MADV_HUGEPAGE = 14;
+    static final int MADV_NOHUGEPAGE = 15;
     static final int MADV_POPULATE_WRITE = 23;
 
     // ------------------------------------------------------------ <sys/vfs.h>
@@ -168,6 +169,8 @@ final class Libc {
     static final MethodHandle POLL;
     static final MethodHandle GETTID;
     static final MethodHandle MEMCHR;
+    static final MethodHandle MEMCPY;
+    static final MethodHandle MEMCMP;
 
     private static final MemoryLayout CAPTURE_LAYOUT;
     private static final VarHandle ERRNO_HANDLE;
@@ -176,7 +179,7 @@ final class Libc {
         String failure = null;
         MethodHandle memfd = null, open = null, close = null, ftruncate = null, fallocate = null, lseek = null, fstatfs = null,
                 mmap = null, munmap = null, madvise = null, ioctl = null, syscall = null, sysconf = null, read = null, poll = null,
-                gettid = null, memchr = null;
+                gettid = null, memchr = null, memcpy = null, memcmp = null;
         MemoryLayout captureLayout = null;
         VarHandle errnoHandle = null;
         try {
@@ -211,6 +214,11 @@ final class Libc {
             // Deliberately not a critical call: the thread must be "in native" while it may block in a page fault.
             memchr = linker.downcallHandle(libc.find("memchr").orElseThrow(() -> new UnsatisfiedLinkError("memchr")),
                     FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_INT, JAVA_LONG));
+            // The same for memcpy and memcmp (NativeMemory): a fault inside them blocks a thread in native.
+            memcpy = linker.downcallHandle(libc.find("memcpy").orElseThrow(() -> new UnsatisfiedLinkError("memcpy")),
+                    FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG));
+            memcmp = linker.downcallHandle(libc.find("memcmp").orElseThrow(() -> new UnsatisfiedLinkError("memcmp")),
+                    FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG));
         } catch (IllegalCallerException e) {
             failure = "native access is not enabled for " + moduleName() + " (" + e.getMessage() + "); add "
                     + nativeAccessFlag() + " to the java command line";
@@ -236,6 +244,8 @@ final class Libc {
         POLL = poll;
         GETTID = gettid;
         MEMCHR = memchr;
+        MEMCPY = memcpy;
+        MEMCMP = memcmp;
         CAPTURE_LAYOUT = captureLayout;
         ERRNO_HANDLE = errnoHandle;
     }

@@ -126,6 +126,19 @@ public final class Mappings {
     }
 
     /**
+     * Keeps transparent huge pages (of every size, mTHP included) and khugepaged off an anonymous
+     * range ({@code MADV_NOHUGEPAGE}): population is then tracked page by page on any THP setting.
+     * With THP {@code always} a 4 KiB write may otherwise populate a whole 2 MiB page, so the
+     * kernel reports 511 untouched pages as populated (the classifier then reads them and finds
+     * zeros: a zero run, never lost data, only slower).
+     *
+     * @param range part of an anonymous mapping
+     */
+    public static void adviseNoHugePages(MemorySegment range) {
+        madvise(range, Libc.MADV_NOHUGEPAGE, "madvise(MADV_NOHUGEPAGE)", null);
+    }
+
+    /**
      * Drops the pages of a private anonymous range ({@code MADV_DONTNEED}): they read as zeros
      * afterwards and are no longer populated.
      *

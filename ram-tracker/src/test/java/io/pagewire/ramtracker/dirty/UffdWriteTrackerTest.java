@@ -6,6 +6,7 @@ import io.pagewire.ramtracker.GuestRegion;
 import io.pagewire.ramtracker.RegionSpec;
 import io.pagewire.ramtracker.bitmap.DirtyBitmap;
 import io.pagewire.ramtracker.linux.Linux;
+import io.pagewire.ramtracker.linux.NativeMemory;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -70,9 +71,10 @@ class UffdWriteTrackerTest {
         return ram.open(spec.hugePages(kind.thp));
     }
 
+    /** A guest write, from native code: the region is userfaultfd-registered (see NativeMemory). */
     static void write(GuestRegion r, long page) {
         MemorySegment p = r.page(page);
-        p.set(JAVA_BYTE, 100, (byte) (p.get(JAVA_BYTE, 100) + 1));
+        NativeMemory.setByte(p, 100, (byte) (NativeMemory.getByte(p, 100) + 1));
     }
 
     static BitSet dirtyPages(DirtyBitmap d) {
@@ -141,8 +143,8 @@ class UffdWriteTrackerTest {
         long first = 1L << 32;
         try (UffdWriteTracker t = UffdWriteTracker.open(r, first, 4096)) {
             t.start();
-            r.page(first + 5).set(JAVA_BYTE, 0, (byte) 1);
-            r.page(first + 4000).set(JAVA_BYTE, 0, (byte) 1);
+            NativeMemory.setByte(r.page(first + 5), 0, (byte) 1);
+            NativeMemory.setByte(r.page(first + 4000), 0, (byte) 1);
             DirtyBitmap d = DirtyBitmap.allocate(pages, ram.arena()); // 512 MiB of bitmap, mapped lazily
             assertEquals(2, t.collect(d));
             assertTrue(d.isDirty(first + 5) && d.isDirty(first + 4000));
@@ -190,6 +192,12 @@ class UffdWriteTrackerTest {
                 futures.add(pool.submit(() -> {
                     int i;
                     while ((i = next.getAndIncrement()) < writable) {
+                        // At each quarter of the writes, wait until the collector has started another
+                        // collect: at least four collects overlap the writes however fast this machine is.
+                        int quarter = i / (writable / 4);
+                        while (collectsStarted.get() < quarter + 1 && !Thread.currentThread().isInterrupted()) {
+                            Thread.onSpinWait();
+                        }
                         int p = order.get(i);
                         c1[p] = collectsStarted.get();
                         write(r, p);
@@ -229,7 +237,7 @@ class UffdWriteTrackerTest {
             for (Future<?> f : futures) {
                 f.get(10, TimeUnit.SECONDS);
             }
-            assertTrue(collect >= 3, "only " + collect + " collects ran: the writers were too fast to test concurrency");
+            assertTrue(collect >= 4, "the writers waited for four collects, but only " + collect + " ran");
         }
         for (int p = 0; p < pages; p++) {
             if (p >= writable) {

@@ -49,12 +49,12 @@ class UserfaultfdTest {
             long ioctls = uffd.register(dst, Userfaultfd.MODE_MISSING);
             assertTrue((ioctls & (1L << 3)) != 0, "UFFDIO_COPY allowed on the range");
             assertEquals(PAGE, uffd.copy(dst.asSlice(3 * PAGE, PAGE), src, true));
-            assertEquals(0xCAFEL, dst.get(JAVA_LONG, 3 * PAGE + 8));
+            assertEquals(0xCAFEL, NativeMemory.getLong(dst, 3 * PAGE + 8));
             RamTrackerException again = assertThrows(RamTrackerException.class, () -> uffd.copy(dst.asSlice(3 * PAGE, PAGE), src, true));
             assertEquals(17, again.errno(), "EEXIST: the page is already there");
             assertTrue(again.getMessage().contains("UFFDIO_COPY"), again.getMessage());
             assertEquals(PAGE, uffd.zeroPage(dst.asSlice(4 * PAGE, PAGE)));
-            assertEquals(0L, dst.get(JAVA_LONG, 4 * PAGE));
+            assertEquals(0L, NativeMemory.getLong(dst, 4 * PAGE));
             uffd.wake(dst);
             uffd.unregister(dst);
             assertThrows(IllegalArgumentException.class, () -> uffd.copy(dst.asSlice(0, 2 * PAGE), src, true));
@@ -73,7 +73,7 @@ class UserfaultfdTest {
             uffd.register(guest, Userfaultfd.MODE_MINOR);
             placer.set(JAVA_LONG, 2 * PAGE, 77L);          // the page is now in the page cache
             assertEquals(PAGE, uffd.continueRange(guest.asSlice(2 * PAGE, PAGE)));
-            assertEquals(77L, guest.get(JAVA_LONG, 2 * PAGE));
+            assertEquals(77L, NativeMemory.getLong(guest, 2 * PAGE));
             uffd.unregister(guest);
         }
     }

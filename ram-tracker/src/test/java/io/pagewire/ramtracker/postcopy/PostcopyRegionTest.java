@@ -3,6 +3,7 @@ package io.pagewire.ramtracker.postcopy;
 import io.pagewire.ramtracker.GuestRam;
 import io.pagewire.ramtracker.GuestRegion;
 import io.pagewire.ramtracker.RegionSpec;
+import io.pagewire.ramtracker.linux.NativeMemory;
 import org.junit.jupiter.api.Timeout;
 
 import java.lang.foreign.Arena;
@@ -82,7 +83,8 @@ class PostcopyRegionTest {
                         pc.place(p, 1, source.asSlice(p * 4096, 4096), null);
                     }
                 });
-                // Guest vCPUs read every page, in different orders.
+                // Guest vCPUs read every page, in different orders, from native code as every access to
+                // userfaultfd-registered memory must be (a fault in Java code can hang the JVM at a safepoint).
                 List<Thread> vcpus = new ArrayList<>();
                 MemorySegment guest = region.memory();
                 for (int v = 0; v < 3; v++) {
@@ -90,8 +92,8 @@ class PostcopyRegionTest {
                     vcpus.add(Thread.ofPlatform().start(() -> {
                         for (long i = 0; i < PAGES; i++) {
                             long p = (i * (2 * id + 1) + id * 1000) % PAGES;
-                            long a = guest.get(ValueLayout.JAVA_LONG, p * 4096);
-                            long b = guest.get(ValueLayout.JAVA_LONG, p * 4096 + 4088);
+                            long a = NativeMemory.getLong(guest, p * 4096);
+                            long b = NativeMemory.getLong(guest, p * 4096 + 4088);
                             if (a != p * 31 + 7 || b != ~p) {
                                 failure.compareAndSet(null, new AssertionError("vCPU " + id + " read page " + p + " wrong: " + a + "/" + b));
                             }
@@ -114,7 +116,7 @@ class PostcopyRegionTest {
                 assertTrue(missing.get() > 0, "missing pages fault MISSING");
                 assertTrue(requested.keySet().stream().noneMatch(p -> p < early && (p < 100 || p >= 200)),
                         "a page present and current is never asked of the source");
-                assertEquals(-1, source.mismatch(guest.asSlice(0, PAGES * 4096)));
+                assertEquals(-1, NativeMemory.mismatch(source, guest.asSlice(0, PAGES * 4096)));
             }
         }
     }
@@ -132,7 +134,7 @@ class PostcopyRegionTest {
                     pc.alias().set(ValueLayout.JAVA_LONG, p * 4096, 1000 + p); // arrived in precopy
                 }
                 // The guest mapping had page 12 mapped (as a precopy zero-run write would leave it).
-                region.memory().get(ValueLayout.JAVA_LONG, 12 * 4096);
+                NativeMemory.getLong(region.memory(), 12 * 4096);
                 pc.discard(10, 5); // 10..14 went stale at the source
                 assertEquals(1012, pc.alias().get(ValueLayout.JAVA_LONG, 12 * 4096), "the stale page stays allocated");
                 pc.start();
@@ -157,13 +159,13 @@ class PostcopyRegionTest {
                         failure.set(t);
                     }
                 });
-                long read = region.memory().get(ValueLayout.JAVA_LONG, 12 * 4096);
+                long read = NativeMemory.getLong(region.memory(), 12 * 4096);
                 stop.set(true);
                 faults.join();
                 assertNull(failure.get(), () -> String.valueOf(failure.get()));
                 assertEquals(2012, read, "the guest reads the placed page, never the stale one");
                 assertEquals(Boolean.TRUE, minorFault.get(), "a stale page kept in the page cache faults MINOR");
-                assertEquals(1000, region.memory().get(ValueLayout.JAVA_LONG, 0), "pages mapped as present read as they are");
+                assertEquals(1000, NativeMemory.getLong(region.memory(), 0), "pages mapped as present read as they are");
             }
         }
     }

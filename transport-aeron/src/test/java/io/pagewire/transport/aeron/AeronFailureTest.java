@@ -110,11 +110,10 @@ class AeronFailureTest {
 
     @Test
     void anUnreachableDestinationFailsConnectWithinTheConnectTimeout() throws Exception {
-        int port;
-        try (DatagramSocket free = new DatagramSocket(0)) {
-            port = free.getLocalPort(); // nothing listens there once closed
-        }
-        try (TckRam src = TckRam.of(1 << 20)) {
+        // A socket that is bound and never answers holds the port for the whole test: a probe closed
+        // first would leave the number free for another process to take meanwhile.
+        try (DatagramSocket silent = new DatagramSocket(0, java.net.InetAddress.getLoopbackAddress()); TckRam src = TckRam.of(1 << 20)) {
+            int port = silent.getLocalPort();
             long t0 = System.nanoTime();
             TransportException e = assertThrows(TransportException.class, () -> Transports.connect("aeron:udp?endpoint=127.0.0.1:" + port,
                     new TransportContext().layout(src.layout()).connectTimeoutNs(TimeUnit.SECONDS.toNanos(1))));

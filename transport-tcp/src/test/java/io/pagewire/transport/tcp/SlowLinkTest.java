@@ -33,11 +33,21 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 class SlowLinkTest {
     private static final Path SCRIPT = Path.of("..", "scripts", "slow-link.sh").toAbsolutePath().normalize();
     private final List<Process> children = new ArrayList<>();
+    /** A link of this JVM's own: tests of two clones running at once must not tear down each other's namespaces. */
+    private static final String LINK_ID = Long.toString(ProcessHandle.current().pid() % 100_000_000L);
+
+    private static ProcessBuilder script(String... args) {
+        List<String> cmd = new ArrayList<>(List.of(SCRIPT.toString()));
+        cmd.addAll(Arrays.asList(args));
+        ProcessBuilder pb = new ProcessBuilder(cmd);
+        pb.environment().put("PAGEWIRE_LINK_ID", LINK_ID);
+        return pb;
+    }
 
     @BeforeEach
     void link() throws Exception {
         assumeTrue(Files.isExecutable(SCRIPT), "missing " + SCRIPT);
-        Process up = new ProcessBuilder(SCRIPT.toString(), "up", "htb", "1gbit").redirectErrorStream(true).start();
+        Process up = script("up", "htb", "1gbit").redirectErrorStream(true).start();
         String out = new String(up.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
         int rc = up.waitFor();
         assumeTrue(rc != 3, () -> "slow link unavailable here: " + out.strip());
@@ -51,17 +61,17 @@ class SlowLinkTest {
             p.waitFor(10, TimeUnit.SECONDS);
         }
         if (Files.isExecutable(SCRIPT)) {
-            assertEquals(0, new ProcessBuilder(SCRIPT.toString(), "down").inheritIO().start().waitFor());
+            assertEquals(0, script("down").inheritIO().start().waitFor());
         }
     }
 
     private Process peer(String namespace, String role, String uri) throws IOException {
-        List<String> cmd = new ArrayList<>(List.of(SCRIPT.toString(), "exec", namespace));
+        List<String> cmd = new ArrayList<>(List.of("exec", namespace));
         cmd.add(ProcessHandle.current().info().command().orElse("java"));
         cmd.addAll(Arrays.asList(System.getProperty("pagewire.jvm.flags", "--enable-native-access=ALL-UNNAMED").trim().split("\\s+")));
         cmd.addAll(List.of("-Xmx256m", "-cp", System.getProperty("java.class.path"), TckPeer.class.getName(), role, uri, Long.toString(32L << 20),
                 "5000", "500"));
-        Process p = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.INHERIT).start();
+        Process p = script(cmd.toArray(String[]::new)).redirectError(ProcessBuilder.Redirect.INHERIT).start();
         children.add(p);
         return p;
     }
