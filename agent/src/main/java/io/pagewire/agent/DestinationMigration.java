@@ -10,6 +10,7 @@ import io.pagewire.transport.spi.Listener;
 import io.pagewire.transport.spi.MessageHandler;
 import io.pagewire.transport.spi.RamLayout;
 import io.pagewire.transport.spi.RamRegion;
+import io.pagewire.transport.spi.RegionFile;
 import io.pagewire.transport.spi.TransportContext;
 import io.pagewire.transport.spi.TransportException;
 import io.pagewire.transport.spi.Transports;
@@ -21,7 +22,6 @@ import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
@@ -47,6 +47,8 @@ public final class DestinationMigration implements AutoCloseable {
     private final List<GuestRegion> regions;
     private final Arena arena = Arena.ofShared();
     private final DirtyBitmap[] accounted;
+    /** Regions whose memory the source handed over (unix:// share-memory): mapped here, never sent. */
+    private final java.util.Set<Integer> adopted = java.util.concurrent.ConcurrentHashMap.newKeySet();
     private final DirtyBitmap[] hasData;
     /** Postcopy, MINOR mode: pages whose stale data was kept in the page cache at their discard. */
     private final DirtyBitmap[] stale;
@@ -477,6 +479,9 @@ public final class DestinationMigration implements AutoCloseable {
      * (the guest mapping is userfaultfd's; populating it would fault).
      */
     private void populate(int regionId, long first, long count) {
+        if (adopted.contains(regionId)) {
+            return; // the source's memory now: populating it would allocate the source's pages
+        }
         if (postcopyRegions == null) {
             regions.get(regionId).populate(first, count);
         } else {
@@ -601,9 +606,7 @@ public final class DestinationMigration implements AutoCloseable {
      * @return statistics: completed, or failed with the reason
      */
     public MigrationStats receive(Listener listener, Duration acceptTimeout) throws InterruptedException {
-        CompletableFuture<Connection> self = new CompletableFuture<>();
-        Connection c = listener.accept(handler(0, self), acceptTimeout);
-        self.complete(c);
+        Connection c = listener.accept(handler(0), acceptTimeout);
         current = c;
         stats.status(MigrationStats.Status.ACTIVE);
         stats.setupDone();
@@ -612,19 +615,19 @@ public final class DestinationMigration implements AutoCloseable {
             while (true) {
                 TransportException lost;
                 synchronized (events) {
+                    // The handler signals every event: completion, a verdict asked, the connection's end (onClosed).
                     while (!finishedEvent && lostEvent == null) {
-                        events.wait(250);
-                        TransportException quiet = c.failure();
-                        if (quiet != null && lostEvent == null && !finishedEvent) {
-                            // Failed without telling the handler (the transport stays silent once the
-                            // completion acknowledgement went out): over, with what we have.
-                            lostEvent = quiet;
-                        }
-                        if (stats.status() == MigrationStats.Status.COMPLETED && completedAt.compareAndSet(0, System.nanoTime())) {
-                            continue;
-                        }
-                        if (completedAt.get() != 0 && !verifier.active() && System.nanoTime() - completedAt.get() > VERDICT_WAIT_NS) {
-                            finishedEvent = true; // completed; the source never began verification nor said done
+                        if (stats.status() == MigrationStats.Status.COMPLETED) {
+                            completedAt.compareAndSet(0, System.nanoTime());
+                            long left = completedAt.get() + VERDICT_WAIT_NS - System.nanoTime();
+                            if (left <= 0 && !verifier.active()) {
+                                finishedEvent = true; // completed; the source never began verification nor said done
+                                break;
+                            }
+                            // A verification running past the wait signals its end (signalFinished); look again within a second.
+                            TimeUnit.NANOSECONDS.timedWait(events, left > 0 ? left : TimeUnit.SECONDS.toNanos(1));
+                        } else {
+                            events.wait();
                         }
                     }
                     if (finishedEvent) {
@@ -682,10 +685,9 @@ public final class DestinationMigration implements AutoCloseable {
                 return null;
             }
             int gen = ++generation;
-            CompletableFuture<Connection> self = new CompletableFuture<>();
             Connection c;
             try {
-                c = listener.accept(handler(gen, self), Duration.ofNanos(left));
+                c = listener.accept(handler(gen), Duration.ofNanos(left));
             } catch (TransportException e) {
                 if (e.kind() == TransportException.Kind.TIMEOUT) {
                     continue; // the deadline check above ends it
@@ -696,7 +698,6 @@ public final class DestinationMigration implements AutoCloseable {
                 }
                 continue; // a handshake that failed: wait for the next
             }
-            self.complete(c);
             stats.status(MigrationStats.Status.POSTCOPY_RECOVER);
             // The new connection must say postcopy-recover first; the handler answers and signals.
             boolean ok;
@@ -781,8 +782,16 @@ public final class DestinationMigration implements AutoCloseable {
     }
 
     /** Handler of the connection of generation {@code gen}; once it is replaced, its events are ignored. */
-    private MessageHandler handler(int gen, CompletableFuture<Connection> self) {
+    private MessageHandler handler(int gen) {
         return new MessageHandler() {
+            private volatile Connection self;
+            private volatile boolean errorReported;
+
+            @Override
+            public void onOpen(Connection connection) {
+                self = connection;
+            }
+
             @Override
             public void onPages(LaneKind lane, int regionId, long firstPage, int pageCount) {
                 DirtyBitmap[] held = heldAtResume;
@@ -845,7 +854,7 @@ public final class DestinationMigration implements AutoCloseable {
 
             @Override
             public void onComplete() {
-                Connection c = self.join();
+                Connection c = self;
                 String missing = firstMissingPage();
                 if (missing != null) {
                     stats.failed(missing);
@@ -864,6 +873,9 @@ public final class DestinationMigration implements AutoCloseable {
                 c.urgent().sendComplete();
                 stats.status(MigrationStats.Status.COMPLETED);
                 stats.end();
+                synchronized (events) {
+                    events.notifyAll(); // the receive loop starts waiting for a verdict
+                }
             }
 
             @Override
@@ -885,11 +897,11 @@ public final class DestinationMigration implements AutoCloseable {
                 }
                 text = new String(payload.toArray(ValueLayout.JAVA_BYTE), StandardCharsets.UTF_8);
                 if (text.equals(Protocol.VERIFY_BEGIN)) {
-                    verifier.begin(readableAfterCompletion(self.join()));
+                    verifier.begin(readableAfterCompletion(self));
                 } else if (text.startsWith(Protocol.VERIFY_PROGRESS + " ")) {
                     verifier.sourceProgress(text.substring(Protocol.VERIFY_PROGRESS.length() + 1));
                 } else if (text.startsWith(Protocol.VERIFY + " ") || text.equals(Protocol.VERIFY)) {
-                    verifier.expected(text.substring(Protocol.VERIFY.length()).strip(), readableAfterCompletion(self.join()));
+                    verifier.expected(text.substring(Protocol.VERIFY.length()).strip(), readableAfterCompletion(self));
                 } else if (text.equals(Protocol.DONE)) {
                     signalFinished();
                 } else if (text.startsWith(Protocol.SESSION + " ")) {
@@ -898,7 +910,7 @@ public final class DestinationMigration implements AutoCloseable {
                     }
                     session = text.substring(Protocol.SESSION.length() + 1);
                 } else if (text.startsWith(Protocol.POSTCOPY_RECOVER + " ")) {
-                    resumePostcopy(self.join(), text.substring(Protocol.POSTCOPY_RECOVER.length() + 1));
+                    resumePostcopy(self, text.substring(Protocol.POSTCOPY_RECOVER.length() + 1));
                 } else if (text.equals(Protocol.POSTCOPY_START)) {
                     if (postcopyRegions == null) {
                         throw new IllegalStateException("the source switched to postcopy, but this destination was not prepared for it"
@@ -910,7 +922,7 @@ public final class DestinationMigration implements AutoCloseable {
                     }
                     stopPopulatingAndWait(); // also when nothing was discarded
                     discardNeverReceived();
-                    startPostcopy(self.join());
+                    startPostcopy(self);
                 } else if (text.startsWith(Protocol.POPULATE + " ")) {
                     if (populateMode == Populate.HINTED) {
                         hint(text.substring(Protocol.POPULATE.length() + 1));
@@ -919,7 +931,36 @@ public final class DestinationMigration implements AutoCloseable {
             }
 
             @Override
+            public void onSharedRegion(int regionId, RegionFile file) {
+                // The source handed this region over (local live update): its memory becomes ours, at the
+                // same addresses, and every page of it is here and current.
+                GuestRegion r = regions.get(regionId);
+                adopted.add(regionId);
+                r.adopt(file.fd(), file.offset());
+                accounted[regionId].markRangeAtomic(0, r.pageCount());
+            }
+
+            @Override
+            public void onClosed(TransportException failure) {
+                if (gen != generation || errorReported) {
+                    return; // replaced, or onError told already
+                }
+                synchronized (events) {
+                    if (failure == null) {
+                        // The source ended the connection in order after completion: no verdict can be asked any more.
+                        finishedEvent = finishedEvent || stats.status() == MigrationStats.Status.COMPLETED;
+                    } else if (failure.kind() != TransportException.Kind.CLOSED && lostEvent == null && !finishedEvent) {
+                        // Failed after the completion acknowledgement (the transport no longer calls onError then):
+                        // over, with what we have. A CLOSED failure is this side's own close or abort.
+                        lostEvent = failure;
+                    }
+                    events.notifyAll();
+                }
+            }
+
+            @Override
             public void onError(TransportException error) {
+                errorReported = true;
                 if (gen != generation) {
                     return;
                 }

@@ -13,6 +13,7 @@ import io.pagewire.transport.spi.LaneKind;
 import io.pagewire.transport.spi.MessageHandler;
 import io.pagewire.transport.spi.RamLayout;
 import io.pagewire.transport.spi.RamRegion;
+import io.pagewire.transport.spi.RegionFile;
 import io.pagewire.transport.spi.TransportContext;
 import io.pagewire.transport.spi.TransportException;
 import io.pagewire.transport.spi.Transports;
@@ -24,6 +25,7 @@ import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutionException;
@@ -61,6 +63,8 @@ public final class SourceMigration {
     private final MigrationConfig config;
     private final MigrationStats stats = new MigrationStats();
     private final AtomicReference<TransportException> failure = new AtomicReference<>();
+    /** Regions the connection handed over instead of copying (unix:// share-memory); their pages are never sent. */
+    private volatile Set<Integer> shared = Set.of();
     private volatile CountDownLatch acknowledged = new CountDownLatch(1);
     private final AtomicReference<CompletableFuture<String>> reply = new AtomicReference<>(new CompletableFuture<>());
     private volatile String cancelReason;
@@ -184,7 +188,9 @@ public final class SourceMigration {
             List<RamRegion> layoutRegions = new ArrayList<>();
             List<DirtyBitmap> bitmaps = new ArrayList<>();
             for (GuestRegion r : regions) {
-                layoutRegions.add(RamRegion.of(r.name(), r.memory().asSlice(0, r.sizeBytes()), r.pageSize()));
+                RamRegion rr = RamRegion.of(r.name(), r.memory().asSlice(0, r.sizeBytes()), r.pageSize());
+                // A memfd or file backing can be handed over whole by a local transport (unix:// share-memory).
+                layoutRegions.add(r.file().isPresent() ? rr.withFile(new RegionFile(r.file().get().fd(), 0)) : rr);
                 bitmaps.add(DirtyBitmap.allocate(r.pageCount(), arena));
             }
             // Dirty tracking starts while the connection is set up: both take time, neither needs the other.
@@ -193,6 +199,7 @@ public final class SourceMigration {
             CompletableFuture<List<DirtyLogSource>> tracking = atOnce ? CompletableFuture.completedFuture(trackers)
                     : CompletableFuture.supplyAsync(() -> startTracking(trackers), scan);
             conn = Transports.connect(uri, new TransportContext().layout(RamLayout.of(layoutRegions)).handler(handler(0)));
+            shared = conn.sharedRegions(); // handed over: the destination maps this memory, no page of it is sent
             join(tracking);
             conn.urgent().sendControl(MemorySegment.ofArray((Protocol.SESSION + " " + session).getBytes(StandardCharsets.UTF_8)));
             if (!atOnce) {
@@ -586,6 +593,9 @@ public final class SourceMigration {
      */
     private void sendPopulationHints(Connection conn) {
         for (int r = 0; r < regions.size(); r++) {
+            if (shared.contains(r)) {
+                continue; // nothing will be written there
+            }
             GuestRegion region = regions.get(r);
             long chunkPages = Math.max(1, Protocol.POPULATE_CHUNK_BYTES / region.pageSize());
             long chunks = (region.pageCount() + chunkPages - 1) / chunkPages;
@@ -618,8 +628,10 @@ public final class SourceMigration {
     private long collect(List<DirtyLogSource> trackers, List<DirtyBitmap> bitmaps) {
         long n = 0;
         for (int i = 0; i < trackers.size(); i++) {
-            trackers.get(i).collect(bitmaps.get(i));
-            n += bitmaps.get(i).count();
+            if (!shared.contains(i)) {
+                trackers.get(i).collect(bitmaps.get(i));
+                n += bitmaps.get(i).count();
+            }
         }
         stats.dirtySync();
         return n;
@@ -628,7 +640,9 @@ public final class SourceMigration {
     private long dirtyBytes(List<DirtyBitmap> bitmaps) {
         long b = 0;
         for (int i = 0; i < bitmaps.size(); i++) {
-            b += bitmaps.get(i).count() * regions.get(i).pageSize();
+            if (!shared.contains(i)) {
+                b += bitmaps.get(i).count() * regions.get(i).pageSize();
+            }
         }
         return b;
     }
@@ -657,6 +671,9 @@ public final class SourceMigration {
         List<Future<?>> tasks = new ArrayList<>();
         int threads = config.scanThreads();
         for (int r = 0; r < regions.size(); r++) {
+            if (shared.contains(r)) {
+                continue; // the destination maps this region itself
+            }
             GuestRegion region = regions.get(r);
             long pages = region.pageCount();
             long slice = Math.max(SLICE_ALIGN_PAGES, (pages / threads + SLICE_ALIGN_PAGES - 1) / SLICE_ALIGN_PAGES * SLICE_ALIGN_PAGES);

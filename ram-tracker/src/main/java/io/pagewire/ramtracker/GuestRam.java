@@ -174,6 +174,15 @@ public final class GuestRam implements AutoCloseable {
         return arena;
     }
 
+    /** Closes {@code file} with this guest RAM (a file a region adopted). */
+    synchronized void own(NativeFile file) {
+        if (closed) {
+            file.close();
+            throw new IllegalStateException("guest RAM is closed");
+        }
+        files.add(file);
+    }
+
     /** Unmaps every region and closes their files. Idempotent. */
     @Override
     public void close() {

@@ -37,9 +37,9 @@ public final class GuestRegion {
     private final int pageShift;
     private final long pageCount;
     private final MemorySegment memory;
-    private final NativeFile file;
+    private volatile NativeFile file;
     private final boolean hugePages;
-    private final PopulationSource population;
+    private volatile PopulationSource population;
 
     GuestRegion(GuestRam ram, int index, String name, Backing backing, long pageSize, MemorySegment memory, NativeFile file,
             boolean hugePages) {
@@ -237,6 +237,39 @@ public final class GuestRegion {
                     + "(RegionSpec.memfd) to place pages through a second mapping");
         }
         return Mappings.mapShared(file, 0, memory.byteSize(), arena);
+    }
+
+    /**
+     * Makes this region's memory a file opened elsewhere, typically a memfd another process handed
+     * over (local live update): the file is mapped over the region's range at the same addresses
+     * ({@code MAP_SHARED | MAP_FIXED}), so every view of {@link #memory()} now shows the file's pages,
+     * and the file becomes the region's backing ({@link #file()}, {@link #mapAgain}, populate, discard).
+     * What the region held before is dropped. Call before the region is registered with userfaultfd.
+     *
+     * @param fd the descriptor, owned by this region from now on (closed with its {@link GuestRam})
+     * @param offset the region's first byte in the file, a multiple of the page size
+     * @throws RamTrackerException when the file is shorter than the region from {@code offset}, or mmap fails
+     */
+    public void adopt(int fd, long offset) {
+        NativeFile adopted = NativeFile.adopt(fd, "file handed over for region '" + name + "'");
+        try {
+            if (offset < 0 || offset % pageSize != 0) {
+                throw new IllegalArgumentException("region '" + name + "': offset " + offset + " is not a non-negative multiple of the page size "
+                        + pageSize);
+            }
+            long size = adopted.size();
+            if (size - offset < memory.byteSize()) {
+                throw new RamTrackerException("region '" + name + "' needs " + memory.byteSize() + " bytes from offset " + offset
+                        + ", but the file handed over holds " + size);
+            }
+            Mappings.mapSharedOver(memory, adopted, offset);
+        } catch (RuntimeException e) {
+            adopted.close();
+            throw e;
+        }
+        ram.own(adopted);
+        this.file = adopted;
+        this.population = PopulationSource.FILE_HOLES;
     }
 
     /** @return the {@link GuestRam} this region belongs to */

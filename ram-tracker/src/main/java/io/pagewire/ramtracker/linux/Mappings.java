@@ -44,6 +44,33 @@ public final class Mappings {
         return map(bytes, Libc.MAP_SHARED, file.fd(), offset, arena, file.description() + " at offset " + offset);
     }
 
+    /**
+     * Maps {@code file} from {@code offset} over an existing mapping, at the same addresses
+     * ({@code MAP_SHARED | MAP_FIXED}): every view of {@code existing} now reads and writes the
+     * file's pages; the old pages are unmapped. The mapping still ends when {@code existing}'s
+     * arena closes (same range).
+     *
+     * @param existing the range to replace (its whole size is mapped)
+     */
+    public static void mapSharedOver(MemorySegment existing, NativeFile file, long offset) {
+        Linux.ensureAvailable();
+        try {
+            MemorySegment cap = Libc.capture();
+            long addr = (long) Libc.MMAP.invokeExact(cap, existing.address(), existing.byteSize(), Libc.PROT_READ | Libc.PROT_WRITE,
+                    Libc.MAP_SHARED | Libc.MAP_FIXED, file.fd(), offset);
+            if (addr == Libc.MAP_FAILED) {
+                throw Linux.failure("mmap", existing.byteSize() + " bytes of " + file.description() + " at offset " + offset
+                        + " over 0x" + Long.toHexString(existing.address()), Libc.errno(cap), null);
+            }
+            if (addr != existing.address()) {
+                throw new IllegalStateException("mmap(MAP_FIXED) placed the mapping at 0x" + Long.toHexString(addr) + ", not at 0x"
+                        + Long.toHexString(existing.address()));
+            }
+        } catch (Throwable t) {
+            throw Linux.unexpected("mmap", t);
+        }
+    }
+
     @SuppressWarnings("restricted") // giving the mapping its size and lifetime is what this method is for
     private static MemorySegment map(long bytes, int flags, int fd, long offset, Arena arena, String what) {
         Linux.ensureAvailable();

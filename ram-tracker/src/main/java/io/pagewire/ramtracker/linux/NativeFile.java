@@ -50,6 +50,20 @@ public final class NativeFile implements AutoCloseable {
     }
 
     /**
+     * Takes ownership of a descriptor opened elsewhere (one received from another process): closing
+     * this file closes it.
+     *
+     * @param fd the descriptor
+     * @param description for messages, e.g. "memfd of region 'pc.ram' from the source"
+     */
+    public static NativeFile adopt(int fd, String description) {
+        if (fd < 0) {
+            throw new IllegalArgumentException("file descriptor " + fd + " is negative (" + description + ")");
+        }
+        return new NativeFile(fd, description);
+    }
+
+    /**
      * Opens (creating if needed, mode 0600) a file for reading and writing, close-on-exec.
      *
      * @param path the file, typically on tmpfs ({@code /dev/shm}) or hugetlbfs

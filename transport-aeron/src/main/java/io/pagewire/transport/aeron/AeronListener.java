@@ -7,12 +7,14 @@ import io.pagewire.transport.spi.Connection;
 import io.pagewire.transport.spi.Listener;
 import io.pagewire.transport.spi.MessageHandler;
 import io.pagewire.transport.spi.RamLayout;
-import io.pagewire.transport.spi.RegionDescriptor;
 import io.pagewire.transport.spi.Role;
 import io.pagewire.transport.spi.TransportContext;
 import io.pagewire.transport.spi.TransportException;
 import io.pagewire.transport.spi.TransportException.Kind;
 import io.pagewire.transport.spi.TransportUri;
+import io.pagewire.transport.spi.kit.HandshakeGuard;
+import io.pagewire.transport.spi.kit.Handshakes;
+import io.pagewire.transport.spi.kit.ReadyQueue;
 import io.pagewire.transport.spi.wire.Hello;
 import io.pagewire.transport.spi.wire.Wire;
 import io.pagewire.transport.spi.wire.WireException;
@@ -24,8 +26,6 @@ import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.ArrayBlockingQueue;
-import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.TimeUnit;
 
@@ -60,7 +60,8 @@ final class AeronListener implements Listener {
     private static final java.util.Set<String> ACTIVE = java.util.concurrent.ConcurrentHashMap.newKeySet();
     private final String activeKey;
     private final ConcurrentLinkedQueue<Image> arrived = new ConcurrentLinkedQueue<>();
-    private final BlockingQueue<Ready> ready = new ArrayBlockingQueue<>(MAX_READY);
+    private final ReadyQueue<Ready> ready = new ReadyQueue<>(MAX_READY);
+    private final HandshakeGuard guard;
     private volatile boolean closed;
 
     /** A source whose HELLO was accepted, waiting for {@link #accept}. */
@@ -88,6 +89,7 @@ final class AeronListener implements Listener {
         this.context = context;
         this.layout = context.layout();
         this.connectTimeoutNs = context.connectTimeoutNs();
+        this.guard = Handshakes.guard(context);
         // The driver of the connections' urgent streams: the reply publication made here becomes one of them.
         this.lease = AeronTransportProvider.urgentLease(options, parsed.text());
         this.streamId = options.streamId() == 0 ? AeronTransportProvider.randomStreamId() : options.streamId();
@@ -203,7 +205,7 @@ final class AeronListener implements Listener {
         } else {
             try {
                 hello = Handshake.hello(m.asSlice(Handshake.ENVELOPE_LENGTH));
-                error = check(hello);
+                error = check(hello, source);
             } catch (WireException e) {
                 error = e.getMessage();
             }
@@ -228,25 +230,12 @@ final class AeronListener implements Listener {
     }
 
     /** @return null when the HELLO fits this destination, else why not */
-    private String check(Hello hello) {
-        String mismatch = RamLayout.mismatch(layout.descriptors(), hello.regions());
-        if (mismatch != null) {
-            return "RAM layout mismatch: " + mismatch;
+    private String check(Hello hello, String source) {
+        String why = Handshakes.refusal(context, hello);
+        if (why == null && hello.channels() != 1) {
+            why = "aeron carries the background lane on one stream; the HELLO asks for " + hello.channels() + " channels";
         }
-        if (hello.channels() != 1) {
-            return "aeron carries the background lane on one stream; the HELLO asks for " + hello.channels() + " channels";
-        }
-        for (RegionDescriptor d : hello.regions()) {
-            if (d.pageSize() > hello.maxPagePayload()) {
-                return "max payload " + hello.maxPagePayload() + " is smaller than region '" + d.name() + "''s page size " + d.pageSize();
-            }
-        }
-        long ownTimeoutMs = TimeUnit.NANOSECONDS.toMillis(context.peerTimeoutNs());
-        if (2L * hello.heartbeatMs() > ownTimeoutMs) {
-            return "the source's heartbeat interval " + hello.heartbeatMs() + " ms is too long for this destination's peer timeout "
-                    + ownTimeoutMs + " ms";
-        }
-        return null;
+        return why != null ? why : guard.admitHello(hello, source);
     }
 
     /** The answer goes to the address the datagrams came from (never one the message names), at the reply port. */
@@ -304,37 +293,14 @@ final class AeronListener implements Listener {
 
     @Override
     public Connection accept(MessageHandler handler, Duration timeout) {
-        long deadline = System.nanoTime() + timeout.toNanos();
-        while (true) {
-            if (closed) {
-                throw new TransportException(Kind.CLOSED, "listener " + uri + " is closed");
-            }
-            if (!thread.isAlive()) {
-                throw new TransportException(Kind.CONNECT_FAILED, "listener " + uri + " stopped listening (see the log)");
-            }
-            long left = deadline - System.nanoTime();
-            Ready r;
-            try {
-                r = ready.poll(Math.max(0, Math.min(left, TimeUnit.MILLISECONDS.toNanos(200))), TimeUnit.NANOSECONDS);
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                throw new TransportException(Kind.CLOSED, "interrupted while accepting on " + uri, e);
-            }
-            if (r == null) {
-                if (System.nanoTime() - deadline >= 0) {
-                    throw new TransportException(Kind.TIMEOUT, "no source connected to " + uri + " within " + timeout.toMillis() + " ms");
-                }
-                continue;
-            }
+        return ready.accept(uri, timeout, r -> {
             if (System.nanoTime() - r.arrivedNs() > connectTimeoutNs) {
                 refuseNow(r, "the destination did not accept the migration within the connect timeout");
-                continue;
+                return null;
             }
-            AeronConnection c = start(r, handler);
-            if (c != null) {
-                return c;
-            }
-        }
+            return start(r, handler);
+        }, () -> closed, () -> thread.isAlive() ? null
+                : new TransportException(Kind.CONNECT_FAILED, "listener " + uri + " stopped listening (see the log)"));
     }
 
     /** Tells a waiting source why it is turned away (briefly waiting for delivery) and closes its reply stream. */
@@ -360,7 +326,7 @@ final class AeronListener implements Listener {
                     "the background stream");
             int urgentPort = options.ipc() ? 0 : Await.boundPort(urgentSub, "the urgent stream", deadline);
             int bgPort = options.ipc() ? 0 : Await.boundPort(bgSub, "the background stream", deadline);
-            long heartbeatMs = Math.max(1, TimeUnit.NANOSECONDS.toMillis(context.heartbeatIntervalNs()));
+            long heartbeatMs = Handshakes.heartbeatMs(context);
             step = "answer HELLO_ACK";
             byte[] ack = Handshake.ack(new Handshake.Ack(h.sessionId(), heartbeatMs, urgentPort, urgentStream, bgPort, bgStream));
             long written = Await.offer(r.reply(), ack, deadline);
@@ -441,8 +407,7 @@ final class AeronListener implements Listener {
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
-        Ready r;
-        while ((r = ready.poll()) != null) {
+        for (Ready r : ready.drain()) {
             refuseNow(r, "the destination stopped listening before accepting this migration");
         }
         rendezvous.close();

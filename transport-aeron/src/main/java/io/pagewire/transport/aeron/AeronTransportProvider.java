@@ -9,13 +9,13 @@ import io.pagewire.transport.spi.Capability;
 import io.pagewire.transport.spi.Connection;
 import io.pagewire.transport.spi.Listener;
 import io.pagewire.transport.spi.RamLayout;
-import io.pagewire.transport.spi.RegionDescriptor;
 import io.pagewire.transport.spi.Role;
 import io.pagewire.transport.spi.TransportContext;
 import io.pagewire.transport.spi.TransportException;
 import io.pagewire.transport.spi.TransportException.Kind;
 import io.pagewire.transport.spi.TransportProvider;
 import io.pagewire.transport.spi.TransportUri;
+import io.pagewire.transport.spi.kit.Handshakes;
 import io.pagewire.transport.spi.wire.Hello;
 import io.pagewire.transport.spi.wire.Wire;
 import io.pagewire.transport.spi.wire.WireException;
@@ -88,21 +88,8 @@ public final class AeronTransportProvider implements TransportProvider {
     public Connection connect(TransportUri uri, TransportContext context) {
         AeronOptions o = AeronOptions.parse(uri, false);
         RamLayout layout = context.layout();
-        for (RegionDescriptor d : layout.descriptors()) {
-            if (d.pageSize() > o.batchBytes()) {
-                throw new TransportException(Kind.INVALID_URI, "batch-bytes=" + o.batchBytes() + " in '" + uri.text()
-                        + "' is smaller than region '" + d.name() + "''s page size " + d.pageSize() + "; raise batch-bytes");
-            }
-        }
-        int heartbeatMs = (int) Math.max(1, TimeUnit.NANOSECONDS.toMillis(context.heartbeatIntervalNs()));
-        int peerTimeoutMs = (int) TimeUnit.NANOSECONDS.toMillis(context.peerTimeoutNs());
-        long sessionId = RANDOM.nextLong() | 1;
-        Hello hello = new Hello(sessionId, o.dataDigest() ? Hello.FLAG_DATA_DIGEST : 0, 1, o.batchBytes(), heartbeatMs, peerTimeoutMs,
-                layout.descriptors());
-        if (hello.encodedLength() > Wire.MAX_HELLO_BYTES) {
-            throw new TransportException(Kind.INVALID_CONFIG, "the RAM layout needs a " + hello.encodedLength()
-                    + "-byte HELLO, over the " + Wire.MAX_HELLO_BYTES + "-byte limit; use fewer regions or shorter names");
-        }
+        Hello hello = Handshakes.hello(context, uri.text(), "batch-bytes", o.dataDigest() ? Hello.FLAG_DATA_DIGEST : 0, 1, o.batchBytes());
+        long sessionId = hello.sessionId();
         long deadline = System.nanoTime() + context.connectTimeoutNs();
         long timeoutMs = TimeUnit.NANOSECONDS.toMillis(context.connectTimeoutNs());
         Drivers.Lease[] leases = leases(o, "'" + uri.text() + "'");
@@ -142,10 +129,7 @@ public final class AeronTransportProvider implements TransportProvider {
                 throw new WireException("expected HELLO_ACK for session " + Long.toHexString(sessionId) + ", got one for "
                         + Long.toHexString(ack.sessionId()));
             }
-            if (ack.heartbeatMs() < 1 || 2 * ack.heartbeatMs() > peerTimeoutMs) {
-                throw new TransportException(Kind.HANDSHAKE, "the destination's heartbeat interval " + ack.heartbeatMs()
-                        + " ms is too long for this source's peer timeout " + peerTimeoutMs + " ms");
-            }
+            Handshakes.checkAck(context, ack.heartbeatMs());
             rendezvous.close();
             rendezvous = null;
             step = "open the urgent and background streams";

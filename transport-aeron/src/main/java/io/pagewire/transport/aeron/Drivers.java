@@ -8,6 +8,7 @@ import io.aeron.exceptions.ConductorServiceTimeoutException;
 import io.aeron.exceptions.DriverTimeoutException;
 import io.pagewire.transport.spi.TransportException;
 import io.pagewire.transport.spi.TransportException.Kind;
+import io.pagewire.transport.spi.linux.ThreadTuning;
 
 import java.io.File;
 import java.io.IOException;
@@ -68,6 +69,10 @@ final class Drivers {
 
     private Drivers() {
     }
+
+    /** Requested scheduler slice of urgent threads (system property {@code pagewire.aeron.urgent.slice-us}, 0 = kernel default). */
+    static final long URGENT_SLICE_NS = java.util.concurrent.TimeUnit.MICROSECONDS.toNanos(
+            longProperty("pagewire.aeron.urgent.slice-us", 100, 0, 100_000));
 
     static long longProperty(String name, long defaultValue, long min, long max) {
         String v = System.getProperty(name);
@@ -252,7 +257,7 @@ final class Drivers {
                         : new ActivityIdleStrategy(ActivityIdleStrategy.BULK, ActivityIdleStrategy.URGENT))
                 .sharedThreadFactory(r -> {
                     Thread t = new Thread(() -> {
-                        String why = urgent ? ThreadTuning.urgentThread() : ThreadTuning.apply(BULK_DRIVER_NICE);
+                        String why = urgent ? ThreadTuning.urgentThread(URGENT_SLICE_NS) : ThreadTuning.nice(BULK_DRIVER_NICE);
                         if (why != null) {
                             LOG.log(System.Logger.Level.DEBUG, role.name().toLowerCase() + " driver thread not tuned: " + why);
                         }

@@ -5,10 +5,9 @@ import io.aeron.logbuffer.Header;
 import io.pagewire.transport.spi.LaneKind;
 import io.pagewire.transport.spi.RamLayout;
 import io.pagewire.transport.spi.RamRegion;
-import io.pagewire.transport.spi.Role;
+import io.pagewire.transport.spi.kit.FrameDispatcher;
 import io.pagewire.transport.spi.wire.FrameHeader;
 import io.pagewire.transport.spi.wire.FrameType;
-import io.pagewire.transport.spi.wire.FrameValidator;
 import io.pagewire.transport.spi.wire.Wire;
 import io.pagewire.transport.spi.wire.WireException;
 import org.agrona.DirectBuffer;
@@ -22,13 +21,14 @@ import java.util.zip.CRC32C;
  * Reads the frame stream of one image (one lane stream) after the handshake, fragment by fragment, without
  * reassembling messages: the fragments of a stream, in order, are the byte stream of {@code docs/wire-protocol.md}
  * (a frame may span fragments and messages). Page data goes from Aeron's term buffer straight into destination RAM
- * (one copy; or into a staging buffer for a region with a placer). PAGE_LIST frames (scattered pages; this transport
+ * (one copy; or into the dispatcher's staging buffer for a region with a placer). PAGE_LIST frames (scattered pages; this transport
  * does not need to send them, since Aeron already packs small messages into one datagram) are received as the wire
  * format says: indices first, checked, then each page straight into its place.
  *
  * <h2>Validation before any write</h2>
- * Each 32-byte header is collected, CRC-checked ({@link FrameHeader#decode}) and validated by
- * {@link FrameValidator} against the negotiated layout, role and lane before a payload byte is read. When a PAGES
+ * Each 32-byte header is collected, CRC-checked ({@link FrameHeader#decode}) and validated by the kit's
+ * {@link FrameDispatcher} against the negotiated layout, role and lane before a payload byte is read; the dispatcher
+ * then places (with a region's placer), counts and reports what arrived. When a PAGES
  * frame and its digest lie in one fragment (every frame this transport sends) the digest is checked before the
  * pages are written; a frame that spans fragments is written as it arrives, inside the range its valid header
  * claimed, and its digest is checked at the end.
@@ -39,19 +39,6 @@ import java.util.zip.CRC32C;
  * ignores every later fragment, and {@link #poll} rethrows on the polling thread.
  */
 final class FrameReader implements FragmentHandler {
-    /** Where frames go. */
-    interface Sink {
-        /** A validated frame other than PAGES; {@code payload} (CONTROL, ERROR) is valid during the call. */
-        void onFrame(FrameHeader header, MemorySegment payload);
-
-        /**
-         * Pages {@code [first, first + count)} of a region placed in RAM (or handed to its placer). A PAGE_LIST
-         * arrives as one call per run of consecutive indices; {@code wireBytes} (header and digest included) is
-         * counted once per frame, with its last run.
-         */
-        void onPages(int region, long first, int count, long wireBytes);
-    }
-
     private static final int HEADER = 0;
     private static final int PAGES = 1;
     private static final int DIGEST = 2;
@@ -60,10 +47,8 @@ final class FrameReader implements FragmentHandler {
     private static final int LIST_DATA = 5;
 
     private final RamLayout layout;
-    private final FrameValidator validator;
-    private final Role role;
+    private final FrameDispatcher dispatcher;
     private final LaneKind lane;
-    private final Sink sink;
     private final byte[] headerBytes = new byte[FrameHeader.LENGTH];
     private final FrameHeader header = new FrameHeader(MemorySegment.ofArray(headerBytes));
     private final byte[] digestBytes = new byte[Wire.DIGEST_LENGTH];
@@ -72,8 +57,6 @@ final class FrameReader implements FragmentHandler {
     private final long[] listPages = new long[Wire.MAX_LIST_PAGES];
     private final BufferViews views = new BufferViews();
     private final CRC32C crc = new CRC32C();
-    private final int maxPagePayload;
-    private MemorySegment staging; // for regions with a placer, made on first use
 
     private int state = HEADER;
     private int have;            // bytes of the current part (header, digest, small payload) collected
@@ -85,32 +68,17 @@ final class FrameReader implements FragmentHandler {
     private long pageSize;
     private int listIndex;       // PAGE_LIST: the page being received
     private long listPageDone;   // PAGE_LIST: bytes of that page received
-    private long pagesReceived;
-    private boolean ended;
     private RuntimeException failed;
 
-    FrameReader(RamLayout layout, FrameValidator validator, Role role, LaneKind lane, Sink sink) {
+    FrameReader(RamLayout layout, FrameDispatcher dispatcher, LaneKind lane) {
         this.layout = layout;
-        this.validator = validator;
-        this.role = role;
+        this.dispatcher = dispatcher;
         this.lane = lane;
-        this.sink = sink;
-        this.maxPagePayload = validator.maxPagePayload();
-    }
-
-    /** @return pages received in PAGES frames on this stream */
-    long pagesReceived() {
-        return pagesReceived;
     }
 
     /** @return true when a frame is partly read (the stream must not end here) */
     boolean midFrame() {
         return state != HEADER || have != 0;
-    }
-
-    /** Marks the end of the stream: any further frame is a protocol error (after COMPLETE). */
-    void end() {
-        ended = true;
     }
 
     /**
@@ -227,7 +195,7 @@ final class FrameReader implements FragmentHandler {
                     if (have == payloadLength) {
                         have = 0;
                         state = HEADER;
-                        sink.onFrame(header, small.asSlice(0, payloadLength));
+                        dispatcher.frame(header, lane, small.asSlice(0, payloadLength));
                     }
                 }
                 default -> throw new IllegalStateException("reader state " + state);
@@ -238,10 +206,7 @@ final class FrameReader implements FragmentHandler {
     /** A whole header arrived: check it, then route what follows. @return the new position */
     private int onHeader(DirectBuffer buffer, int pos, int end) {
         header.decode();
-        if (ended) {
-            throw new WireException(FrameType.name(header.type()) + " frame after COMPLETE on the " + lane.name().toLowerCase() + " stream");
-        }
-        validator.validate(header, role, lane);
+        dispatcher.validate(header, lane);
         payloadLength = Integer.toUnsignedLong(header.payloadLength());
         switch (header.type()) {
             case FrameType.PAGES -> {
@@ -280,7 +245,7 @@ final class FrameReader implements FragmentHandler {
                 if (end - pos >= whole) {
                     // Whole frame in this fragment: indices, then digest, then the writes.
                     MemorySegment.copy(views.segment(buffer), views.offset(buffer, pos), indices, 0, 8L * n);
-                    validator.validatePageList(header, indices);
+                    dispatcher.validatePageList(header, indices);
                     if (header.hasDataDigest()) {
                         views.crc(crc, buffer, pos, (int) payloadLength);
                         checkDigest(buffer.getInt(pos + (int) payloadLength, ByteOrder.BIG_ENDIAN), (int) crc.getValue());
@@ -299,33 +264,25 @@ final class FrameReader implements FragmentHandler {
             }
             case FrameType.CONTROL, FrameType.ERROR -> {
                 if (payloadLength == 0) {
-                    sink.onFrame(header, small.asSlice(0, 0));
+                    dispatcher.frame(header, lane, small.asSlice(0, 0));
                 } else {
                     state = SMALL;
                 }
             }
-            default -> sink.onFrame(header, null);
+            default -> dispatcher.frame(header, lane, null);
         }
         return pos;
     }
 
-    /** Pages go to RAM at {@code first}, or to the staging buffer when the region has a placer. */
+    /** Pages go to RAM at {@code first}, or to the dispatcher's staging buffer when the region has a placer. */
     private void setTarget(long first) {
-        if (region.placer() == null) {
-            target = region.memory();
-            targetOffset = first * pageSize;
-        } else {
-            if (staging == null) {
-                staging = Arena.ofAuto().allocate(maxPagePayload, 4096);
-            }
-            target = staging;
-            targetOffset = 0;
-        }
+        target = dispatcher.target(header.region());
+        targetOffset = dispatcher.targetOffset(header.region(), first);
     }
 
     /** @return where page {@code i} of the current PAGE_LIST goes in {@link #target} */
     private long listTarget(int i) {
-        return region.placer() == null ? listPages[i] * pageSize : (long) i * pageSize;
+        return dispatcher.listTargetOffset(header.region(), listPages[i], i);
     }
 
     private void readIndices(int n) {
@@ -335,31 +292,19 @@ final class FrameReader implements FragmentHandler {
     }
 
     private void indicesDone() {
-        validator.validatePageList(header, indices);
+        dispatcher.validatePageList(header, indices);
         readIndices((int) header.count());
         listIndex = 0;
         listPageDone = 0;
         state = LIST_DATA;
     }
 
-    /** A whole PAGE_LIST is placed: report it per run of consecutive pages. */
+    /** A whole PAGE_LIST is placed: the dispatcher reports it per run of consecutive pages. */
     private void listDone() {
         state = HEADER;
-        int n = (int) header.count();
-        int r = header.region();
         long wire = FrameHeader.LENGTH + payloadLength + (header.hasDataDigest() ? Wire.DIGEST_LENGTH : 0);
-        int runStart = 0;
-        for (int i = 1; i <= n; i++) {
-            if (i == n || listPages[i] != listPages[i - 1] + 1) {
-                int count = i - runStart;
-                if (region.placer() != null) {
-                    region.placer().place(r, listPages[runStart], count, staging.asSlice(runStart * pageSize, count * pageSize));
-                }
-                pagesReceived += count;
-                sink.onPages(r, listPages[runStart], count, i == n ? wire : 0);
-                runStart = i;
-            }
-        }
+        MemorySegment staged = region.placer() == null ? null : target.asSlice(0, header.count() * pageSize);
+        dispatcher.pageList(lane, header.region(), indices, (int) header.count(), staged, wire);
     }
 
     private void checkDigest(int expected, int actual) {
@@ -371,13 +316,8 @@ final class FrameReader implements FragmentHandler {
 
     private void pagesDone() {
         state = HEADER;
-        int count = (int) header.count();
-        if (region.placer() != null) {
-            region.placer().place(header.region(), header.first(), count, staging.asSlice(0, payloadLength));
-        }
-        pagesReceived += count;
-        sink.onPages(header.region(), header.first(), count, FrameHeader.LENGTH + payloadLength
-                + (header.hasDataDigest() ? Wire.DIGEST_LENGTH : 0));
+        dispatcher.pages(lane, header.region(), header.first(), (int) header.count(), target.asSlice(targetOffset, payloadLength),
+                FrameHeader.LENGTH + payloadLength + (header.hasDataDigest() ? Wire.DIGEST_LENGTH : 0));
     }
 
     /** Forgets cached views of the image's buffers. */

@@ -69,8 +69,8 @@ final class Channel implements AutoCloseable {
         /** The channel failed. */
         void onFailure(Channel ch, TransportException e);
 
-        /** @return the connection's failure (or a closed error), null while healthy */
-        TransportException failure();
+        /** @return why the connection stopped (failure, close, orderly end), null while it runs */
+        TransportException stopCause();
     }
 
     private static final long RECV_TAG = 1L << 60;
@@ -142,6 +142,8 @@ final class Channel implements AutoCloseable {
     private volatile Thread poller;
     private volatile boolean closed;
     private volatile long idleWaitNs = IDLE_POLL_NS;
+    /** False once the poller loop has ended: a waiter then polls itself (a failing side waiting for its ERROR to leave). */
+    private volatile boolean polling = true;
 
     /**
      * Creates the queue pair with its buffers and posts the receives (before connect or accept).
@@ -325,7 +327,7 @@ final class Channel implements AutoCloseable {
             if (left <= 0) {
                 return false;
             }
-            if (Thread.currentThread() == poller || poller == null) {
+            if (Thread.currentThread() == poller || poller == null || !polling) {
                 if (pollOnce() == 0) {
                     cq.requestNotify();
                     if (pollOnce() == 0) {
@@ -586,7 +588,7 @@ final class Channel implements AutoCloseable {
     private TransportException ownerFailure() {
         Owner o = owner;
         if (o != null) {
-            return o.failure();
+            return o.stopCause();
         }
         return closed ? new TransportException(Kind.CLOSED, "queue pair " + name + " closed") : null;
     }
@@ -611,15 +613,14 @@ final class Channel implements AutoCloseable {
         this.idleWaitNs = Math.max(TimeUnit.MILLISECONDS.toNanos(1), Math.min(IDLE_POLL_NS, ns));
     }
 
-    /** Starts the poller thread. */
-    void start(Thread.Builder builder) {
-        Thread t = builder.unstarted(this::pollLoop);
-        poller = t;
-        t.start();
-    }
-
-    Thread pollerThread() {
-        return poller;
+    /** Runs the poller loop on the calling thread (the connection's poller thread) until the channel stops or fails. */
+    void runPoller() {
+        poller = Thread.currentThread();
+        try {
+            pollLoop();
+        } finally {
+            polling = false;
+        }
     }
 
     private void pollLoop() {

@@ -1,7 +1,6 @@
 package io.pagewire.transport.rdma;
 
 import io.pagewire.transport.rdma.disni.DisniProbe;
-import io.pagewire.transport.rdma.sim.SimFabric;
 import io.pagewire.transport.rdma.verbs.ProtectionDomain;
 import io.pagewire.transport.rdma.verbs.RdmaEndpoint;
 import io.pagewire.transport.rdma.verbs.RdmaFabric;
@@ -16,12 +15,13 @@ import io.pagewire.transport.spi.TransportException;
 import io.pagewire.transport.spi.TransportException.Kind;
 import io.pagewire.transport.spi.TransportProvider;
 import io.pagewire.transport.spi.TransportUri;
+import io.pagewire.transport.spi.kit.Handshakes;
+import io.pagewire.transport.spi.kit.KitConnection;
 import io.pagewire.transport.spi.wire.FrameType;
 import io.pagewire.transport.spi.wire.Hello;
 import io.pagewire.transport.spi.wire.WireException;
 
 import java.lang.foreign.MemorySegment;
-import java.security.SecureRandom;
 import java.util.EnumSet;
 import java.util.Map;
 import java.util.Set;
@@ -32,15 +32,15 @@ import java.util.concurrent.TimeUnit;
  *
  * <p>The fabric is chosen by the system property {@value #FABRIC_PROPERTY}: {@code disni}
  * (default: real RDMA through DiSNi and libibverbs) or {@code simulated} (the in-process
- * {@link SimFabric}; both ends in one JVM; for tests and benchmarks). The DiSNi implementation is
- * loaded by name only when used, so this class and the simulated fabric work without DiSNi's jar
- * or native library.
+ * simulated fabric, both ends in one JVM: a test fixture in this module's test-jar, for tests and
+ * benchmarks, never in the main artifact). Both are loaded by name only when used, so this class
+ * works without DiSNi's jar or native library.
  */
 public final class RdmaTransportProvider implements TransportProvider {
     /** System property selecting the fabric: {@code disni} or {@code simulated}. */
     public static final String FABRIC_PROPERTY = "pagewire.rdma.fabric";
     private static final String DISNI_FABRIC = "io.pagewire.transport.rdma.disni.DisniFabric";
-    private static final SecureRandom RANDOM = new SecureRandom();
+    private static final String SIMULATED_FABRIC = "io.pagewire.transport.rdma.sim.SimFabric";
 
     private final String fabricName;
 
@@ -73,7 +73,8 @@ public final class RdmaTransportProvider implements TransportProvider {
     @Override
     public String unavailabilityCause() {
         return switch (fabricName) {
-            case "simulated" -> null;
+            case "simulated" -> simulatedFabricPresent() ? null : "the simulated fabric (" + SIMULATED_FABRIC + ") is a test fixture:"
+                    + " put transport-rdma's test-jar (classifier tests) on the class path";
             case "disni" -> DisniProbe.unavailabilityCause();
             default -> "system property " + FABRIC_PROPERTY + "=" + fabricName + " names no fabric; expected disni (real RDMA, the default) or"
                     + " simulated (in-process, for tests)";
@@ -86,15 +87,24 @@ public final class RdmaTransportProvider implements TransportProvider {
         if (cause != null) {
             throw new TransportException(Kind.UNAVAILABLE, "rdma: transport unavailable here: " + cause);
         }
-        if (fabricName.equals("simulated")) {
-            return SimFabric.instance();
-        }
         try {
+            if (fabricName.equals("simulated")) {
+                return (RdmaFabric) Class.forName(SIMULATED_FABRIC).getMethod("instance").invoke(null);
+            }
             // By name: DiSNi's classes are linked only from here on.
             return (RdmaFabric) Class.forName(DISNI_FABRIC).getConstructor().newInstance();
         } catch (ReflectiveOperationException | LinkageError e) {
             Throwable c = e.getCause() != null ? e.getCause() : e;
-            throw new TransportException(Kind.UNAVAILABLE, "rdma: the DiSNi fabric could not be started: " + c, c);
+            throw new TransportException(Kind.UNAVAILABLE, "rdma: the " + fabricName + " fabric could not be started: " + c, c);
+        }
+    }
+
+    private static boolean simulatedFabricPresent() {
+        try {
+            Class.forName(SIMULATED_FABRIC, false, RdmaTransportProvider.class.getClassLoader());
+            return true;
+        } catch (ClassNotFoundException e) {
+            return false;
         }
     }
 
@@ -116,11 +126,8 @@ public final class RdmaTransportProvider implements TransportProvider {
         }
         RamLayout layout = context.layout();
         o.check(uri, layout);
-        int heartbeatMs = (int) Math.max(1, TimeUnit.NANOSECONDS.toMillis(context.heartbeatIntervalNs()));
-        int peerTimeoutMs = (int) TimeUnit.NANOSECONDS.toMillis(context.peerTimeoutNs());
-        long sessionId = RANDOM.nextLong() | 1;
-        Hello hello = new Hello(sessionId, o.dataDigest() ? Hello.FLAG_DATA_DIGEST : 0, 1, o.batchBytes(), heartbeatMs, peerTimeoutMs,
-                layout.descriptors());
+        Hello hello = Handshakes.hello(context, uri.text(), "batch-bytes", o.dataDigest() ? Hello.FLAG_DATA_DIGEST : 0, 1, o.batchBytes());
+        long sessionId = hello.sessionId();
         if (hello.encodedLength() > Protocol.MAX_HANDSHAKE_PAYLOAD) {
             throw new TransportException(Kind.INVALID_CONFIG, "the RAM layout needs a " + hello.encodedLength() + "-byte HELLO, over rdma://'s "
                     + Protocol.MAX_HANDSHAKE_PAYLOAD + "-byte first message; use fewer regions or shorter names");
@@ -178,17 +185,13 @@ public final class RdmaTransportProvider implements TransportProvider {
             }
             if (first.type() == FrameType.ERROR) {
                 throw new TransportException(Kind.HANDSHAKE, "the destination " + uri.text() + " refused the migration: "
-                        + new String(first.payload().toArray(java.lang.foreign.ValueLayout.JAVA_BYTE), java.nio.charset.StandardCharsets.UTF_8));
+                        + KitConnection.peerText(first.payload()));
             }
             if (first.type() != FrameType.HELLO_ACK || first.header().first() != sessionId) {
                 throw new WireException("expected HELLO_ACK for session " + Long.toHexString(sessionId) + ", got " + Protocol.name(first.type())
                         + " for " + Long.toHexString(first.header().first()));
             }
-            long peerHeartbeatMs = first.header().count();
-            if (peerHeartbeatMs < 1 || 2 * peerHeartbeatMs > peerTimeoutMs) {
-                throw new TransportException(Kind.HANDSHAKE, "the destination's heartbeat interval " + peerHeartbeatMs
-                        + " ms is too long for this source's peer timeout " + peerTimeoutMs + " ms");
-            }
+            Handshakes.checkAck(context, first.header().count());
             MemorySegment regionsPayload = Handshake.follow(first.after(), Protocol.RDMA_REGIONS, Protocol.MAX_HANDSHAKE_PAYLOAD);
             Protocol.Regions regions = Protocol.Regions.decode(regionsPayload, 0, regionsPayload.byteSize(), layout.descriptors(), o.batchBytes());
             urgent.releaseHandshake();

@@ -4,7 +4,7 @@ import io.pagewire.transport.spi.Connection;
 
 /**
  * What an {@code rdma://} connection did itself, for benchmarks and diagnostics (the NIC's part,
- * on the simulated fabric, is in {@link io.pagewire.transport.rdma.sim.SimStats}).
+ * on the simulated fabric, is in {@code SimStats} of the test fixture).
  *
  * @param copiedPageBytes page bytes the transport copied in memory (only with {@code data-digest=true}:
  *        the staging copy the checksum is taken over); 0 means every page went from guest RAM to the NIC untouched

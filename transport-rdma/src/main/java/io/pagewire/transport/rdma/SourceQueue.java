@@ -2,6 +2,7 @@ package io.pagewire.transport.rdma;
 
 import io.pagewire.transport.spi.ConnectionStats;
 import io.pagewire.transport.spi.TransportException;
+import io.pagewire.transport.spi.wire.FrameType;
 
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
@@ -26,13 +27,14 @@ import java.util.function.Supplier;
  * would be serialised by {@link #producer} rather than corrupt the ring.
  */
 final class SourceQueue {
-    static final int NONE = 0;
-    static final int PAGES = 1;
-    static final int ZERO_RUN = 2;
-    static final int SKIP_RUN = 3;
-    static final int CONTROL = 4;
-    static final int ROUND_END = 5;
-    static final int COMPLETE = 6;
+    // Entry kinds are frame types; 0 (INVALID) means none.
+    static final int NONE = FrameType.INVALID;
+    static final int PAGES = FrameType.PAGES;
+    static final int ZERO_RUN = FrameType.ZERO_RUN;
+    static final int SKIP_RUN = FrameType.SKIP_RUN;
+    static final int CONTROL = FrameType.CONTROL;
+    static final int ROUND_END = FrameType.ROUND_END;
+    static final int COMPLETE = FrameType.COMPLETE;
     private static final long PARK_NS = TimeUnit.MILLISECONDS.toNanos(50);
 
     /** One taken entry; the sender reuses its own. */

@@ -19,5 +19,11 @@ public enum Capability {
     /** Urgent traffic is marked (DSCP / socket priority) so a QoS network can prioritise it. */
     TRAFFIC_CLASS_MARKING,
     /** RAM regions are registered with the transport (RDMA memory registration); see {@link RamLayout}. */
-    MEMORY_REGISTRATION
+    MEMORY_REGISTRATION,
+    /**
+     * Regions backed by a file ({@link RamRegion#file()}) were handed to the destination, not copied: both
+     * sides map the same memory, and no page of those regions crosses the connection
+     * ({@link Connection#sharedRegions()}). A local transport only (unix domain sockets).
+     */
+    SHARED_MEMORY
 }

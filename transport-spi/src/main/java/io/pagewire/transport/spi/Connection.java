@@ -35,6 +35,15 @@ public interface Connection extends AutoCloseable {
     /** @return what this connection can do */
     Set<Capability> capabilities();
 
+    /**
+     * @return the ids of the regions handed over rather than copied ({@link Capability#SHARED_MEMORY}):
+     *         on the source, regions whose pages need not be sent; on the destination, regions whose
+     *         memory the handler received through {@link MessageHandler#onSharedRegion}
+     */
+    default Set<Integer> sharedRegions() {
+        return Set.of();
+    }
+
     /** @return the bulk lane */
     Lane background();
 
@@ -44,10 +53,15 @@ public interface Connection extends AutoCloseable {
     /** @return live counters */
     ConnectionStats stats();
 
-    /** @return the failure, or null while healthy */
+    /**
+     * @return what ended the connection: null while it is healthy and after a clean end (completion
+     *         acknowledged, then closed by either side); kind {@code CLOSED} after a local close or
+     *         {@link #abort} before completion; otherwise the failure ({@code PEER_ERROR},
+     *         {@code CONNECTION_LOST}, {@code TIMEOUT}, ...), also one after completion
+     */
     TransportException failure();
 
-    /** @return true once closed (locally, or after a failure) */
+    /** @return true once closed locally, failed, or ended by the peer after completion; every send then throws */
     boolean isClosed();
 
     /**

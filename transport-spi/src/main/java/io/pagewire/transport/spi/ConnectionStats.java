@@ -17,7 +17,7 @@ public final class ConnectionStats {
     private final AtomicLong backgroundPendingBytes = new AtomicLong();
     private final AtomicLong backgroundPendingHighWaterBytes = new AtomicLong();
     private final LongAdder backPressureEvents = new LongAdder();
-    private volatile long backgroundPendingLimitBytes;
+    private final long backgroundPendingLimitBytes;
 
     /** @param limitBytes the transport's bound on offered, unsent background page data */
     public ConnectionStats(long limitBytes) {
@@ -105,11 +105,6 @@ public final class ConnectionStats {
     /** Records a refused offer. */
     public void onBackPressure() {
         backPressureEvents.increment();
-    }
-
-    /** Sets the pending bound. */
-    public void backgroundPendingLimitBytes(long limit) {
-        this.backgroundPendingLimitBytes = limit;
     }
 
     @Override

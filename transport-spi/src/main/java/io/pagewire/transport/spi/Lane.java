@@ -25,10 +25,8 @@ import java.lang.foreign.MemorySegment;
  * {@link IllegalStateException}.
  */
 public interface Lane {
-    /** The lane cannot take more now; try again (background lane only). */
+    /** The lane cannot take more now; try again (background lane only). A closed or failed connection throws instead. */
     long BACK_PRESSURED = -1;
-    /** The connection is closed or failed. */
-    long CLOSED = -4;
 
     /** @return which lane this is */
     LaneKind kind();

@@ -21,6 +21,33 @@ import java.lang.foreign.MemorySegment;
 public interface MessageHandler {
 
     /**
+     * The connection this handler serves, before any other callback and before {@code connect} or
+     * {@code accept} returns it: keep it to answer from callbacks (no need to wait for the caller to
+     * publish it). Called once, on the thread that opens the connection. A handler that throws here
+     * fails the connection.
+     *
+     * @param connection the connection
+     */
+    default void onOpen(Connection connection) {
+    }
+
+    /**
+     * Destination of a {@link Capability#SHARED_MEMORY} connection: the source handed over region
+     * {@code regionId} itself. Map {@code file} in place of this side's memory for the region (it then
+     * holds the source's pages, current at every moment, and no page of it is sent) and close the
+     * descriptor when done. Called during the handshake, after {@link #onOpen} and before any frame.
+     * The default refuses: a handler that does not take shared memory fails the connection.
+     *
+     * @param regionId the region
+     * @param file the source's file and the region's offset in it; the descriptor is the handler's once
+     *        this returns (when it throws, the transport closes it: do not close it then)
+     */
+    default void onSharedRegion(int regionId, RegionFile file) {
+        throw new UnsupportedOperationException("this message handler does not take shared memory (implement"
+                + " MessageHandler.onSharedRegion), so region " + regionId + " cannot be handed over");
+    }
+
+    /**
      * Pages have been placed in destination RAM (written to the region's memory, or handed to
      * its {@link PagePlacer}).
      */
@@ -64,5 +91,18 @@ public interface MessageHandler {
      * completion). Every later send throws the same exception.
      */
     default void onError(TransportException error) {
+    }
+
+    /**
+     * The connection has ended, for whatever reason: the last callback, exactly once, after every
+     * transport thread that calls this handler has stopped and every transport resource is released
+     * (so a receiver can wait for this instead of polling {@link Connection#failure()}). It ends when
+     * it is closed locally, when it fails, or when the peer ends it in order after completion.
+     *
+     * @param failure what ended it ({@link Connection#failure()}), or null when it ended cleanly after
+     *        completion; unlike {@link #onError} also reported for a local close or abort (kind
+     *        {@code CLOSED}) and for a failure after completion
+     */
+    default void onClosed(TransportException failure) {
     }
 }

@@ -11,8 +11,10 @@ import java.util.Objects;
  * @param descriptor name, size, page size
  * @param memory the RAM, at least {@code descriptor.sizeBytes()} long; native (off-heap)
  * @param placer null to let the transport write {@code memory} directly
+ * @param file where {@code memory} lives in a file (source: lets a {@link Capability#SHARED_MEMORY}
+ *        transport hand the memory over instead of copying it), or null
  */
-public record RamRegion(RegionDescriptor descriptor, MemorySegment memory, PagePlacer placer) {
+public record RamRegion(RegionDescriptor descriptor, MemorySegment memory, PagePlacer placer, RegionFile file) {
     public RamRegion {
         Objects.requireNonNull(descriptor, "descriptor");
         Objects.requireNonNull(memory, "memory");
@@ -27,6 +29,11 @@ public record RamRegion(RegionDescriptor descriptor, MemorySegment memory, PageP
         }
     }
 
+    /** A region without a file: its pages are always copied. */
+    public RamRegion(RegionDescriptor descriptor, MemorySegment memory, PagePlacer placer) {
+        this(descriptor, memory, placer, null);
+    }
+
     /**
      * @param name region name
      * @param memory the RAM (its whole size becomes the region size)
@@ -39,7 +46,16 @@ public record RamRegion(RegionDescriptor descriptor, MemorySegment memory, PageP
 
     /** @return this region with a placer */
     public RamRegion withPlacer(PagePlacer newPlacer) {
-        return new RamRegion(descriptor, memory, newPlacer);
+        return new RamRegion(descriptor, memory, newPlacer, file);
+    }
+
+    /** @return this region with the file its memory maps (see {@link RegionFile}) */
+    public RamRegion withFile(RegionFile newFile) {
+        if (newFile != null && newFile.offset() % descriptor.pageSize() != 0) {
+            throw new TransportException(TransportException.Kind.INVALID_CONFIG, "region '" + name() + "': file offset "
+                    + newFile.offset() + " is not a multiple of the page size " + descriptor.pageSize());
+        }
+        return new RamRegion(descriptor, memory, placer, newFile);
     }
 
     /** @return region name */

@@ -6,9 +6,10 @@ import java.util.Map;
 import java.util.Objects;
 
 /**
- * A parsed transport URI. Two shapes are accepted:
+ * A parsed transport URI. Three shapes are accepted:
  * <pre>
  *   scheme://host:port?name=value&amp;name=value      (tcp://, rdma://; host may be an IPv6 literal in [])
+ *   scheme:///absolute/path?name=value              (unix:///run/pagewire.sock: no host, a file system path)
  *   scheme:media?name=value|name=value              (aeron:udp?endpoint=h:p, aeron:ipc)
  * </pre>
  * Options may be separated by {@code &} or {@code |} (Aeron's channel convention). Option names
@@ -22,14 +23,16 @@ public final class TransportUri {
     private final String host;      // null for the opaque form
     private final int port;         // -1 when absent
     private final String media;     // null for the hierarchical form
+    private final String path;      // only for the path form
     private final Map<String, String> options;
 
-    private TransportUri(String text, String scheme, String host, int port, String media, Map<String, String> options) {
+    private TransportUri(String text, String scheme, String host, int port, String media, String path, Map<String, String> options) {
         this.text = text;
         this.scheme = scheme;
         this.host = host;
         this.port = port;
         this.media = media;
+        this.path = path;
         this.options = Collections.unmodifiableMap(options);
     }
 
@@ -58,6 +61,13 @@ public final class TransportUri {
         int q = rest.indexOf('?');
         String beforeQuery = q < 0 ? rest : rest.substring(0, q);
         Map<String, String> options = q < 0 ? new LinkedHashMap<>() : parseOptions(text, rest.substring(q + 1));
+        if (beforeQuery.startsWith("///")) {
+            String path = beforeQuery.substring(2);
+            if (path.length() < 2 || path.endsWith("/") || path.indexOf('\0') >= 0) {
+                throw bad(text, "path '" + path + "' is not an absolute file path; write e.g. " + scheme + ":///run/pagewire.sock");
+            }
+            return new TransportUri(text, scheme, null, -1, null, path, options);
+        }
         if (beforeQuery.startsWith("//")) {
             String authority = beforeQuery.substring(2);
             int slash = authority.indexOf('/');
@@ -98,7 +108,7 @@ public final class TransportUri {
             if (portText != null) {
                 port = parsePort(text, portText);
             }
-            return new TransportUri(text, scheme, host, port, null, options);
+            return new TransportUri(text, scheme, host, port, null, null, options);
         }
         if (beforeQuery.isEmpty()) {
             throw bad(text, "nothing after '" + scheme + ":'; expected //host:port or a media name");
@@ -106,7 +116,7 @@ public final class TransportUri {
         if (!beforeQuery.matches("[A-Za-z0-9_.-]+")) {
             throw bad(text, "media '" + beforeQuery + "' must be letters, digits, '_', '.' or '-'");
         }
-        return new TransportUri(text, scheme, null, -1, beforeQuery, options);
+        return new TransportUri(text, scheme, null, -1, beforeQuery, null, options);
     }
 
     private static int parsePort(String text, String portText) {
@@ -174,6 +184,21 @@ public final class TransportUri {
     /** @return the options in the order given (unmodifiable) */
     public Map<String, String> options() {
         return options;
+    }
+
+    /** @return the file system path of a {@code scheme:///path} URI, or null */
+    public String path() {
+        return path;
+    }
+
+    /**
+     * @return the path, failing with a clear message when the URI has none
+     */
+    public String requirePath() {
+        if (path == null) {
+            throw bad(text, scheme + ": URIs need the form " + scheme + ":///absolute/path (three slashes)");
+        }
+        return path;
     }
 
     /**

@@ -49,8 +49,24 @@ class TransportUriTest {
         assertEquals("ipc", TransportUri.parse("aeron:ipc").media());
     }
 
+    @Test
+    void pathUri() {
+        TransportUri u = TransportUri.parse("unix:///run/pagewire/m.sock?share-memory=true&channels=2");
+        assertEquals("unix", u.scheme());
+        assertEquals("/run/pagewire/m.sock", u.path());
+        assertEquals("/run/pagewire/m.sock", u.requirePath());
+        assertNull(u.host());
+        assertEquals("true", u.options().get("share-memory"));
+        TransportException e = assertThrows(TransportException.class, () -> u.requireHost());
+        assertTrue(e.getMessage().contains("unix://host:port"), e.getMessage());
+        e = assertThrows(TransportException.class, () -> TransportUri.parse("tcp://h:1").requirePath());
+        assertTrue(e.getMessage().contains("three slashes"), e.getMessage());
+    }
+
     @ParameterizedTest
     @CsvSource(delimiter = '|', value = {
+            "unix:///                         | not an absolute file path",
+            "unix:///tmp/dir/                 | not an absolute file path",
             "''                               | empty URI",
             "tcp://h:4444x                    | port '4444x'",
             "//host:1                         | no scheme",

@@ -1,16 +1,14 @@
 /**
- * The TCP transport.
+ * The TCP transport: what TCP adds to the kit's stream layer ({@code io.pagewire.transport.spi.kit.stream}).
  *
  * <h2>Design</h2>
- * One urgent connection (TCP_NODELAY, DSCP EF, its own receive thread; application threads write it under a lock,
- * so nothing is ever queued ahead of an urgent message) and N background connections fed from one bounded queue of
- * batch descriptors ({@link io.pagewire.transport.tcp.BackgroundQueue}): an idle channel takes the next batch, as
- * QEMU's multifd does. Each frame goes out with one gathering {@code sendmsg}: header, pages straight from guest RAM
- * (or a checksummed staging copy when data digests are on), digest. The destination reads each header, validates it,
- * and receives the payload straight into the destination RAM.
+ * One urgent connection (TCP_NODELAY, DSCP EF, SO_PRIORITY) and N background connections (like QEMU's multifd)
+ * fed from one bounded queue of batch descriptors; keepalive and TCP_USER_TIMEOUT on every socket,
+ * TCP_NOTSENT_LOWAT and optional kernel pacing (SO_MAX_PACING_RATE) on background sockets so a slow link keeps
+ * short queues; or, with {@code urgent-channel=shared}, no urgent connection (for comparison).
+ * Everything else (lifecycle, failure, dispatch, admission, framing) is the kit's.
  *
- * <h2>Threading and ownership</h2>
- * Each socket is owned by the thread that reads it (or, for source background sockets, writes it); that thread
- * closes it when it ends. Failure shuts every socket down first, which wakes every blocked call.
+ * <h2>Threading</h2>
+ * As the stream layer: one thread per socket; application threads write the urgent socket under the kit's lock.
  */
 package io.pagewire.transport.tcp;

@@ -37,9 +37,16 @@ public final class FrameType {
      * n pages' data in that order (QEMU multifd's packet shape).
      */
     public static final int PAGE_LIST = 13;
+    /**
+     * Source to destination, right after a HELLO with {@link Hello#FLAG_SHARED_MEMORY} on the same
+     * connection (a unix domain socket): count = n regions handed over; payload = n entries of region id
+     * (u32), reserved (u32), offset in the file (u64); the n file descriptors travel with it (SCM_RIGHTS),
+     * in the same order.
+     */
+    public static final int MEMORY = 14;
 
     /** Highest type number. */
-    public static final int MAX = PAGE_LIST;
+    public static final int MAX = MEMORY;
 
     /** @return a name for messages */
     public static String name(int type) {
@@ -57,6 +64,7 @@ public final class FrameType {
             case CONTROL -> "CONTROL";
             case HEARTBEAT -> "HEARTBEAT";
             case PAGE_LIST -> "PAGE_LIST";
+            case MEMORY -> "MEMORY";
             default -> "unknown(" + type + ")";
         };
     }

@@ -27,11 +27,12 @@ import static io.pagewire.transport.spi.wire.Wire.U64;
  *  +---------------+---------------+---------------+
  *  then per region: name length (u16), name (UTF-8), size bytes (u64), page size (u32)
  *  flags: bit 0 = data digest on PAGES frames; bit 1 = shared channel (no urgent connection:
- *         urgent frames travel on background channel 0, flagged URGENT_LANE)
+ *         urgent frames travel on background channel 0, flagged URGENT_LANE); bit 2 = shared memory
+ *         (a MEMORY frame with file descriptors follows on this connection: unix sockets only)
  * </pre>
  *
  * @param sessionId random id chosen by the source; JOIN frames repeat it
- * @param flags {@link #FLAG_DATA_DIGEST}, {@link #FLAG_SHARED_CHANNEL}
+ * @param flags {@link #FLAG_DATA_DIGEST}, {@link #FLAG_SHARED_CHANNEL}, {@link #FLAG_SHARED_MEMORY}
  * @param channels number of background connections that will JOIN
  * @param maxPagePayload largest PAGES payload the source will send
  * @param heartbeatMs the source's heartbeat interval
@@ -48,7 +49,12 @@ public record Hello(long sessionId, int flags, int channels, int maxPagePayload,
      * {@link FrameHeader#FLAG_URGENT_LANE}; channels 1..n-1 JOIN as usual.
      */
     public static final int FLAG_SHARED_CHANNEL = 2;
-    private static final int KNOWN_FLAGS = FLAG_DATA_DIGEST | FLAG_SHARED_CHANNEL;
+    /**
+     * The source hands regions over instead of copying them: a {@link FrameType#MEMORY} frame with their file
+     * descriptors follows this HELLO on the same connection (a transport that passes descriptors).
+     */
+    public static final int FLAG_SHARED_MEMORY = 4;
+    private static final int KNOWN_FLAGS = FLAG_DATA_DIGEST | FLAG_SHARED_CHANNEL | FLAG_SHARED_MEMORY;
     private static final int FIXED = 28;
 
     /** @return whether data digests were asked for */
@@ -59,6 +65,11 @@ public record Hello(long sessionId, int flags, int channels, int maxPagePayload,
     /** @return whether the urgent lane shares background channel 0 (no urgent connection of its own) */
     public boolean sharedChannel() {
         return (flags & FLAG_SHARED_CHANNEL) != 0;
+    }
+
+    /** @return whether a MEMORY frame with file descriptors follows (regions handed over, not copied) */
+    public boolean sharedMemory() {
+        return (flags & FLAG_SHARED_MEMORY) != 0;
     }
 
     /** @return the encoded length */

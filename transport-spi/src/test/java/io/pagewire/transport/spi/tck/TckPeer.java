@@ -34,8 +34,14 @@ public final class TckPeer {
         long peerTimeoutMs = Long.parseLong(args[3]);
         long heartbeatMs = Long.parseLong(args[4]);
         CountDownLatch failed = new CountDownLatch(1);
-        java.util.concurrent.CompletableFuture<Connection> self = new java.util.concurrent.CompletableFuture<>(); // set right after connect/accept
         MessageHandler handler = new MessageHandler() {
+            private volatile Connection self;
+
+            @Override
+            public void onOpen(Connection connection) {
+                self = connection;
+            }
+
             @Override
             public void onError(TransportException error) {
                 System.err.println("TckPeer " + role + ": " + error);
@@ -44,7 +50,7 @@ public final class TckPeer {
 
             @Override
             public void onPageRequest(int regionId, long firstPage, int pageCount) {
-                self.join().urgent().sendPages(regionId, firstPage, pageCount);
+                self.urgent().sendPages(regionId, firstPage, pageCount);
             }
 
             @Override
@@ -68,7 +74,6 @@ public final class TckPeer {
             if (role.equals("source")) {
                 ram.fillPattern(7, 10, 1);
                 try (Connection c = Transports.connect(uri, ctx.handler(handler))) {
-                    self.complete(c);
                     System.out.println("CONNECTED");
                     System.out.flush();
                     for (long round = 1; failed.getCount() > 0; round++) {
@@ -81,7 +86,6 @@ public final class TckPeer {
                     System.out.println("LISTENING " + l.uri());
                     System.out.flush();
                     try (Connection c = l.accept(handler, Duration.ofSeconds(60))) {
-                        self.complete(c);
                         System.out.println("ACCEPTED " + c.peer());
                         System.out.flush();
                         c.urgent().sendPageRequest(0, 1, 1);

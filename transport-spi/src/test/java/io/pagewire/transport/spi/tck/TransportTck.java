@@ -55,6 +55,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
@@ -173,12 +174,42 @@ public abstract class TransportTck {
         return new Pair(l, s, d);
     }
 
+    /** A pair over 4 MiB of RAM on each side (closed after the connections). */
+    protected Pair openSmall(String listenUri, MessageHandler srcHandler, MessageHandler dstHandler) throws Exception {
+        TckRam src = closeLater(TckRam.of(4 * MIB));
+        TckRam dst = closeLater(TckRam.of(4 * MIB));
+        return open(listenUri, src, dst, srcHandler, dstHandler);
+    }
+
     /** Records errors and completion; extend for more. */
     protected static class Recorder implements MessageHandler {
         final AtomicReference<TransportException> error = new AtomicReference<>();
         final CountDownLatch errored = new CountDownLatch(1);
         final CountDownLatch completed = new CountDownLatch(1);
         final AtomicLong errorCount = new AtomicLong();
+        final AtomicReference<Connection> opened = new AtomicReference<>();
+        final AtomicLong closedCount = new AtomicLong();
+        final CountDownLatch closed = new CountDownLatch(1);
+        volatile TransportException closedWith;
+
+        @Override
+        public void onOpen(Connection c) {
+            assertTrue(opened.compareAndSet(null, c), "onOpen called twice");
+        }
+
+        @Override
+        public void onClosed(TransportException failure) {
+            closedWith = failure;
+            closedCount.incrementAndGet();
+            closed.countDown();
+        }
+
+        /** Waits for the terminal event; checks it came once. @return what it carried */
+        TransportException awaitClosed(Duration d) throws InterruptedException {
+            assertTrue(closed.await(d.toMillis(), TimeUnit.MILLISECONDS), "no onClosed within " + d);
+            assertEquals(1, closedCount.get(), "onClosed must come exactly once");
+            return closedWith;
+        }
 
         @Override
         public void onError(TransportException e) {
@@ -322,7 +353,8 @@ public abstract class TransportTck {
                 Arguments.of("truncated region list", "truncated"),
                 Arguments.of("region name longer than 255 bytes", "name length"),
                 Arguments.of("zero background channels", "channel count"),
-                Arguments.of("payload length over the HELLO limit", "exceeds"));
+                Arguments.of("payload length over the HELLO limit", "exceeds"),
+                Arguments.of("max payload not a power of two", "power of two"));
     }
 
     /** Cartesian product of the listen URIs and a list of cases. */
@@ -361,6 +393,10 @@ public abstract class TransportTck {
                 }
                 case "zero background channels" -> {
                     h.set(Wire.U16, p + 12, (short) 0);
+                    hello = rehead(hello, FrameType.HELLO);
+                }
+                case "max payload not a power of two" -> {
+                    h.set(Wire.U32, p + 16, 3 * 4096); // within 512..16 MiB and above the page size: only the one rule refuses it
                     hello = rehead(hello, FrameType.HELLO);
                 }
                 case "payload length over the HELLO limit" -> {
@@ -892,6 +928,125 @@ public abstract class TransportTck {
 
     @ParameterizedTest(name = "{0}")
     @MethodSource("listenUris")
+    void stateAfterACleanEndIsClosedWithoutFailureOnBothSides(String listenUri) throws Exception {
+        {
+            Recorder s = new Recorder();
+            AckingRecorder d = new AckingRecorder();
+            Pair p = openSmall(listenUri, s, d);
+            assertSame(p.source(), s.opened.get(), "the source's handler is given its connection before connect returns");
+            assertSame(p.destination(), d.opened.get(), "the destination's handler is given its connection before accept returns");
+            assertNull(p.source().failure());
+            p.source().background().sendPages(0, 0, p.source().layout().region(0).pageCount());
+            complete(p, d, s);
+            p.source().close();
+            assertTrue(p.source().isClosed());
+            assertNull(p.source().failure(), "a clean close after completion is no failure");
+            assertNull(s.awaitClosed(FAILURE_BOUND), "the source ended cleanly");
+            // The destination sees the source's orderly end: over, cleanly, without being closed here.
+            assertNull(d.awaitClosed(FAILURE_BOUND), "the destination's connection ended cleanly: " + d.closedWith);
+            assertTrue(p.destination().isClosed());
+            assertNull(p.destination().failure());
+            p.destination().close();
+            assertNull(p.destination().failure(), "closing after the peer's clean end is no failure");
+            assertEquals(Kind.CLOSED, assertThrows(TransportException.class, () -> p.destination().urgent().sendControl(
+                    MemorySegment.ofArray(new byte[1]))).kind());
+            assertNull(s.error.get());
+            assertNull(d.error.get());
+        }
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("listenUris")
+    void stateAfterAPeerFailureAndAfterAnAbortIsTheSameOnEveryTransport(String listenUri) throws Exception {
+        {
+            Recorder s = new Recorder();
+            Recorder d = new Recorder();
+            Pair p = openSmall(listenUri, s, d);
+            p.source().abort("the source gave up: test");
+            // The aborting side: closed, failed with CLOSED, its handler told only by the terminal event.
+            assertTrue(p.source().isClosed());
+            assertEquals(Kind.CLOSED, p.source().failure().kind(), String.valueOf(p.source().failure()));
+            assertEquals(Kind.CLOSED, s.awaitClosed(FAILURE_BOUND).kind());
+            assertNull(s.error.get(), "a local abort is not reported to the local handler's onError");
+            // The peer: failed with the reason, told once, then the terminal event with the same failure.
+            TransportException e = d.awaitError(FAILURE_BOUND);
+            assertEquals(Kind.PEER_ERROR, e.kind(), e.toString());
+            assertTrue(e.getMessage().contains("the source gave up: test"), e.getMessage());
+            assertSame(e, d.awaitClosed(FAILURE_BOUND), "onClosed carries the failure onError reported");
+            assertTrue(p.destination().isClosed());
+            assertSame(e, p.destination().failure());
+            assertEquals(1, d.errorCount.get(), "onError exactly once");
+            p.destination().close();
+            assertSame(e, p.destination().failure(), "a later close does not replace the failure");
+            assertEquals(1, d.closedCount.get());
+        }
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("listenUris")
+    void closeBeforeCompletionIsAFailureOfKindClosed(String listenUri) throws Exception {
+        {
+            Recorder s = new Recorder();
+            Recorder d = new Recorder();
+            Pair p = openSmall(listenUri, s, d);
+            p.destination().close();
+            assertTrue(p.destination().isClosed());
+            assertEquals(Kind.CLOSED, p.destination().failure().kind());
+            assertNull(d.error.get(), "a local close is not reported to the local handler's onError");
+            TransportException e = s.awaitError(FAILURE_BOUND);
+            assertTrue(e.kind() == Kind.PEER_ERROR || e.kind() == Kind.CONNECTION_LOST, e.toString());
+            assertSame(e, s.awaitClosed(FAILURE_BOUND));
+            assertTrue(p.source().isClosed());
+            assertSame(e, p.source().failure());
+        }
+    }
+
+    /**
+     * The acknowledgement race (TCP df09c31): the source closes as soon as it reads the destination's
+     * completion acknowledgement, possibly before the destination's acknowledging thread has returned;
+     * the destination must see an orderly end, never a lost connection, every time.
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("listenUris")
+    void sourceClosingTheMomentItReadsTheAcknowledgementIsACleanEnd(String listenUri) throws Exception {
+        { // RAM is closed after the connections (cleanup runs in reverse order)
+            TckRam src = closeLater(TckRam.of(MIB));
+            TckRam dst = closeLater(TckRam.of(MIB));
+            Listener l = closeLater(Transports.listen(listenUri, context(dst.layout())));
+            for (int i = 0; i < 10; i++) {
+                Recorder s = new Recorder() {
+                    @Override
+                    public void onComplete() {
+                        opened.get().close(); // on the transport's own thread, the moment the acknowledgement is read
+                        super.onComplete();
+                    }
+                };
+                Recorder d = new Recorder() {
+                    @Override
+                    public void onComplete() {
+                        opened.get().urgent().sendComplete(); // on the destination's own (background) thread
+                        super.onComplete();
+                    }
+                };
+                String target = connectUri(l);
+                CompletableFuture<Connection> source = CompletableFuture.supplyAsync(
+                        () -> Transports.connect(target, context(src.layout()).handler(s)));
+                Connection dc = closeLater(l.accept(d, Duration.ofSeconds(30)));
+                Connection sc = closeLater(source.get(30, TimeUnit.SECONDS));
+                sc.background().sendPages(0, 0, src.pages(0));
+                sc.background().sendComplete();
+                assertNull(s.awaitClosed(FAILURE_BOUND), "round " + i + ": the source closed cleanly");
+                assertNull(d.awaitClosed(FAILURE_BOUND), "round " + i + ": the destination saw an orderly end, not: " + d.closedWith);
+                assertNull(d.error.get(), "round " + i + ": no error at the destination");
+                assertNull(dc.failure(), "round " + i);
+                assertNull(sc.failure(), "round " + i);
+                dc.close();
+            }
+        }
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("listenUris")
     void closeIsIdempotentAndReleasesEveryThread(String listenUri) throws Exception {
         int baseline = liveThreads();
         { // RAM is closed after the connections (cleanup runs in reverse order)
@@ -1147,6 +1302,15 @@ public abstract class TransportTck {
             s.set(Wire.U32, FrameHeader.LENGTH + payload, (int) crc.getValue());
         }
         return b;
+    }
+
+    /** Preamble plus a JOIN of background channel {@code channel} of {@code channels} to {@code session}. */
+    public static byte[] joinBytes(long session, int channel, int channels) {
+        byte[] join = new byte[Wire.PREAMBLE_LENGTH + FrameHeader.LENGTH];
+        MemorySegment j = MemorySegment.ofArray(join);
+        Wire.writePreamble(j, Wire.VERSION);
+        new FrameHeader(j.asSlice(Wire.PREAMBLE_LENGTH, FrameHeader.LENGTH)).encode(FrameType.JOIN, 0, channels, session, channel, 0);
+        return join;
     }
 
     /** Preamble (with {@code version}) plus a HELLO for one background channel. */

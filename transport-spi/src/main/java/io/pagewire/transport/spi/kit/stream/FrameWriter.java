@@ -1,10 +1,10 @@
-package io.pagewire.transport.tcp;
+package io.pagewire.transport.spi.kit.stream;
 
 import io.pagewire.transport.spi.RamRegion;
 import io.pagewire.transport.spi.wire.FrameHeader;
 import io.pagewire.transport.spi.wire.FrameType;
 import io.pagewire.transport.spi.wire.Wire;
-import io.pagewire.transport.tcp.net.NativeSocket;
+import io.pagewire.transport.spi.linux.NativeSocket;
 
 import java.io.IOException;
 import java.lang.foreign.Arena;
@@ -35,10 +35,6 @@ final class FrameWriter implements AutoCloseable {
     private final int laneFlag;
     private final CRC32C crc = new CRC32C();
 
-    FrameWriter(NativeSocket socket, boolean dataDigest, int maxPayload) {
-        this(socket, dataDigest, maxPayload, 0);
-    }
-
     /**
      * @param laneFlag flags added to every frame ({@link FrameHeader#FLAG_URGENT_LANE} or 0)
      */
@@ -53,12 +49,6 @@ final class FrameWriter implements AutoCloseable {
         this.trailer = arena.allocate(Wire.DIGEST_LENGTH, 8);
         this.staging = dataDigest ? arena.allocate(Math.max(maxPayload, Wire.MAX_CONTROL_BYTES), 4096)
                 : arena.allocate(Math.max(Wire.MAX_CONTROL_BYTES, Wire.MAX_ERROR_BYTES), 64);
-    }
-
-    /** Writes the 16-byte preamble. */
-    void writePreamble() throws IOException {
-        Wire.writePreamble(staging, Wire.VERSION);
-        socket.sendFully(staging, 0, Wire.PREAMBLE_LENGTH);
     }
 
     /**
@@ -142,12 +132,7 @@ final class FrameWriter implements AutoCloseable {
         return FrameHeader.LENGTH;
     }
 
-    /**
-     * Writes a frame whose payload is {@code payload} (copied; at most 64 KiB, or a HELLO).
-     *
-     * @return bytes written
-     */
-    long writeWithPayload(int type, MemorySegment payload) throws IOException {
+    private long writeWithPayload(int type, MemorySegment payload) throws IOException {
         long len = payload.byteSize();
         header.encode(type, laneFlag, 0, 0, 0, (int) len);
         NativeSocket.iovec(iov, 0, header.segment());
@@ -156,24 +141,15 @@ final class FrameWriter implements AutoCloseable {
         return FrameHeader.LENGTH + len;
     }
 
-    /** Writes a CONTROL frame; the payload (at most 64 KiB, heap or native) is copied first. */
-    long writeControl(MemorySegment payload) throws IOException {
+    /**
+     * Writes a frame whose payload (a CONTROL's or ERROR's, at most 64 KiB, heap or native) is copied first.
+     *
+     * @return bytes written
+     */
+    long writePayload(int type, MemorySegment payload) throws IOException {
         long n = payload.byteSize();
         MemorySegment.copy(payload, 0, staging, 0, n);
-        return writeWithPayload(FrameType.CONTROL, staging.asSlice(0, n));
-    }
-
-    /** Writes a CONTROL frame from a byte array (at most 64 KiB). */
-    long writeControl(byte[] payload) throws IOException {
-        return writeControl(MemorySegment.ofArray(payload));
-    }
-
-    /** Writes an ERROR frame with the given text (truncated to the wire limit). */
-    long writeError(String text) throws IOException {
-        byte[] bytes = text.getBytes(java.nio.charset.StandardCharsets.UTF_8);
-        int n = Math.min(bytes.length, Wire.MAX_ERROR_BYTES);
-        MemorySegment.copy(bytes, 0, staging, java.lang.foreign.ValueLayout.JAVA_BYTE, 0, n);
-        return writeWithPayload(FrameType.ERROR, staging.asSlice(0, n));
+        return writeWithPayload(type, staging.asSlice(0, n));
     }
 
     @Override

@@ -1,4 +1,4 @@
-package io.pagewire.transport.tcp.net;
+package io.pagewire.transport.spi.linux;
 
 import java.io.EOFException;
 import java.io.IOException;
@@ -10,12 +10,15 @@ import java.net.Inet6Address;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.UnknownHostException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
 import java.util.concurrent.atomic.AtomicBoolean;
 
 /**
- * A blocking TCP socket driven through Panama: the calls Java's NIO does not offer
- * (TCP_NOTSENT_LOWAT, TCP_USER_TIMEOUT, SO_PRIORITY) and scatter/gather straight from and into
- * native memory (guest RAM) with no intermediate buffer.
+ * A blocking stream socket driven through Panama, TCP (IPv4, IPv6) or unix domain: the calls Java's
+ * NIO does not offer (TCP_NOTSENT_LOWAT, TCP_USER_TIMEOUT, SO_PRIORITY, SCM_RIGHTS) and
+ * scatter/gather straight from and into native memory (guest RAM) with no intermediate buffer.
+ * On a unix socket the TCP and IP options are refused with an {@link IllegalStateException}.
  *
  * <h2>Threading and closing</h2>
  * One thread may send and another receive at the same time. {@link #shutdown()} may be called
@@ -25,13 +28,18 @@ import java.util.concurrent.atomic.AtomicBoolean;
  */
 public final class NativeSocket implements AutoCloseable {
     private final int fd;
-    private final boolean ipv6;
+    private final int family;
     private final AtomicBoolean shutdown = new AtomicBoolean();
     private final AtomicBoolean closed = new AtomicBoolean();
 
-    private NativeSocket(int fd, boolean ipv6) {
+    private NativeSocket(int fd, int family) {
         this.fd = fd;
-        this.ipv6 = ipv6;
+        this.family = family;
+    }
+
+    /** @return true for a unix domain socket */
+    public boolean isUnix() {
+        return family == Libc.AF_UNIX;
     }
 
     /** @return the file descriptor (for diagnostics) */
@@ -61,7 +69,7 @@ public final class NativeSocket implements AutoCloseable {
             } while (rc < 0 && Libc.errno(cap) == Libc.EINTR);
             if (rc < 0) {
                 int errno = Libc.errno(cap);
-                throw new SocketErrnoException("connect", errno, "to " + address
+                throw new ErrnoException("connect", errno, "to " + address
                         + (errno == Libc.EINPROGRESS || errno == Libc.EAGAIN ? " (no answer within " + timeoutMs + " ms)" : ""));
             }
             s.sendTimeoutMs(0);
@@ -71,7 +79,7 @@ public final class NativeSocket implements AutoCloseable {
             throw e;
         } catch (Throwable t) {
             s.close();
-            throw new IllegalStateException(t);
+            throw Libc.unexpected("socket call", t);
         }
     }
 
@@ -91,11 +99,11 @@ public final class NativeSocket implements AutoCloseable {
             MemorySegment cap = Libc.capture();
             int rc = (int) Libc.BIND.invokeExact(cap, s.fd, sa, (int) sa.byteSize());
             if (rc < 0) {
-                throw new SocketErrnoException("bind", Libc.errno(cap), "to " + address);
+                throw new ErrnoException("bind", Libc.errno(cap), "to " + address);
             }
             rc = (int) Libc.LISTEN.invokeExact(cap, s.fd, backlog);
             if (rc < 0) {
-                throw new SocketErrnoException("listen", Libc.errno(cap), "on " + address);
+                throw new ErrnoException("listen", Libc.errno(cap), "on " + address);
             }
             return s;
         } catch (IOException | RuntimeException | Error e) {
@@ -103,7 +111,7 @@ public final class NativeSocket implements AutoCloseable {
             throw e;
         } catch (Throwable t) {
             s.close();
-            throw new IllegalStateException(t);
+            throw Libc.unexpected("socket call", t);
         }
     }
 
@@ -129,28 +137,33 @@ public final class NativeSocket implements AutoCloseable {
                 if (errno == Libc.EAGAIN) {
                     return null;
                 }
-                throw new SocketErrnoException("accept", errno, "on fd " + fd + (shutdown.get() ? " (listener shut down)" : ""));
+                throw new ErrnoException("accept", errno, "on fd " + fd + (shutdown.get() ? " (listener shut down)" : ""));
             }
-            return new NativeSocket(rc, ipv6);
+            return new NativeSocket(rc, family);
         } catch (IOException | RuntimeException | Error e) {
             throw e;
         } catch (Throwable t) {
-            throw new IllegalStateException(t);
+            throw Libc.unexpected("socket call", t);
         }
     }
 
     private static NativeSocket open(boolean v6) throws IOException {
+        return open(v6 ? Libc.AF_INET6 : Libc.AF_INET);
+    }
+
+    private static NativeSocket open(int family) throws IOException {
         MemorySegment cap = Libc.capture();
         try {
-            int fd = (int) Libc.SOCKET.invokeExact(cap, v6 ? Libc.AF_INET6 : Libc.AF_INET, Libc.SOCK_STREAM | Libc.SOCK_CLOEXEC, 0);
+            int fd = (int) Libc.SOCKET.invokeExact(cap, family, Libc.SOCK_STREAM | Libc.SOCK_CLOEXEC, 0);
             if (fd < 0) {
-                throw new SocketErrnoException("socket", Libc.errno(cap), v6 ? "(AF_INET6)" : "(AF_INET)");
+                throw new ErrnoException("socket", Libc.errno(cap), family == Libc.AF_UNIX ? "(AF_UNIX)"
+                        : family == Libc.AF_INET6 ? "(AF_INET6)" : "(AF_INET)");
             }
-            return new NativeSocket(fd, v6);
+            return new NativeSocket(fd, family);
         } catch (IOException | RuntimeException | Error e) {
             throw e;
         } catch (Throwable t) {
-            throw new IllegalStateException(t);
+            throw Libc.unexpected("socket call", t);
         }
     }
 
@@ -180,13 +193,40 @@ public final class NativeSocket implements AutoCloseable {
         return sa;
     }
 
-    /** @return the local address (e.g. the port a port-0 listener got) */
+    /** @return the local address (e.g. the port a port-0 listener got; TCP only) */
     public InetSocketAddress localAddress() throws IOException {
+        requireInet("a local address");
         return name(Libc.GETSOCKNAME, "getsockname");
     }
 
-    /** @return the peer's address */
+    /**
+     * @return how messages name the peer: its address and port, or for a unix socket the peer
+     *         process (SO_PEERCRED)
+     */
+    public String peerName() throws IOException {
+        if (!isUnix()) {
+            return remoteAddress().toString();
+        }
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment cred = arena.allocate(12, 4); // struct ucred { pid_t pid; uid_t uid; gid_t gid; }
+            MemorySegment len = arena.allocate(ValueLayout.JAVA_INT);
+            len.set(ValueLayout.JAVA_INT, 0, 12);
+            MemorySegment cap = Libc.capture();
+            int rc = (int) Libc.GETSOCKOPT.invokeExact(cap, fd, Libc.SOL_SOCKET, Libc.SO_PEERCRED, cred, len);
+            if (rc < 0) {
+                throw new ErrnoException("getsockopt", Libc.errno(cap), "SO_PEERCRED");
+            }
+            return "unix peer pid " + cred.get(ValueLayout.JAVA_INT, 0) + " uid " + cred.get(ValueLayout.JAVA_INT, 4);
+        } catch (IOException | RuntimeException | Error e) {
+            throw e;
+        } catch (Throwable t) {
+            throw Libc.unexpected("getsockopt", t);
+        }
+    }
+
+    /** @return the peer's address (TCP only) */
     public InetSocketAddress remoteAddress() throws IOException {
+        requireInet("a peer address");
         return name(Libc.GETPEERNAME, "getpeername");
     }
 
@@ -198,7 +238,7 @@ public final class NativeSocket implements AutoCloseable {
             MemorySegment cap = Libc.capture();
             int rc = (int) call.invokeExact(cap, fd, sa, len);
             if (rc < 0) {
-                throw new SocketErrnoException(what, Libc.errno(cap), "on fd " + fd);
+                throw new ErrnoException(what, Libc.errno(cap), "on fd " + fd);
             }
             int family = sa.get(ValueLayout.JAVA_SHORT, 0);
             int port = ((sa.get(ValueLayout.JAVA_BYTE, 2) & 0xff) << 8) | (sa.get(ValueLayout.JAVA_BYTE, 3) & 0xff);
@@ -212,7 +252,219 @@ public final class NativeSocket implements AutoCloseable {
         } catch (IOException | RuntimeException | Error e) {
             throw e;
         } catch (Throwable t) {
-            throw new IllegalStateException(t);
+            throw Libc.unexpected("socket call", t);
+        }
+    }
+
+    // ---------------------------------------------------------------- unix domain
+
+    /**
+     * Connects to the unix domain socket at {@code path}.
+     *
+     * @throws IOException with the errno text (ENOENT: nobody listens there; ECONNREFUSED: the listener is gone)
+     */
+    public static NativeSocket connect(Path path) throws IOException {
+        NativeSocket s = open(Libc.AF_UNIX);
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment sa = sockaddrUn(arena, path);
+            MemorySegment cap = Libc.capture();
+            int rc;
+            do {
+                rc = (int) Libc.CONNECT.invokeExact(cap, s.fd, sa, (int) sa.byteSize());
+            } while (rc < 0 && Libc.errno(cap) == Libc.EINTR);
+            if (rc < 0) {
+                throw new ErrnoException("connect", Libc.errno(cap), "to unix socket " + path);
+            }
+            return s;
+        } catch (IOException | RuntimeException | Error e) {
+            s.close();
+            throw e;
+        } catch (Throwable t) {
+            s.close();
+            throw Libc.unexpected("connect", t);
+        }
+    }
+
+    /**
+     * Binds a unix domain socket at {@code path} (which must not exist: a stale socket file is the
+     * caller's to remove) and listens.
+     */
+    public static NativeSocket listen(Path path, int backlog) throws IOException {
+        NativeSocket s = open(Libc.AF_UNIX);
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment sa = sockaddrUn(arena, path);
+            MemorySegment cap = Libc.capture();
+            int rc = (int) Libc.BIND.invokeExact(cap, s.fd, sa, (int) sa.byteSize());
+            if (rc < 0) {
+                throw new ErrnoException("bind", Libc.errno(cap), "to unix socket " + path);
+            }
+            rc = (int) Libc.LISTEN.invokeExact(cap, s.fd, backlog);
+            if (rc < 0) {
+                throw new ErrnoException("listen", Libc.errno(cap), "on unix socket " + path);
+            }
+            return s;
+        } catch (IOException | RuntimeException | Error e) {
+            s.close();
+            throw e;
+        } catch (Throwable t) {
+            s.close();
+            throw Libc.unexpected("listen", t);
+        }
+    }
+
+    /** @return the longest unix socket path, in bytes of UTF-8 */
+    public static int maxUnixPathBytes() {
+        return Libc.SUN_PATH_BYTES - 1;
+    }
+
+    private static MemorySegment sockaddrUn(Arena arena, Path path) {
+        byte[] name = path.toString().getBytes(StandardCharsets.UTF_8);
+        if (name.length == 0 || name.length > maxUnixPathBytes()) {
+            throw new IllegalArgumentException("unix socket path '" + path + "' is " + name.length + " bytes; expected 1.."
+                    + maxUnixPathBytes() + " (sockaddr_un)");
+        }
+        MemorySegment sa = arena.allocate(2 + Libc.SUN_PATH_BYTES, 2); // zeroed: the path ends with a NUL
+        sa.set(ValueLayout.JAVA_SHORT, 0, (short) Libc.AF_UNIX);
+        MemorySegment.copy(name, 0, sa, ValueLayout.JAVA_BYTE, 2, name.length);
+        return sa;
+    }
+
+    /**
+     * Sends {@code data} (at least one byte) with file descriptors attached (SCM_RIGHTS, unix sockets
+     * only): the peer receives its own descriptors for the same open files. The whole of {@code data}
+     * is sent; the descriptors travel with its first byte.
+     *
+     * @param fds at most {@link #MAX_FDS} descriptors, kept open here (the caller still owns them)
+     */
+    public void sendWithFds(MemorySegment data, int[] fds) throws IOException {
+        if (!isUnix()) {
+            throw new IllegalStateException("descriptors travel only over unix sockets, not fd " + fd);
+        }
+        if (fds.length < 1 || fds.length > MAX_FDS || data.byteSize() < 1) {
+            throw new IllegalArgumentException(fds.length + " descriptors with " + data.byteSize() + " bytes; expected 1.."
+                    + MAX_FDS + " with at least one byte");
+        }
+        try (Arena arena = Arena.ofConfined()) {
+            long controlLen = Libc.CMSG_HEADER + align8(4L * fds.length);
+            MemorySegment control = arena.allocate(controlLen, 8);
+            control.set(ValueLayout.JAVA_LONG, 0, Libc.CMSG_HEADER + 4L * fds.length); // cmsg_len = CMSG_LEN(n * 4)
+            control.set(ValueLayout.JAVA_INT, 8, Libc.SOL_SOCKET);
+            control.set(ValueLayout.JAVA_INT, 12, Libc.SCM_RIGHTS);
+            MemorySegment.copy(fds, 0, control, ValueLayout.JAVA_INT, Libc.CMSG_HEADER, fds.length);
+            MemorySegment msg = msghdr(arena, data, 0, data.byteSize(), control);
+            MemorySegment cap = Libc.capture();
+            long n;
+            do {
+                n = (long) Libc.SENDMSG.invokeExact(cap, fd, msg, Libc.MSG_NOSIGNAL);
+            } while (n < 0 && Libc.errno(cap) == Libc.EINTR);
+            if (n < 0) {
+                throw new ErrnoException("sendmsg", Libc.errno(cap), "of " + fds.length + " descriptors");
+            }
+            if (n < data.byteSize()) {
+                sendFully(data, n, data.byteSize() - n);
+            }
+        } catch (IOException | RuntimeException | Error e) {
+            throw e;
+        } catch (Throwable t) {
+            throw Libc.unexpected("sendmsg", t);
+        }
+    }
+
+    /**
+     * Receives exactly {@code length} bytes, and the descriptors that came with them (close-on-exec).
+     * Descriptors beyond {@code maxFds}, or truncated control data, close every received descriptor and
+     * fail: a peer cannot make us hold descriptors we did not ask for.
+     *
+     * @return the received descriptors (possibly none), owned by the caller
+     * @throws EOFException when the peer closed first
+     */
+    public int[] recvWithFds(MemorySegment dst, long offset, long length, int maxFds) throws IOException {
+        if (maxFds < 1 || maxFds > MAX_FDS) {
+            throw new IllegalArgumentException("maxFds " + maxFds + " outside 1.." + MAX_FDS);
+        }
+        try (Arena arena = Arena.ofConfined()) {
+            long controlLen = Libc.CMSG_HEADER + align8(4L * maxFds);
+            MemorySegment control = arena.allocate(controlLen, 8);
+            MemorySegment msg = msghdr(arena, dst, offset, length, control);
+            MemorySegment cap = Libc.capture();
+            long n;
+            do {
+                n = (long) Libc.RECVMSG.invokeExact(cap, fd, msg, Libc.MSG_CMSG_CLOEXEC);
+            } while (n < 0 && Libc.errno(cap) == Libc.EINTR);
+            if (n < 0) {
+                throw new ErrnoException("recvmsg", Libc.errno(cap), "with descriptors" + (shutdown.get() ? " (socket shut down)" : ""));
+            }
+            int[] fds = receivedFds(control, msg.get(ValueLayout.JAVA_LONG, Libc.MSGHDR_CONTROLLEN));
+            boolean truncated = (msg.get(ValueLayout.JAVA_INT, Libc.MSGHDR_FLAGS) & Libc.MSG_CTRUNC) != 0;
+            try {
+                if (truncated || fds.length > maxFds) {
+                    throw new IOException("the peer sent more than " + maxFds + " descriptors"
+                            + (truncated ? " (control data truncated)" : " (" + fds.length + ")"));
+                }
+                if (n == 0) {
+                    throw new EOFException("connection closed by the peer before " + length + " bytes with descriptors arrived");
+                }
+                if (n < length && recvFully(dst, offset + n, length - n) < 0) {
+                    throw new EOFException("connection closed by the peer after " + n + " of " + length + " bytes");
+                }
+            } catch (IOException | RuntimeException e) {
+                for (int f : fds) {
+                    FileDescriptors.close(f);
+                }
+                throw e;
+            }
+            return fds;
+        } catch (IOException | RuntimeException | Error e) {
+            throw e;
+        } catch (Throwable t) {
+            throw Libc.unexpected("recvmsg", t);
+        }
+    }
+
+    /** @return a msghdr for one buffer and a control area (ancillary data), allocated in {@code arena} */
+    private static MemorySegment msghdr(Arena arena, MemorySegment data, long offset, long length, MemorySegment control) {
+        MemorySegment iov = arena.allocate(Libc.IOVEC_SIZE, 8);
+        iovec(iov, 0, data, offset, length);
+        MemorySegment msg = arena.allocate(Libc.MSGHDR_SIZE, 8);
+        msg.set(ValueLayout.ADDRESS, Libc.MSGHDR_IOV, iov);
+        msg.set(ValueLayout.JAVA_LONG, Libc.MSGHDR_IOVLEN, 1);
+        msg.set(ValueLayout.ADDRESS, Libc.MSGHDR_CONTROL, control);
+        msg.set(ValueLayout.JAVA_LONG, Libc.MSGHDR_CONTROLLEN, control.byteSize());
+        return msg;
+    }
+
+    /** Most descriptors one message carries (Linux's SCM_MAX_FD is 253). */
+    public static final int MAX_FDS = 253;
+
+    private static int[] receivedFds(MemorySegment control, long controlLen) {
+        int[] out = new int[0];
+        long off = 0;
+        while (off + Libc.CMSG_HEADER <= controlLen) {
+            long len = control.get(ValueLayout.JAVA_LONG, off);
+            int level = control.get(ValueLayout.JAVA_INT, off + 8);
+            int type = control.get(ValueLayout.JAVA_INT, off + 12);
+            if (len < Libc.CMSG_HEADER || off + len > controlLen) {
+                break;
+            }
+            if (level == Libc.SOL_SOCKET && type == Libc.SCM_RIGHTS) {
+                int n = (int) ((len - Libc.CMSG_HEADER) / 4);
+                int[] more = new int[out.length + n];
+                System.arraycopy(out, 0, more, 0, out.length);
+                MemorySegment.copy(control, ValueLayout.JAVA_INT, off + Libc.CMSG_HEADER, more, out.length, n);
+                out = more;
+            }
+            off += align8(len);
+        }
+        return out;
+    }
+
+    private static long align8(long n) {
+        return (n + 7) & ~7L;
+    }
+
+    private void requireInet(String what) {
+        if (family == Libc.AF_UNIX) {
+            throw new IllegalStateException(what + " is a TCP/IP option; fd " + fd + " is a unix domain socket");
         }
     }
 
@@ -220,6 +472,7 @@ public final class NativeSocket implements AutoCloseable {
 
     /** TCP_NODELAY: send small frames at once. */
     public void noDelay(boolean on) throws IOException {
+        requireInet("noDelay");
         setInt(Libc.IPPROTO_TCP, Libc.TCP_NODELAY, on ? 1 : 0, "TCP_NODELAY");
     }
 
@@ -238,11 +491,13 @@ public final class NativeSocket implements AutoCloseable {
      * stream leaves short queues behind it.
      */
     public void notSentLowatBytes(int bytes) throws IOException {
+        requireInet("notSentLowatBytes");
         setInt(Libc.IPPROTO_TCP, Libc.TCP_NOTSENT_LOWAT, bytes, "TCP_NOTSENT_LOWAT");
     }
 
     /** TCP_USER_TIMEOUT: unacknowledged data older than this fails the connection. */
     public void userTimeoutMs(int ms) throws IOException {
+        requireInet("userTimeoutMs");
         setInt(Libc.IPPROTO_TCP, Libc.TCP_USER_TIMEOUT, ms, "TCP_USER_TIMEOUT");
     }
 
@@ -257,7 +512,8 @@ public final class NativeSocket implements AutoCloseable {
      * @param dscp DSCP code point 0..63 (46 = EF, expedited forwarding)
      */
     public void dscp(int dscp) throws IOException {
-        if (ipv6) {
+        requireInet("DSCP marking");
+        if (family == Libc.AF_INET6) {
             setInt(Libc.IPPROTO_IPV6, Libc.IPV6_TCLASS, dscp << 2, "IPV6_TCLASS");
         } else {
             setInt(Libc.IPPROTO_IP, Libc.IP_TOS, dscp << 2, "IP_TOS");
@@ -299,13 +555,13 @@ public final class NativeSocket implements AutoCloseable {
             MemorySegment cap = Libc.capture();
             int rc = (int) Libc.GETSOCKOPT.invokeExact(cap, fd, level, option, v, len);
             if (rc < 0) {
-                throw new SocketErrnoException("getsockopt", Libc.errno(cap), name);
+                throw new ErrnoException("getsockopt", Libc.errno(cap), name);
             }
             return v.get(ValueLayout.JAVA_INT, 0);
         } catch (IOException | RuntimeException | Error e) {
             throw e;
         } catch (Throwable t) {
-            throw new IllegalStateException(t);
+            throw Libc.unexpected("socket call", t);
         }
     }
 
@@ -330,12 +586,12 @@ public final class NativeSocket implements AutoCloseable {
             MemorySegment cap = Libc.capture();
             int rc = (int) Libc.SETSOCKOPT.invokeExact(cap, fd, level, option, v, bytes);
             if (rc < 0) {
-                throw new SocketErrnoException("setsockopt", Libc.errno(cap), name + "=" + value);
+                throw new ErrnoException("setsockopt", Libc.errno(cap), name + "=" + value);
             }
         } catch (IOException | RuntimeException | Error e) {
             throw e;
         } catch (Throwable t) {
-            throw new IllegalStateException(t);
+            throw Libc.unexpected("socket call", t);
         }
     }
 
@@ -347,12 +603,12 @@ public final class NativeSocket implements AutoCloseable {
             MemorySegment cap = Libc.capture();
             int rc = (int) Libc.SETSOCKOPT.invokeExact(cap, fd, Libc.SOL_SOCKET, option, tv, 16);
             if (rc < 0) {
-                throw new SocketErrnoException("setsockopt", Libc.errno(cap), name + "=" + ms + "ms");
+                throw new ErrnoException("setsockopt", Libc.errno(cap), name + "=" + ms + "ms");
             }
         } catch (IOException | RuntimeException | Error e) {
             throw e;
         } catch (Throwable t) {
-            throw new IllegalStateException(t);
+            throw Libc.unexpected("socket call", t);
         }
     }
 
@@ -374,14 +630,14 @@ public final class NativeSocket implements AutoCloseable {
                     if (errno == Libc.EINTR) {
                         continue;
                     }
-                    throw new SocketErrnoException("send", errno, "of " + length + " bytes" + (shutdown.get() ? " (socket shut down)" : ""));
+                    throw new ErrnoException("send", errno, "of " + length + " bytes" + (shutdown.get() ? " (socket shut down)" : ""));
                 }
                 done += n;
             }
         } catch (IOException | RuntimeException | Error e) {
             throw e;
         } catch (Throwable t) {
-            throw new IllegalStateException(t);
+            throw Libc.unexpected("socket call", t);
         }
     }
 
@@ -405,27 +661,15 @@ public final class NativeSocket implements AutoCloseable {
                     if (errno == Libc.EINTR) {
                         continue;
                     }
-                    throw new SocketErrnoException("sendmsg", errno, "of " + remaining + " bytes" + (shutdown.get() ? " (socket shut down)" : ""));
+                    throw new ErrnoException("sendmsg", errno, "of " + remaining + " bytes" + (shutdown.get() ? " (socket shut down)" : ""));
                 }
                 remaining -= n;
-                // Skip the iovecs sent whole; trim the one sent in part.
-                while (n > 0 && first < count) {
-                    long off = first * Libc.IOVEC_SIZE;
-                    long len = iov.get(ValueLayout.JAVA_LONG, off + 8);
-                    if (n >= len) {
-                        n -= len;
-                        first++;
-                    } else {
-                        iov.set(ValueLayout.JAVA_LONG, off, iov.get(ValueLayout.JAVA_LONG, off) + n);
-                        iov.set(ValueLayout.JAVA_LONG, off + 8, len - n);
-                        n = 0;
-                    }
-                }
+                first = advance(iov, first, count, n);
             }
         } catch (IOException | RuntimeException | Error e) {
             throw e;
         } catch (Throwable t) {
-            throw new IllegalStateException(t);
+            throw Libc.unexpected("socket call", t);
         }
     }
 
@@ -453,28 +697,34 @@ public final class NativeSocket implements AutoCloseable {
                     if (errno == Libc.EINTR) {
                         continue;
                     }
-                    throw new SocketErrnoException("recvmsg", errno, "with " + remaining + " of " + totalBytes + " bytes to come"
+                    throw new ErrnoException("recvmsg", errno, "with " + remaining + " of " + totalBytes + " bytes to come"
                             + (shutdown.get() ? " (socket shut down)" : ""));
                 }
                 remaining -= n;
-                while (n > 0 && first < count) {
-                    long off = first * Libc.IOVEC_SIZE;
-                    long len = iov.get(ValueLayout.JAVA_LONG, off + 8);
-                    if (n >= len) {
-                        n -= len;
-                        first++;
-                    } else {
-                        iov.set(ValueLayout.JAVA_LONG, off, iov.get(ValueLayout.JAVA_LONG, off) + n);
-                        iov.set(ValueLayout.JAVA_LONG, off + 8, len - n);
-                        n = 0;
-                    }
-                }
+                first = advance(iov, first, count, n);
             }
         } catch (IOException | RuntimeException | Error e) {
             throw e;
         } catch (Throwable t) {
-            throw new IllegalStateException(t);
+            throw Libc.unexpected("socket call", t);
         }
+    }
+
+    /** Skips the iovecs moved whole by a partial send or receive of {@code n} bytes, trims the one moved in part. @return the first left */
+    private static int advance(MemorySegment iov, int first, int count, long n) {
+        while (n > 0 && first < count) {
+            long off = first * Libc.IOVEC_SIZE;
+            long len = iov.get(ValueLayout.JAVA_LONG, off + 8);
+            if (n >= len) {
+                n -= len;
+                first++;
+            } else {
+                iov.set(ValueLayout.JAVA_LONG, off, iov.get(ValueLayout.JAVA_LONG, off) + n);
+                iov.set(ValueLayout.JAVA_LONG, off + 8, len - n);
+                n = 0;
+            }
+        }
+        return first;
     }
 
     /** Sets iovec {@code i} to {@code length} bytes at {@code seg + offset}. */
@@ -499,7 +749,7 @@ public final class NativeSocket implements AutoCloseable {
      *
      * @return {@code length}, or -1 when the peer closed cleanly before the first byte
      * @throws EOFException when the peer closed part way (a truncated frame)
-     * @throws IOException on errors; {@link SocketErrnoException#isTimeout()} when SO_RCVTIMEO expired
+     * @throws IOException on errors; {@link ErrnoException#isTimeout()} when SO_RCVTIMEO expired
      */
     public long recvFully(MemorySegment dst, long offset, long length) throws IOException {
         MemorySegment cap = Libc.capture();
@@ -518,7 +768,7 @@ public final class NativeSocket implements AutoCloseable {
                     if (errno == Libc.EINTR) {
                         continue;
                     }
-                    throw new SocketErrnoException("recv", errno, "after " + done + " of " + length + " bytes"
+                    throw new ErrnoException("recv", errno, "after " + done + " of " + length + " bytes"
                             + (shutdown.get() ? " (socket shut down)" : ""));
                 }
                 done += n;
@@ -527,7 +777,7 @@ public final class NativeSocket implements AutoCloseable {
         } catch (IOException | RuntimeException | Error e) {
             throw e;
         } catch (Throwable t) {
-            throw new IllegalStateException(t);
+            throw Libc.unexpected("socket call", t);
         }
     }
 
@@ -552,14 +802,14 @@ public final class NativeSocket implements AutoCloseable {
                     if (errno == Libc.EINTR) {
                         continue;
                     }
-                    throw new SocketErrnoException("poll", errno, "on fd " + fd);
+                    throw new ErrnoException("poll", errno, "on fd " + fd);
                 }
                 return rc > 0;
             }
         } catch (IOException | RuntimeException | Error e) {
             throw e;
         } catch (Throwable t) {
-            throw new IllegalStateException(t);
+            throw Libc.unexpected("socket call", t);
         }
     }
 

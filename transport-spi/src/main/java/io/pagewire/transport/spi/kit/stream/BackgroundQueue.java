@@ -1,7 +1,9 @@
-package io.pagewire.transport.tcp;
+package io.pagewire.transport.spi.kit.stream;
 
 import io.pagewire.transport.spi.ConnectionStats;
 import io.pagewire.transport.spi.TransportException;
+import io.pagewire.transport.spi.wire.FrameType;
+import io.pagewire.transport.spi.wire.Wire;
 
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.locks.Condition;
@@ -25,14 +27,15 @@ import java.util.function.Supplier;
  * One lock guards everything; at a few tens of thousands of batches a second it is not contended.
  */
 final class BackgroundQueue {
-    static final int PAGES = 1;
-    static final int ZERO_RUN = 2;
-    static final int SKIP_RUN = 3;
-    static final int CONTROL = 4;
-    static final int ROUND_END = 5;
-    static final int COMPLETE = 6;
+    // Entry kinds are frame types; 0 (INVALID) means none.
+    static final int PAGES = FrameType.PAGES;
+    static final int ZERO_RUN = FrameType.ZERO_RUN;
+    static final int SKIP_RUN = FrameType.SKIP_RUN;
+    static final int CONTROL = FrameType.CONTROL;
+    static final int ROUND_END = FrameType.ROUND_END;
+    static final int COMPLETE = FrameType.COMPLETE;
     /** Scattered pages of one region gathered by the producer; the pages are in the entry's list. */
-    static final int PAGE_LIST = 7;
+    static final int PAGE_LIST = FrameType.PAGE_LIST;
 
     /** One taken entry; each sender thread reuses its own. */
     static final class Entry {
@@ -43,7 +46,7 @@ final class BackgroundQueue {
         long bytes;
         byte[] payload;
         /** For PAGE_LIST: the page indices, {@code count} of them. */
-        final long[] list = new long[io.pagewire.transport.spi.wire.Wire.MAX_LIST_PAGES];
+        final long[] list = new long[Wire.MAX_LIST_PAGES];
     }
 
     private final ReentrantLock lock = new ReentrantLock();
@@ -90,26 +93,7 @@ final class BackgroundQueue {
      * @return true when added, false when the ring is full
      */
     boolean offer(int kind, int region, long first, long count, long byteCount, byte[] payload) {
-        lock.lock();
-        try {
-            checkOpen();
-            if (size == capacity) {
-                return false;
-            }
-            int tail = (head + size) % capacity;
-            kinds[tail] = kind;
-            regions[tail] = region;
-            firsts[tail] = first;
-            counts[tail] = count;
-            bytes[tail] = byteCount;
-            payloads[tail] = payload;
-            size++;
-            stats.addPending(byteCount);
-            work.signal();
-            return true;
-        } finally {
-            lock.unlock();
-        }
+        return add(kind, region, first, count, byteCount, payload, null, 0);
     }
 
     /**
@@ -118,6 +102,10 @@ final class BackgroundQueue {
      * @return true when added, false when the ring is full
      */
     boolean offerList(int region, long[] pages, int n, long byteCount) {
+        return add(PAGE_LIST, region, 0, n, byteCount, null, pages, n);
+    }
+
+    private boolean add(int kind, int region, long first, long count, long byteCount, byte[] payload, long[] pages, int n) {
         lock.lock();
         try {
             checkOpen();
@@ -125,16 +113,18 @@ final class BackgroundQueue {
                 return false;
             }
             int tail = (head + size) % capacity;
-            if (lists[tail] == null) {
-                lists[tail] = new long[io.pagewire.transport.spi.wire.Wire.MAX_LIST_PAGES];
+            if (pages != null) {
+                if (lists[tail] == null) {
+                    lists[tail] = new long[Wire.MAX_LIST_PAGES];
+                }
+                System.arraycopy(pages, 0, lists[tail], 0, n);
             }
-            System.arraycopy(pages, 0, lists[tail], 0, n);
-            kinds[tail] = PAGE_LIST;
+            kinds[tail] = kind;
             regions[tail] = region;
-            firsts[tail] = 0;
-            counts[tail] = n;
+            firsts[tail] = first;
+            counts[tail] = count;
             bytes[tail] = byteCount;
-            payloads[tail] = null;
+            payloads[tail] = payload;
             size++;
             stats.addPending(byteCount);
             work.signal();

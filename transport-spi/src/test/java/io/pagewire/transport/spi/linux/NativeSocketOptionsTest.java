@@ -1,4 +1,4 @@
-package io.pagewire.transport.tcp.net;
+package io.pagewire.transport.spi.linux;
 
 import org.junit.jupiter.api.Test;
 

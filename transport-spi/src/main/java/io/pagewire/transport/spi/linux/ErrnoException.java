@@ -1,15 +1,15 @@
-package io.pagewire.transport.tcp.net;
+package io.pagewire.transport.spi.linux;
 
 import java.io.IOException;
 import java.io.Serial;
 
-/** A socket call failed; carries the errno. */
-public final class SocketErrnoException extends IOException {
+/** A system call failed; carries the errno, named in the message with what was being done. */
+public final class ErrnoException extends IOException {
     @Serial
     private static final long serialVersionUID = 1L;
     private final int errno;
 
-    SocketErrnoException(String call, int errno, String what) {
+    ErrnoException(String call, int errno, String what) {
         super(call + " " + what + ": " + Libc.describe(errno));
         this.errno = errno;
     }

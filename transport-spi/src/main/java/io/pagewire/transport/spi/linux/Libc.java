@@ -1,4 +1,4 @@
-package io.pagewire.transport.tcp.net;
+package io.pagewire.transport.spi.linux;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;
@@ -6,7 +6,6 @@ import java.lang.foreign.Linker;
 import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.SymbolLookup;
-import java.lang.foreign.ValueLayout;
 import java.lang.invoke.MethodHandle;
 import java.lang.invoke.VarHandle;
 
@@ -15,15 +14,18 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
 /**
- * The C socket calls we use, as downcall handles, mirroring their C signatures (Linux, LP64).
- * errno is captured per call into a per-thread state segment, never a shared static one.
- * Package-private: {@link NativeSocket} is the intent-level API.
+ * The C calls the transports use, as downcall handles mirroring their C signatures (Linux, LP64:
+ * x86_64 and aarch64). The only class of the transport side that touches {@link Linker}. errno is
+ * captured per call into a per-thread state segment, never a shared static one: a thread reads
+ * only what its own last call wrote. Package-private: {@link NativeSocket}, {@link FileDescriptors}
+ * and {@link ThreadTuning} are the intent-level API.
  */
 final class Libc {
     private Libc() {
     }
 
-    // <sys/socket.h>, <netinet/in.h>, <netinet/tcp.h>, <poll.h>: Linux values (same on x86_64 and aarch64).
+    // <sys/socket.h>, <sys/un.h>, <netinet/in.h>, <netinet/tcp.h>, <poll.h>: Linux values (same on x86_64 and aarch64).
+    static final int AF_UNIX = 1;
     static final int AF_INET = 2;
     static final int AF_INET6 = 10;
     static final int SOCK_STREAM = 1;
@@ -34,9 +36,11 @@ final class Libc {
     static final int SO_RCVBUF = 8;
     static final int SO_KEEPALIVE = 9;
     static final int SO_PRIORITY = 12;
+    static final int SO_PEERCRED = 17;
     static final int SO_RCVTIMEO = 20;
     static final int SO_SNDTIMEO = 21;
     static final int SO_MAX_PACING_RATE = 47;
+    static final int SCM_RIGHTS = 1;
     static final int IPPROTO_IP = 0;
     static final int IP_TOS = 1;
     static final int IPPROTO_TCP = 6;
@@ -46,14 +50,18 @@ final class Libc {
     static final int IPPROTO_IPV6 = 41;
     static final int IPV6_V6ONLY = 26;
     static final int IPV6_TCLASS = 67;
+    static final int MSG_CTRUNC = 0x8;
     static final int MSG_DONTWAIT = 0x40;
     static final int MSG_WAITALL = 0x100;
     static final int MSG_NOSIGNAL = 0x4000;
+    static final int MSG_CMSG_CLOEXEC = 0x40000000;
     static final int SHUT_RDWR = 2;
     static final short POLLIN = 1;
     static final int EINTR = 4;
     static final int EAGAIN = 11;
     static final int EINPROGRESS = 115;
+    /** {@code sizeof(sockaddr_un.sun_path)}: a path takes at most 107 bytes and a NUL. */
+    static final int SUN_PATH_BYTES = 108;
 
     /** struct iovec { void *iov_base; size_t iov_len; } */
     static final long IOVEC_SIZE = 16;
@@ -61,6 +69,29 @@ final class Libc {
     static final long MSGHDR_SIZE = 56;
     static final long MSGHDR_IOV = 16;
     static final long MSGHDR_IOVLEN = 24;
+    static final long MSGHDR_CONTROL = 32;
+    static final long MSGHDR_CONTROLLEN = 40;
+    static final long MSGHDR_FLAGS = 48;
+    /** struct cmsghdr on LP64: len (size_t), level (int), type (int), then data. */
+    static final long CMSG_HEADER = 16;
+
+    // <sys/stat.h>, <fcntl.h>: statx is the same on every architecture (struct stat is not).
+    static final int AT_EMPTY_PATH = 0x1000;
+    static final int STATX_TYPE = 0x1;
+    static final int STATX_SIZE = 0x200;
+    static final long STATX_SIZE_BYTES = 256;
+    static final long STATX_MODE = 28;   // u16 stx_mode
+    static final long STATX_SIZE_AT = 40; // u64 stx_size
+    static final int S_IFMT = 0xF000;
+    static final int S_IFREG = 0x8000;
+    static final int MFD_CLOEXEC = 0x1;
+    static final int PROT_READ = 0x1;
+    static final int PROT_WRITE = 0x2;
+    static final int MAP_SHARED = 0x1;
+
+    // <sys/resource.h>, <sys/prctl.h>
+    static final int PRIO_PROCESS = 0;
+    static final int PR_SET_TIMERSLACK = 29;
 
     private static final Linker LINKER = Linker.nativeLinker();
     private static final SymbolLookup LIBC = LINKER.defaultLookup();
@@ -89,15 +120,32 @@ final class Libc {
     static final MethodHandle SENDMSG = handle("sendmsg", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT));
     static final MethodHandle RECVMSG = handle("recvmsg", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT));
     static final MethodHandle POLL = handle("poll", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT));
+    static final MethodHandle UNLINK = handle("unlink", FunctionDescriptor.of(JAVA_INT, ADDRESS));
+    static final MethodHandle STATX = handle("statx", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT, ADDRESS));
+    static final MethodHandle MEMFD_CREATE = handle("memfd_create", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
+    static final MethodHandle FTRUNCATE = handle("ftruncate", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG));
+    static final MethodHandle MMAP = handle("mmap", FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG));
+    static final MethodHandle MUNMAP = handle("munmap", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG));
     static final MethodHandle GETTID = handle("gettid", FunctionDescriptor.of(JAVA_INT));
     static final MethodHandle SETPRIORITY = handle("setpriority", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT));
     static final MethodHandle GETPRIORITY = handle("getpriority", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
+    static final MethodHandle PRCTL = handle("prctl", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG), Linker.Option.firstVariadicArg(1));
+    /**
+     * {@code syscall(SYS_sched_setattr, pid, attr, flags)}: glibc before 2.41 has no wrapper, so the
+     * number comes from {@link #SCHED_SETATTR_NR} (the only system call number of this package).
+     */
+    static final MethodHandle SYSCALL3 = handle("syscall",
+            FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, ADDRESS, JAVA_LONG), Linker.Option.firstVariadicArg(1));
+    /** sched_setattr's number: asm-generic (aarch64, riscv64) 274, x86_64 314. */
+    static final long SCHED_SETATTR_NR = System.getProperty("os.arch", "").equals("amd64")
+            || System.getProperty("os.arch", "").equals("x86_64") ? 314 : 274;
 
-    static final int PRIO_PROCESS = 0;
-
-    private static MethodHandle handle(String name, FunctionDescriptor fd) {
+    private static MethodHandle handle(String name, FunctionDescriptor fd, Linker.Option... more) {
         MemorySegment symbol = LIBC.find(name).orElseThrow(() -> new UnsatisfiedLinkError("libc has no symbol " + name));
-        return LINKER.downcallHandle(symbol, fd, ERRNO);
+        Linker.Option[] options = new Linker.Option[more.length + 1];
+        options[0] = ERRNO;
+        System.arraycopy(more, 0, options, 1, more.length);
+        return LINKER.downcallHandle(symbol, fd, options);
     }
 
     /** @return this thread's capture segment, passed as the first argument of every call */
@@ -110,19 +158,22 @@ final class Libc {
         return (int) ERRNO_HANDLE.get(capture, 0L);
     }
 
-    /** @return "ECONNRESET (Connection reset by peer)" style text for common socket errnos */
+    /** @return "ECONNRESET (Connection reset by peer)" style text for the errnos these calls return */
     static String describe(int errno) {
         return switch (errno) {
             case 1 -> "EPERM (Operation not permitted)";
+            case 2 -> "ENOENT (No such file or directory)";
             case 4 -> "EINTR (Interrupted system call)";
             case 9 -> "EBADF (Bad file descriptor)";
             case 11 -> "EAGAIN (Resource temporarily unavailable / timed out)";
             case 12 -> "ENOMEM (Cannot allocate memory)";
             case 13 -> "EACCES (Permission denied)";
             case 14 -> "EFAULT (Bad address)";
+            case 19 -> "ENODEV (No such device)";
             case 22 -> "EINVAL (Invalid argument)";
             case 24 -> "EMFILE (Too many open files)";
             case 32 -> "EPIPE (Broken pipe)";
+            case 38 -> "ENOSYS (Function not implemented)";
             case 88 -> "ENOTSOCK (Socket operation on non-socket)";
             case 92 -> "ENOPROTOOPT (Protocol not available)";
             case 97 -> "EAFNOSUPPORT (Address family not supported)";
@@ -141,5 +192,8 @@ final class Libc {
         };
     }
 
-    static final ValueLayout.OfInt C_INT = JAVA_INT;
+    /** Rethrows what a downcall threw: its declared exceptions as they are, anything else as a bug. */
+    static IllegalStateException unexpected(String call, Throwable t) {
+        return new IllegalStateException(call + ": unexpected failure of the downcall", t);
+    }
 }

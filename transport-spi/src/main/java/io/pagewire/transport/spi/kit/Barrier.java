@@ -1,16 +1,18 @@
-package io.pagewire.transport.tcp;
+package io.pagewire.transport.spi.kit;
 
 import io.pagewire.transport.spi.TransportException;
+import io.pagewire.transport.spi.wire.FrameType;
 import io.pagewire.transport.spi.wire.WireException;
 
 import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
 
 /**
- * The destination's barrier across background channels for ROUND_END and COMPLETE: each channel
- * thread waits here until every channel has reached the same barrier; the last to arrive runs
+ * The destination's barrier across background streams for ROUND_END and COMPLETE: each stream's
+ * thread waits here until every stream has reached the same barrier; the last to arrive runs
  * the action (the handler's {@code onRoundEnd} / {@code onComplete}) before any is released.
- * So no page sent after a round end is placed before every page sent before it.
+ * So no page sent after a round end is placed before every page sent before it. Aborted (every
+ * waiter released with the cause) when the connection fails.
  */
 final class Barrier {
     private final ReentrantLock lock = new ReentrantLock();
@@ -34,7 +36,16 @@ final class Barrier {
      * @param value round number
      * @param action run once, by the last to arrive, before anyone is released
      */
-    void arrive(int channel, int kind, long value, Runnable action) throws InterruptedException {
+    void arrive(int channel, int kind, long value, Runnable action) {
+        try {
+            arriveInterruptibly(channel, kind, value, action);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new TransportException(TransportException.Kind.CLOSED, "interrupted at barrier " + name(kind, value), e);
+        }
+    }
+
+    private void arriveInterruptibly(int channel, int kind, long value, Runnable action) throws InterruptedException {
         lock.lockInterruptibly();
         boolean last;
         long myGeneration;
@@ -97,6 +108,6 @@ final class Barrier {
     }
 
     private static String name(int kind, long value) {
-        return kind == io.pagewire.transport.spi.wire.FrameType.COMPLETE ? "COMPLETE" : "ROUND_END " + value;
+        return kind == FrameType.COMPLETE ? "COMPLETE" : "ROUND_END " + value;
     }
 }

@@ -1,0 +1,240 @@
+package io.pagewire.transport.spi.kit.stream;
+
+import io.pagewire.transport.spi.TransportContext;
+import io.pagewire.transport.spi.TransportException;
+import io.pagewire.transport.spi.TransportException.Kind;
+import io.pagewire.transport.spi.kit.Handshakes;
+import io.pagewire.transport.spi.kit.KitConnection;
+import io.pagewire.transport.spi.linux.NativeSocket;
+import io.pagewire.transport.spi.wire.FrameHeader;
+import io.pagewire.transport.spi.wire.FrameType;
+import io.pagewire.transport.spi.wire.Hello;
+import io.pagewire.transport.spi.wire.Wire;
+import io.pagewire.transport.spi.wire.WireException;
+
+import java.io.EOFException;
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * The handshake of stream transports: blocking reads and writes of a preamble plus one frame, on
+ * a socket before its connection's threads start, and the source's side of it ({@link #connect}).
+ * Each call allocates its own small buffers (handshakes are rare).
+ *
+ * <pre>
+ * source                                   destination
+ *   urgent:  PREAMBLE, HELLO  ---------->
+ *   bg 0..n: PREAMBLE, JOIN   ---------->    (checks version, layout, limits; waits for all JOINs)
+ *            <----------  PREAMBLE, HELLO_ACK   or   PREAMBLE, ERROR (then close)
+ * </pre>
+ */
+public final class StreamHandshake {
+    private StreamHandshake() {
+    }
+
+    /** A received handshake frame: the header and its payload. */
+    public record Frame(int type, int region, long first, long count, byte[] payload) {
+        /** @return the payload as text from the peer, escaped */
+        public String text() {
+            return KitConnection.peerText(MemorySegment.ofArray(payload));
+        }
+    }
+
+    /** How a stream transport makes and tunes the source's sockets. */
+    public interface Dialer {
+        /** @return a new connection to the destination, connected within {@code timeoutMs} */
+        NativeSocket dial(long timeoutMs) throws IOException;
+
+        /** Tunes the urgent socket. */
+        void urgent(NativeSocket s) throws IOException;
+
+        /** Tunes a background socket. */
+        void background(NativeSocket s) throws IOException;
+
+        /** Tunes background channel 0 when it carries the urgent lane too. */
+        default void shared(NativeSocket s) throws IOException {
+            background(s);
+        }
+
+        /** After the HELLO, on the urgent socket, before any JOIN (e.g. hand over memory). */
+        default void afterHello(NativeSocket urgent, Hello hello) throws IOException {
+        }
+
+        /** Every background socket has joined. */
+        default void joined(NativeSocket[] background) throws IOException {
+        }
+    }
+
+    /** Makes the connection once the destination accepted. */
+    @FunctionalInterface
+    public interface Maker {
+        StreamConnection make(NativeSocket urgent, NativeSocket[] background);
+    }
+
+    /**
+     * The source's handshake: connects the urgent socket (or, with a shared channel, channel 0),
+     * sends HELLO, connects and JOINs each background channel, reads the destination's answer and checks it.
+     *
+     * @return the connection, started
+     * @throws TransportException {@code CONNECT_FAILED} naming the step that failed, {@code HANDSHAKE} when refused
+     */
+    public static StreamConnection connect(String scheme, String uri, TransportContext context, Hello hello, Dialer dialer, Maker maker) {
+        long timeoutMs = TimeUnit.NANOSECONDS.toMillis(context.connectTimeoutNs());
+        int channels = hello.channels();
+        boolean shared = hello.sharedChannel();
+        NativeSocket urgent = null;
+        NativeSocket[] background = new NativeSocket[channels];
+        String step = shared ? "connect the shared channel 0" : "connect the urgent connection";
+        try {
+            urgent = dialer.dial(timeoutMs);
+            if (shared) {
+                dialer.shared(urgent);
+                background[0] = urgent; // the HELLO's connection is background channel 0 and carries the urgent lane too
+            } else {
+                dialer.urgent(urgent);
+            }
+            byte[] payload = new byte[hello.encodedLength()];
+            hello.encode(MemorySegment.ofArray(payload));
+            step = "send HELLO";
+            write(urgent, FrameType.HELLO, 0, 0, 0, payload);
+            dialer.afterHello(urgent, hello);
+            for (int c = shared ? 1 : 0; c < channels; c++) {
+                step = "connect background channel " + c;
+                background[c] = dialer.dial(timeoutMs);
+                dialer.background(background[c]);
+                write(background[c], FrameType.JOIN, channels, hello.sessionId(), c, null);
+            }
+            dialer.joined(background);
+            step = "wait for the destination's answer";
+            urgent.receiveTimeoutMs(timeoutMs);
+            int version = readPreamble(urgent);
+            if (version < 0) {
+                throw new TransportException(Kind.HANDSHAKE, "the destination " + uri + " closed the connection without answering");
+            }
+            Frame answer = readFrame(urgent, 0);
+            if (answer.type() == FrameType.ERROR) {
+                throw new TransportException(Kind.HANDSHAKE, "the destination " + uri + " refused the migration: " + answer.text());
+            }
+            if (version != Wire.VERSION) {
+                throw new TransportException(Kind.HANDSHAKE, "the destination " + uri + " speaks wire version " + version
+                        + "; this source speaks version " + Wire.VERSION);
+            }
+            if (answer.type() != FrameType.HELLO_ACK || answer.first() != hello.sessionId()) {
+                throw new WireException("expected HELLO_ACK for session " + Long.toHexString(hello.sessionId()) + ", got "
+                        + FrameType.name(answer.type()) + " for " + Long.toHexString(answer.first()));
+            }
+            Handshakes.checkAck(context, answer.count());
+            StreamConnection c = maker.make(urgent, background);
+            c.start();
+            return c;
+        } catch (IOException e) {
+            // A destination that refuses at once closes while this side still sends: its reason may be waiting.
+            String refusal = urgent == null ? null : refusal(urgent, e);
+            closeAll(urgent, background);
+            if (refusal != null) {
+                throw new TransportException(Kind.HANDSHAKE, "the destination " + uri + " refused the migration: " + refusal, e);
+            }
+            throw new TransportException(Kind.CONNECT_FAILED, scheme + ": could not " + step + " to " + uri + ": " + e.getMessage(), e);
+        } catch (RuntimeException e) {
+            closeAll(urgent, background);
+            throw e;
+        }
+    }
+
+    /** @return the text of an ERROR the destination sent before closing, or null (what went wrong reading is kept with {@code cause}) */
+    private static String refusal(NativeSocket urgent, IOException cause) {
+        try {
+            urgent.receiveTimeoutMs(1000);
+            if (readPreamble(urgent) < 0) {
+                return null;
+            }
+            Frame f = readFrame(urgent, 0);
+            return f.type() == FrameType.ERROR ? f.text() : null;
+        } catch (IOException | RuntimeException e) {
+            cause.addSuppressed(e);
+            return null;
+        }
+    }
+
+    static void closeAll(NativeSocket urgent, NativeSocket[] background) {
+        if (urgent != null) {
+            urgent.close();
+        }
+        for (NativeSocket s : background) {
+            if (s != null) {
+                s.close();
+            }
+        }
+    }
+
+    /** Writes the preamble and a frame with an optional payload in one call. */
+    public static void write(NativeSocket s, int type, int region, long first, long count, byte[] payload) throws IOException {
+        try (Arena arena = Arena.ofConfined()) {
+            int len = payload == null ? 0 : payload.length;
+            MemorySegment buf = arena.allocate(Wire.PREAMBLE_LENGTH + FrameHeader.LENGTH + len, 8);
+            Wire.writePreamble(buf, Wire.VERSION);
+            new FrameHeader(buf.asSlice(Wire.PREAMBLE_LENGTH, FrameHeader.LENGTH)).encode(type, 0, region, first, count, len);
+            if (len > 0) {
+                MemorySegment.copy(payload, 0, buf, ValueLayout.JAVA_BYTE, Wire.PREAMBLE_LENGTH + FrameHeader.LENGTH, len);
+            }
+            s.sendFully(buf, 0, buf.byteSize());
+        }
+    }
+
+    /** Writes the preamble and an ERROR frame; the caller closes the socket after. */
+    public static void writeError(NativeSocket s, String text) throws IOException {
+        write(s, FrameType.ERROR, 0, 0, 0, KitConnection.errorText(text));
+    }
+
+    /**
+     * Reads and checks the preamble.
+     *
+     * @return the peer's wire version, or -1 when it closed without sending anything
+     * @throws WireException when it is not a pagewire peer
+     */
+    public static int readPreamble(NativeSocket s) throws IOException {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment buf = arena.allocate(Wire.PREAMBLE_LENGTH, 8);
+            if (s.recvFully(buf, 0, Wire.PREAMBLE_LENGTH) < 0) {
+                return -1;
+            }
+            return Wire.checkPreamble(buf);
+        }
+    }
+
+    /**
+     * Reads one frame of at most {@code maxPayload} payload bytes (an ERROR's up to its own limit).
+     *
+     * @throws WireException on a bad CRC, flags or an oversized payload
+     * @throws EOFException when the peer closed
+     */
+    public static Frame readFrame(NativeSocket s, int maxPayload) throws IOException {
+        try (Arena arena = Arena.ofConfined()) {
+            FrameHeader h = new FrameHeader(arena);
+            if (s.recvFully(h.segment(), 0, FrameHeader.LENGTH) < 0) {
+                throw new EOFException("the peer closed the connection during the handshake");
+            }
+            h.decode();
+            if (h.flags() != 0) {
+                throw new WireException("handshake frame " + FrameType.name(h.type()) + " with flags 0x" + Integer.toHexString(h.flags()));
+            }
+            long len = Integer.toUnsignedLong(h.payloadLength());
+            int limit = h.type() == FrameType.ERROR ? Wire.MAX_ERROR_BYTES : maxPayload;
+            if (len > limit) {
+                throw new WireException("handshake frame " + FrameType.name(h.type()) + " payload of " + len + " bytes exceeds " + limit);
+            }
+            byte[] payload = new byte[(int) len];
+            if (len > 0) {
+                MemorySegment p = arena.allocate(len);
+                if (s.recvFully(p, 0, len) < 0) {
+                    throw new EOFException("the peer closed the connection in the middle of a " + FrameType.name(h.type()) + " frame");
+                }
+                MemorySegment.copy(p, ValueLayout.JAVA_BYTE, 0, payload, 0, (int) len);
+            }
+            return new Frame(h.type(), h.region(), h.first(), h.count(), payload);
+        }
+    }
+}

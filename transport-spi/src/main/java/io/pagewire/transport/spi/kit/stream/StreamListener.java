@@ -1,0 +1,185 @@
+package io.pagewire.transport.spi.kit.stream;
+
+import io.pagewire.transport.spi.Capability;
+import io.pagewire.transport.spi.Connection;
+import io.pagewire.transport.spi.MessageHandler;
+import io.pagewire.transport.spi.Role;
+import io.pagewire.transport.spi.TransportContext;
+import io.pagewire.transport.spi.TransportException;
+import io.pagewire.transport.spi.kit.Handshakes;
+import io.pagewire.transport.spi.kit.KitConnection;
+import io.pagewire.transport.spi.kit.SessionListener;
+import io.pagewire.transport.spi.linux.NativeSocket;
+import io.pagewire.transport.spi.wire.FrameType;
+import io.pagewire.transport.spi.wire.Hello;
+import io.pagewire.transport.spi.wire.Wire;
+import io.pagewire.transport.spi.wire.WireException;
+
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.util.Set;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * The listener of stream transports: accepts sockets, reads each one's preamble and first frame
+ * ({@link SessionListener} does the admission), and starts a {@link StreamConnection} per accepted
+ * session. A transport says how it tunes sockets and what its connections can do.
+ *
+ * @param <A> what the transport reads right after a HELLO ({@link #afterHello}); null if nothing
+ */
+public abstract class StreamListener<A> extends SessionListener<NativeSocket, A> {
+    private static final System.Logger LOG = System.getLogger(StreamListener.class.getName());
+    private static final int MAX_HANDSHAKES = 2 * Wire.MAX_CHANNELS + 8;
+    private static final int MAX_PENDING_SESSIONS = 16;
+    private static final int MAX_READY_SESSIONS = 8;
+
+    private final NativeSocket server;
+    private final String scheme;
+    private final long timeoutMs;
+
+    /**
+     * @param server the listening socket (owned from here on)
+     * @param uri the URI it is reached at
+     * @param scheme for thread names and messages
+     */
+    protected StreamListener(TransportContext context, NativeSocket server, String uri, String scheme) {
+        super(context, MAX_HANDSHAKES, MAX_PENDING_SESSIONS, MAX_READY_SESSIONS);
+        this.server = server;
+        this.scheme = scheme;
+        this.timeoutMs = TimeUnit.NANOSECONDS.toMillis(timeoutNs);
+        startAccepting(uri, "pagewire-" + scheme + "-accept-" + uri);
+    }
+
+    /** Tunes an accepted urgent socket (or, shared, background channel 0). */
+    protected abstract void tuneUrgent(NativeSocket s, Hello hello) throws IOException;
+
+    /** Tunes an accepted background socket. */
+    protected abstract void tuneBackground(NativeSocket s, Hello hello) throws IOException;
+
+    /** @return what a connection for this HELLO can do */
+    protected abstract Set<Capability> capabilities(Hello hello);
+
+    /** @return the nice value of the destination's background receive threads */
+    protected abstract int backgroundNice();
+
+    /**
+     * Reads what the transport's sources send right after a HELLO on the same socket.
+     *
+     * @throws TransportException what is wrong with it (the source is told)
+     */
+    protected A afterHello(NativeSocket s, Hello hello) throws IOException {
+        if (hello.sharedMemory()) {
+            throw new TransportException(TransportException.Kind.HANDSHAKE, scheme + " cannot take memory handed over by a source"
+                    + " (shared memory travels over unix:// sockets only)");
+        }
+        return null;
+    }
+
+    /** @return the connection of an accepted session (override to add what the transport read with its HELLO) */
+    protected StreamConnection connection(KitConnection.Setup setup, Session<NativeSocket, A> s, NativeSocket[] background) {
+        return new StreamConnection(scheme, setup, s.urgent(), background, 1, backgroundNice());
+    }
+
+    @Override
+    protected NativeSocket awaitEndpoint() throws IOException {
+        return server.accept(-1);
+    }
+
+    @Override
+    protected First<A> readFirst(NativeSocket s) throws IOException {
+        s.receiveTimeoutMs(timeoutMs);
+        s.sendTimeoutMs(timeoutMs);
+        int version = StreamHandshake.readPreamble(s);
+        if (version < 0) {
+            return null; // connected and left without a word (a port probe)
+        }
+        if (version != Wire.VERSION) {
+            throw new TransportException(TransportException.Kind.HANDSHAKE, "this destination speaks pagewire wire version " + Wire.VERSION
+                    + "; the source speaks version " + version);
+        }
+        StreamHandshake.Frame f = StreamHandshake.readFrame(s, Wire.MAX_HELLO_BYTES);
+        return switch (f.type()) {
+            case FrameType.HELLO -> {
+                Hello hello = Hello.decode(MemorySegment.ofArray(f.payload()), f.payload().length, true);
+                yield First.hello(hello, afterHello(s, hello));
+            }
+            case FrameType.JOIN -> First.join(f.first(), f.count(), Integer.toUnsignedLong(f.region()));
+            default -> throw new WireException("expected HELLO or JOIN as the first frame, got " + FrameType.name(f.type()));
+        };
+    }
+
+    @Override
+    protected void refuse(NativeSocket s, String why) {
+        try {
+            s.sendTimeoutMs(1000);
+            StreamHandshake.writeError(s, why);
+        } catch (IOException e) {
+            LOG.log(System.Logger.Level.DEBUG, "could not send the refusal \"" + why + "\" to a source: " + e.getMessage());
+        } finally {
+            s.close();
+        }
+    }
+
+    @Override
+    protected void closeEndpoint(NativeSocket s) {
+        s.close();
+    }
+
+    @Override
+    protected String peerName(NativeSocket s) {
+        try {
+            return s.peerName();
+        } catch (IOException e) {
+            return "a source that is gone (" + e.getMessage() + ")";
+        }
+    }
+
+    @Override
+    protected Connection start(Session<NativeSocket, A> s, MessageHandler handler) {
+        Hello h = s.hello();
+        NativeSocket[] background = new NativeSocket[s.streams()];
+        StreamConnection c = null;
+        try {
+            tuneUrgent(s.urgent(), h);
+            for (int i = 0; i < background.length; i++) {
+                background[i] = s.background(i);
+                if (background[i] != s.urgent()) {
+                    tuneBackground(background[i], h);
+                }
+                background[i].receiveTimeoutMs(0);
+                background[i].sendTimeoutMs(0);
+            }
+            s.urgent().sendTimeoutMs(0);
+            KitConnection.Setup setup = new KitConnection.Setup(Role.DESTINATION, s.peer(), context.layout(), handler,
+                    context.heartbeatIntervalNs(), context.peerTimeoutNs(), h.maxPagePayload(), h.dataDigest(), h.sharedChannel(),
+                    h.channels(), capabilities(h), 0);
+            c = connection(setup, s, background);
+            StreamHandshake.write(s.urgent(), FrameType.HELLO_ACK, 0, h.sessionId(), Handshakes.heartbeatMs(context), null);
+            c.start();
+            return c;
+        } catch (IOException e) {
+            LOG.log(System.Logger.Level.DEBUG, "source " + s.peer() + " went away before HELLO_ACK: " + e.getMessage());
+            if (c != null) {
+                c.close(); // releases the sockets
+            } else {
+                StreamHandshake.closeAll(s.urgent(), background);
+            }
+            return null;
+        }
+    }
+
+    @Override
+    protected void stopAccepting() {
+        server.shutdown();
+    }
+
+    @Override
+    protected void closeListening() {
+        server.close();
+    }
+
+    /** @return the scheme, for messages */
+    protected final String scheme() {
+        return scheme;
+    }
+}
