@@ -638,7 +638,7 @@ public final class DestinationMigration implements AutoCloseable {
                 }
                 if (!postcopyStarted || recoveryTimeoutNs == 0 || stats.status() == MigrationStats.Status.COMPLETED
                         || !(lost.kind() == TransportException.Kind.CONNECTION_LOST || lost.kind() == TransportException.Kind.TIMEOUT)) {
-                    stats.failed(lost.getMessage());
+                    stats.failed(lost.getMessage(), lost.kind());
                     break;
                 }
                 // Postcopy lost its connection (QEMU: postcopy-paused). The guest's faulting threads wait;

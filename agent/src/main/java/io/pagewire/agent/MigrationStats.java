@@ -33,6 +33,7 @@ public final class MigrationStats {
 
     private volatile Status status = Status.SETUP;
     private volatile String errorDesc;
+    private volatile io.pagewire.transport.spi.TransportException.Kind failureKind;
     private final long startNs = System.nanoTime();
     /** setup-time: from start until the first page was offered (handshake, tracking started). */
     private volatile long setupNs = -1;
@@ -98,9 +99,23 @@ public final class MigrationStats {
     }
 
     public void failed(String description) {
+        failed(description, null);
+    }
+
+    /**
+     * @param description why the migration failed
+     * @param kind the transport failure behind it, or null when it was not the transport's
+     */
+    public void failed(String description, io.pagewire.transport.spi.TransportException.Kind kind) {
         errorDesc = description;
+        failureKind = kind;
         status = Status.FAILED;
         end();
+    }
+
+    /** @return the transport failure that failed the migration, or null (not failed, or failed for another reason) */
+    public io.pagewire.transport.spi.TransportException.Kind failureKind() {
+        return failureKind;
     }
 
     public void setupDone() {

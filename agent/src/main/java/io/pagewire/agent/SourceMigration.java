@@ -327,8 +327,8 @@ public final class SourceMigration {
             }
             return stats;
         } catch (TransportException | IllegalStateException | IllegalArgumentException | IndexOutOfBoundsException e) {
-            TransportException f = failure.get();
-            stats.failed(f != null ? f.getMessage() : e.getMessage());
+            TransportException f = failure.get() != null ? failure.get() : e instanceof TransportException t ? t : null;
+            stats.failed(f != null ? f.getMessage() : e.getMessage(), f != null ? f.kind() : null);
             resumeAfterFailure(paused);
             return stats;
         } catch (InterruptedException e) {

@@ -62,7 +62,7 @@ class CommandLineTest {
             held.bind(new java.net.InetSocketAddress(java.net.InetAddress.getLoopbackAddress(), 0));
             int port = held.getLocalPort();
             Run r = run("send", "--to", "tcp://127.0.0.1:" + port, "--ram", "1M", "--pattern", "idle");
-            assertEquals(1, r.exit, "a migration that could not connect has failed");
+            assertEquals(4, r.exit, "a migration that could not connect failed in the transport: exit 4");
             assertTrue(r.out.contains("Migration status: failed") && r.out.contains("ECONNREFUSED") && r.out.contains("127.0.0.1:" + port), r.out);
         }
     }
@@ -77,6 +77,35 @@ class CommandLineTest {
         Run r = run("demo", "--ram", "lots");
         assertEquals(2, r.exit);
         assertTrue(r.err.contains("'lots' is not a size"), r.err);
+    }
+
+    @Test
+    void versionComesFromTheBuildOnEveryCommand() throws IOException {
+        String built;
+        try (var in = Files.newInputStream(Path.of("target", "classes", "io", "pagewire", "agent", "cli", "version.properties"))) {
+            var p = new java.util.Properties();
+            p.load(in);
+            built = p.getProperty("version");
+        }
+        assertTrue(built != null && !built.contains("${"), "the build stamps the version: " + built);
+        for (List<String> args : List.of(List.of("--version"), List.of("demo", "--version"), List.of("send", "--version"),
+                List.of("receive", "--version"))) {
+            Run r = run(args.toArray(String[]::new));
+            assertEquals(0, r.exit, args.toString());
+            assertTrue(r.out.startsWith("pagewire " + built + "\n"), args + ": " + r.out);
+        }
+    }
+
+    @Test
+    void durationsTakeTimeUnitsAndRefuseSizes() {
+        Run r = run("send", "--to", "tcp://127.0.0.1:1", "--ram", "1M", "--downtime-limit", "1k");
+        assertEquals(2, r.exit, r.err);
+        assertTrue(r.err.contains("'1k' is not a duration") && r.err.contains("300ms"), r.err);
+        r = run("receive", "--listen", "tcp://127.0.0.1:0", "--ram", "1M", "--accept-timeout", "10 parsecs");
+        assertEquals(2, r.exit, r.err);
+        assertTrue(r.err.contains("'10 parsecs' is not a duration"), r.err);
+        Run help = run("send", "--help");
+        assertTrue(help.out.contains("Exit codes:") && help.out.contains("4   transport error"), help.out);
     }
 
     /** The launcher's JDK discovery: with no JDK 25 anywhere it says what to install, before anything else runs. */

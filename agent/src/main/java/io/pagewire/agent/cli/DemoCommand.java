@@ -49,7 +49,7 @@ final class DemoCommand implements Callable<Integer> {
         if (migrate.postcopy) {
             receive.addAll(List.of("--postcopy", "--vcpus", Integer.toString(guest.vcpus), "--pattern", guest.pattern,
                     "--working-set", Long.toString(guest.workingSet), "--dirty-rate", Long.toString(guest.dirtyRate),
-                    "--postcopy-recovery-timeout", Long.toString(migrate.postcopyRecoveryTimeoutSeconds)));
+                    "--postcopy-recovery-timeout", migrate.postcopyRecoveryTimeout.toMillis() + "ms"));
             if (hgrm != null) {
                 receive.addAll(List.of("--hgrm", hgrm.toAbsolutePath().toString()));
             }
@@ -59,8 +59,8 @@ final class DemoCommand implements Callable<Integer> {
             String target = dst.line().substring("LISTENING ".length());
             if (!migrate.json) {
                 spec.commandLine().getOut().println("destination pid " + dst.process().pid() + " listening on " + target + "; migrating "
-                        + Sizes.human(guest.ram) + " with " + guest.vcpus + " vCPU(s) writing " + Sizes.human(guest.dirtyRate) + "/s ("
-                        + guest.pattern + " over " + Sizes.human(guest.workingSet) + ")");
+                        + io.pagewire.transport.spi.Units.human(guest.ram) + " with " + guest.vcpus + " vCPU(s) writing " + io.pagewire.transport.spi.Units.human(guest.dirtyRate) + "/s ("
+                        + guest.pattern + " over " + io.pagewire.transport.spi.Units.human(guest.workingSet) + ")");
                 spec.commandLine().getOut().flush();
             }
             int rc = SourceRunner.run(spec.commandLine().getOut(), guest, migrate, target);
@@ -68,7 +68,7 @@ final class DemoCommand implements Callable<Integer> {
             if (rc == 0 && (!exited || dst.process().exitValue() != 0)) {
                 spec.commandLine().getErr().println("pagewire: the destination did not report success (exit "
                         + (exited ? dst.process().exitValue() : "none") + ")");
-                return 1;
+                return ExitCode.MIGRATION_FAILED.code();
             }
             return rc;
         } finally {

@@ -4,20 +4,21 @@ import io.pagewire.agent.MigrationConfig;
 import picocli.CommandLine.Option;
 
 import java.util.Locale;
-import java.util.concurrent.TimeUnit;
+import java.time.Duration;
 
 /** Options of the source side of a migration (demo and send). */
 final class MigrateOptions {
-    @Option(names = "--downtime-limit", defaultValue = "300", paramLabel = "MS",
-            description = "longest acceptable downtime in ms (default ${DEFAULT-VALUE}, as QEMU)")
-    long downtimeLimitMs;
+    @Option(names = "--downtime-limit", defaultValue = "300ms", paramLabel = "TIME", converter = Converters.Millis.class,
+            description = "longest acceptable downtime, e.g. 300ms, 1s; a bare number is ms (default ${DEFAULT-VALUE}, as QEMU)")
+    Duration downtimeLimit;
 
     @Option(names = "--max-rounds", defaultValue = "10", paramLabel = "N",
             description = "precopy rounds before --policy applies (default ${DEFAULT-VALUE})")
     int maxRounds;
 
-    @Option(names = "--max-time", defaultValue = "0", paramLabel = "MS", description = "time before --policy applies, 0 = none (default ${DEFAULT-VALUE})")
-    long maxTimeMs;
+    @Option(names = "--max-time", defaultValue = "0", paramLabel = "TIME", converter = Converters.Millis.class,
+            description = "time before --policy applies, e.g. 30s; a bare number is ms; 0 = none (default ${DEFAULT-VALUE})")
+    Duration maxTime;
 
     @Option(names = "--policy", defaultValue = "throttle", paramLabel = "P",
             description = "when precopy does not converge: force, cancel or throttle (auto-converge) (default ${DEFAULT-VALUE})")
@@ -39,10 +40,10 @@ final class MigrateOptions {
             description = "with --postcopy: switch after N precopy rounds; 0 = at once; -1 = only when precopy does not converge (default ${DEFAULT-VALUE})")
     int postcopyAfterRounds;
 
-    @Option(names = "--postcopy-recovery-timeout", defaultValue = "60", paramLabel = "SECONDS",
+    @Option(names = "--postcopy-recovery-timeout", defaultValue = "60s", paramLabel = "TIME", converter = Converters.Seconds.class,
             description = {"with --postcopy: when the connection breaks during postcopy, both sides keep their state (postcopy-paused)",
-                    "and the source reconnects on its own for this long; 0 = no recovery, the migration fails (default ${DEFAULT-VALUE})"})
-    long postcopyRecoveryTimeoutSeconds;
+                    "and the source reconnects on its own for this long; 0 = no recovery, the migration fails; a bare number is seconds (default ${DEFAULT-VALUE})"})
+    Duration postcopyRecoveryTimeout;
 
     @Option(names = "--monitor-stdio", description = {"read monitor commands from standard input, one per line (as QEMU's -monitor stdio):",
             "migrate-start-postcopy (switch to postcopy now), migrate-resume [URI] (postcopy-paused: reconnect now, optionally",
@@ -59,9 +60,9 @@ final class MigrateOptions {
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException("--policy " + policy + " is not one of force, cancel, throttle");
         }
-        return new MigrationConfig().downtimeLimitNs(TimeUnit.MILLISECONDS.toNanos(downtimeLimitMs)).maxRounds(maxRounds)
-                .maxTimeNs(TimeUnit.MILLISECONDS.toNanos(maxTimeMs)).policy(p).maxBandwidthBytesPerSec(maxBandwidth).verify(verify)
+        return new MigrationConfig().downtimeLimitNs(downtimeLimit.toNanos()).maxRounds(maxRounds)
+                .maxTimeNs(maxTime.toNanos()).policy(p).maxBandwidthBytesPerSec(maxBandwidth).verify(verify)
                 .postcopy(postcopy).postcopyAfterRounds(postcopy ? postcopyAfterRounds : -1)
-                .postcopyRecoveryTimeoutNs(TimeUnit.SECONDS.toNanos(postcopyRecoveryTimeoutSeconds)).conclude();
+                .postcopyRecoveryTimeoutNs(postcopyRecoveryTimeout.toNanos()).conclude();
     }
 }

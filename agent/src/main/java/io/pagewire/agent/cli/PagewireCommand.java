@@ -5,7 +5,10 @@ import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
 /** The {@code pagewire} command and its subcommands. */
-@Command(name = "pagewire", mixinStandardHelpOptions = true, version = "pagewire 0.1.0",
+@Command(name = "pagewire", mixinStandardHelpOptions = true, versionProvider = Converters.Version.class,
+        scope = CommandLine.ScopeType.INHERIT, exitCodeListHeading = "%nExit codes:%n",
+        exitCodeList = {"0:completed (and verified, when asked)", "1:the migration failed or was cancelled", "2:usage error (nothing started)",
+                "3:completed, but the destination's RAM differs or no verdict came", "4:transport error (connect, handshake, connection lost, peer timeout)"},
         description = "Moves a running guest's RAM between hosts over a transport chosen by URI (tcp://, rdma://, aeron:...).",
         subcommands = {DemoCommand.class, SendCommand.class, ReceiveCommand.class, CommandLine.HelpCommand.class})
 public final class PagewireCommand implements Runnable {
@@ -21,23 +24,18 @@ public final class PagewireCommand implements Runnable {
     /** @return the command line with our error handling: a transport error prints its message, not a stack trace */
     public static CommandLine commandLine() {
         CommandLine cl = new CommandLine(new PagewireCommand());
-        CommandLine.ITypeConverter<Long> size = text -> {
-            try {
-                return Sizes.parse(text);
-            } catch (IllegalArgumentException e) {
-                throw new CommandLine.TypeConversionException(e.getMessage());
-            }
-        };
+        Converters.Size size = new Converters.Size();
         cl.registerConverter(Long.class, size);
         cl.registerConverter(long.class, size);
         cl.setExecutionExceptionHandler((ex, commandLine, parseResult) -> {
             if (ex instanceof TransportException te) {
                 commandLine.getErr().println("pagewire: " + te.getMessage());
-                return 2;
+                return te.kind() == TransportException.Kind.INVALID_URI || te.kind() == TransportException.Kind.INVALID_CONFIG
+                        ? ExitCode.USAGE.code() : ExitCode.TRANSPORT_ERROR.code();
             }
             if (ex instanceof IllegalArgumentException iae) {
                 commandLine.getErr().println("pagewire: " + iae.getMessage());
-                return 2;
+                return ExitCode.USAGE.code();
             }
             throw ex;
         });

@@ -31,9 +31,9 @@ final class ReceiveCommand implements Callable<Integer> {
             description = "RAM backing: anonymous (transparent huge pages, fast to populate) or memfd (default ${DEFAULT-VALUE})")
     String backing;
 
-    @Option(names = "--accept-timeout", defaultValue = "600", paramLabel = "SECONDS",
-            description = "how long to wait for the source (default ${DEFAULT-VALUE})")
-    long acceptTimeoutSeconds;
+    @Option(names = "--accept-timeout", defaultValue = "600s", paramLabel = "TIME", converter = Converters.Seconds.class,
+            description = "how long to wait for the source, e.g. 10min; a bare number is seconds (default ${DEFAULT-VALUE})")
+    Duration acceptTimeout;
 
     @Option(names = "--populate", defaultValue = "hinted", paramLabel = "MODE",
             description = {"how RAM is populated: hinted (the chunks the source says hold data, in bulk, while receiving),",
@@ -52,10 +52,10 @@ final class ReceiveCommand implements Callable<Integer> {
             "a synthetic guest (--vcpus, --pattern, --working-set, --dirty-rate as its access rate) then runs here and reads its RAM"})
     boolean postcopy;
 
-    @Option(names = "--postcopy-recovery-timeout", defaultValue = "60", paramLabel = "SECONDS",
+    @Option(names = "--postcopy-recovery-timeout", defaultValue = "60s", paramLabel = "TIME", converter = Converters.Seconds.class,
             description = {"postcopy: when the connection breaks, keep the guest's state and listen this long for the source to",
-                    "resume the migration over a new connection (postcopy-paused); 0 = fail at once (default ${DEFAULT-VALUE})"})
-    long recoveryTimeoutSeconds;
+                    "resume the migration over a new connection (postcopy-paused); 0 = fail at once; a bare number is seconds (default ${DEFAULT-VALUE})"})
+    Duration recoveryTimeout;
 
     @Option(names = "--vcpus", defaultValue = "1", paramLabel = "N", description = "postcopy guest: vCPU threads (default ${DEFAULT-VALUE})")
     int vcpus;
@@ -112,13 +112,13 @@ final class ReceiveCommand implements Callable<Integer> {
                 } catch (IllegalArgumentException e) {
                     throw new IllegalArgumentException("--populate " + populate + " is not one of hinted, all, before, none");
                 }
-                dst.postcopyRecoveryTimeout(Duration.ofSeconds(recoveryTimeoutSeconds));
+                dst.postcopyRecoveryTimeout(recoveryTimeout);
                 dst.startPopulating(mode);
                 spec.commandLine().getOut().println("LISTENING " + l.uri());
                 spec.commandLine().getOut().flush();
                 MigrationStats stats;
                 try {
-                    stats = dst.receive(l, Duration.ofSeconds(acceptTimeoutSeconds));
+                    stats = dst.receive(l, acceptTimeout);
                 } finally {
                     if (guest.get() != null) {
                         dst.releaseGuestMemory(); // a vCPU blocked on a page that never came must be let go first
@@ -143,7 +143,8 @@ final class ReceiveCommand implements Callable<Integer> {
                 }
                 spec.commandLine().getOut().println(ok ? "RECEIVED " + (dst.verification() == null ? "completed" : dst.verification())
                         : "FAILED " + (stats.errorDesc() != null ? stats.errorDesc() : dst.verification()));
-                return ok ? 0 : 1;
+                return ok ? ExitCode.SUCCESS.code() : stats.status() == MigrationStats.Status.COMPLETED
+                        ? ExitCode.VERIFICATION_MISMATCH.code() : ExitCode.of(stats, null).code();
             }
         }
     }

@@ -14,7 +14,7 @@ final class SourceRunner {
     private SourceRunner() {
     }
 
-    /** @return the process exit code: 0 when completed (and verified, when asked) */
+    /** @return the process exit code ({@link ExitCode}): 0 when completed (and verified, when asked) */
     static int run(PrintWriter out, GuestOptions g, MigrateOptions m, String uri) {
         SyntheticGuest.Pattern pattern = g.pattern();
         try (GuestImage image = GuestImage.create(g.ram, g.zeroFraction, g.balloonFraction, 1);
@@ -48,8 +48,7 @@ final class SourceRunner {
                 out.println("verified: " + (verified == null ? "not checked" : verified + (verified ? "" : " (" + migration.verification() + ")")));
             }
             out.flush();
-            boolean ok = stats.status() == MigrationStats.Status.COMPLETED && (verified == null || verified);
-            return ok ? 0 : 1;
+            return ExitCode.of(stats, verified).code();
         }
     }
 

@@ -1,7 +1,10 @@
 package io.pagewire.perf.aeron;
 
 import io.aeron.samples.EmbeddedExclusiveThroughput;
+import io.pagewire.perf.BenchCli;
 import io.pagewire.perf.e2e.TransportBench;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
 
 import java.io.BufferedReader;
 import java.io.IOException;
@@ -19,6 +22,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -42,7 +46,9 @@ import java.util.regex.Pattern;
  * Default URIs: {@code aeron:udp?endpoint=127.0.0.1:0} (data digests on) and the same with
  * {@code data-digest=false}. Writes {@code DIR/aeron-bench-*.md} (and TransportBench's histograms).
  */
-public final class AeronBench {
+@Command(name = "AeronBench", mixinStandardHelpOptions = true, sortOptions = false,
+        description = "pagewire over Aeron against Aeron's own EmbeddedExclusiveThroughput sample, in one run.")
+public final class AeronBench implements Callable<Integer> {
     private AeronBench() {
     }
 
@@ -66,33 +72,30 @@ public final class AeronBench {
         AERON_PROFILES.put("pagewire's settings, 61476-byte messages (the size of pagewire's frames)", frames);
     }
 
-    public static void main(String[] args) throws Exception {
-        List<String> uris = new ArrayList<>();
-        String bytes = "2g";
-        int runs = 3;
-        int rtt = 2000;
-        int aeronRuns = 2;
-        long messages = 2_000_000; // 8 GB of 4 KiB messages: several one-second reports at any plausible rate
-        Path out = Path.of("perf", "target", "reports");
-        for (int i = 0; i < args.length; i++) {
-            String v = i + 1 < args.length ? args[i + 1] : null;
-            switch (args[i]) {
-                case "--uri" -> uris.add(v);
-                case "--bytes" -> bytes = v;
-                case "--runs" -> runs = Integer.parseInt(v);
-                case "--rtt" -> rtt = Integer.parseInt(v);
-                case "--aeron-runs" -> aeronRuns = Integer.parseInt(v);
-                case "--aeron-messages" -> messages = Long.parseLong(v);
-                case "--out" -> out = Path.of(v);
-                case "--help", "-h" -> {
-                    System.out.println("usage: AeronBench [--uri URI]... [--bytes 2g] [--runs 3] [--rtt 2000] [--aeron-runs 2]"
-                            + " [--aeron-messages 2000000] [--out DIR]");
-                    return;
-                }
-                default -> throw new IllegalArgumentException("unknown argument '" + args[i] + "'; try --help");
-            }
-            i++;
-        }
+    @Option(names = "--uri", paramLabel = "LISTEN_URI",
+            description = "aeron: listen URIs to measure (default: aeron:udp?endpoint=127.0.0.1:0 with and without data digests)")
+    List<String> uris = new ArrayList<>();
+    @Option(names = "--bytes", defaultValue = "2g", paramLabel = "SIZE", description = "pages moved per pagewire run (default ${DEFAULT-VALUE})")
+    long bytesValue;
+    @Option(names = "--runs", defaultValue = "3", paramLabel = "N", description = "pagewire runs per URI (default ${DEFAULT-VALUE})")
+    int runs;
+    @Option(names = "--rtt", defaultValue = "2000", paramLabel = "N", description = "urgent round trips per measurement (default ${DEFAULT-VALUE})")
+    int rtt;
+    @Option(names = "--aeron-runs", defaultValue = "2", paramLabel = "N", description = "runs of Aeron's own sample per profile (default ${DEFAULT-VALUE})")
+    int aeronRuns;
+    @Option(names = "--aeron-messages", defaultValue = "2000000", paramLabel = "N",
+            description = "messages per run of Aeron's sample (default ${DEFAULT-VALUE}: several one-second reports at any plausible rate)")
+    long messages;
+    @Option(names = "--out", defaultValue = "perf/target/reports", paramLabel = "DIR", description = "report directory (default ${DEFAULT-VALUE})")
+    Path out;
+
+    public static void main(String[] args) {
+        BenchCli.main(new AeronBench(), args);
+    }
+
+    @Override
+    public Integer call() throws Exception {
+        String bytes = Long.toString(bytesValue);
         if (uris.isEmpty()) {
             uris.add("aeron:udp?endpoint=127.0.0.1:0");
             uris.add("aeron:udp?endpoint=127.0.0.1:0|data-digest=false");
@@ -165,12 +168,7 @@ public final class AeronBench {
         Path report = out.resolve("aeron-bench-" + stamp + ".md");
         Files.writeString(report, md.toString(), StandardCharsets.UTF_8);
         System.out.println("report: " + report);
-    }
-
-    static long parseSize(String v) {
-        String s = v.toLowerCase(Locale.ROOT);
-        int shift = s.endsWith("k") ? 10 : s.endsWith("m") ? 20 : s.endsWith("g") ? 30 : 0;
-        return Long.parseLong(shift == 0 ? s : s.substring(0, s.length() - 1)) << shift;
+        return 0;
     }
 
     private static List<String> jvmFlags() {

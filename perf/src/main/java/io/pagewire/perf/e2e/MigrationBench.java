@@ -6,7 +6,11 @@ import io.pagewire.agent.SourceMigration;
 import io.pagewire.agent.guest.GuestImage;
 import io.pagewire.agent.guest.SyntheticGuest;
 import io.pagewire.ramtracker.GuestRam;
+import io.pagewire.perf.BenchCli;
 import io.pagewire.ramtracker.RegionSpec;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
 
 import java.io.BufferedReader;
 import java.io.IOException;
@@ -25,6 +29,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -43,7 +48,9 @@ import java.util.concurrent.TimeUnit;
  * {@code --warm-memory} touches and frees that much memory first: inside a VM the first touch of
  * guest memory the hypervisor has not backed yet costs ~9 us per 4 KiB page, whatever the program.
  */
-public final class MigrationBench {
+@Command(name = "MigrationBench", mixinStandardHelpOptions = true, sortOptions = false,
+        description = "Whole migrations between two JVMs on the cases docs/benchmarks.md reports, with QEMU's figures beside them.")
+public final class MigrationBench implements Callable<Integer> {
     private MigrationBench() {
     }
 
@@ -89,27 +96,46 @@ public final class MigrationBench {
                         new MigrationConfig().postcopy(true).postcopyAfterRounds(0).maxBandwidthBytesPerSec(4 * MIB)));
     }
 
-    public static void main(String[] args) throws Exception {
-        String uri = "tcp://127.0.0.1:0";
-        int runs = 3;
-        List<String> only = null;
-        long warm = 0;
-        String dstExec = "";
-        String dstBacking = "anonymous";
-        Path out = Path.of("perf", "target", "reports");
-        for (int i = 0; i < args.length; i += 2) {
-            String v = i + 1 < args.length ? args[i + 1] : null;
-            switch (args[i]) {
-                case "--uri" -> uri = v;
-                case "--runs" -> runs = Integer.parseInt(v);
-                case "--cases" -> only = Arrays.asList(v.split(","));
-                case "--warm-memory" -> warm = TransportBench.parseSize(v);
-                case "--out" -> out = Path.of(v);
-                case "--dst-exec" -> dstExec = v;
-                case "--dst-backing" -> dstBacking = v;
-                default -> throw new IllegalArgumentException("unknown argument " + args[i]
-                        + "; usage: MigrationBench [--uri URI] [--runs 3] [--cases a,b] [--warm-memory 12g] [--out DIR] [--dst-exec CMD]"
-                        + " [--dst-backing anonymous|memfd]");
+    @Option(names = "--uri", defaultValue = "tcp://127.0.0.1:0", paramLabel = "LISTEN_URI", description = "destination listen URI (default ${DEFAULT-VALUE})")
+    String uri;
+    @Option(names = "--runs", defaultValue = "3", paramLabel = "N", description = "runs per case; the report shows medians (default ${DEFAULT-VALUE})")
+    int runs;
+    @Option(names = "--cases", split = ",", paramLabel = "NAME", description = "cases to run (default: all but slow-link-*); one of: ${COMPLETION-CANDIDATES}",
+            completionCandidates = CaseNames.class)
+    List<String> only;
+    @Option(names = "--warm-memory", defaultValue = "0", paramLabel = "SIZE",
+            description = "touch and free this much memory first, so the hypervisor has backed it (default ${DEFAULT-VALUE})")
+    long warm;
+    @Option(names = "--out", defaultValue = "perf/target/reports", paramLabel = "DIR", description = "report directory (default ${DEFAULT-VALUE})")
+    Path out;
+    @Option(names = "--dst-exec", defaultValue = "", paramLabel = "CMD", description = "prefix for the destination JVM, e.g. 'ip netns exec pw-dst'")
+    String dstExec;
+    @Option(names = "--dst-backing", defaultValue = "anonymous", paramLabel = "B", description = "destination RAM: anonymous or memfd (default ${DEFAULT-VALUE})")
+    String dstBacking;
+
+    /** The case names, for --help and for checking --cases. */
+    static final class CaseNames implements Iterable<String> {
+        @Override
+        public java.util.Iterator<String> iterator() {
+            return cases().stream().map(c -> c.name).iterator();
+        }
+    }
+
+    public static void main(String[] args) {
+        BenchCli.main(new MigrationBench(), args);
+    }
+
+    @Override
+    public Integer call() throws Exception {
+        if (!dstBacking.equals("anonymous") && !dstBacking.equals("memfd")) {
+            throw new CommandLine.ParameterException(new CommandLine(this), "--dst-backing " + dstBacking + " is not one of anonymous, memfd");
+        }
+        if (only != null) {
+            List<String> known = cases().stream().map(c -> c.name).toList();
+            for (String name : only) {
+                if (!known.contains(name)) {
+                    throw new CommandLine.ParameterException(new CommandLine(this), "--cases: unknown case '" + name + "'; cases: " + known);
+                }
             }
         }
         Files.createDirectories(out);
@@ -123,9 +149,6 @@ public final class MigrationBench {
             }
         }
         Map<String, List<MigrationStats>> results = new LinkedHashMap<>();
-        if (!dstBacking.equals("anonymous") && !dstBacking.equals("memfd")) {
-            throw new IllegalArgumentException("--dst-backing " + dstBacking + " is not one of anonymous, memfd");
-        }
         try (Destination dst = new Destination(dstExec, dstBacking)) {
             // Warm-up: both JVMs run a small migration before anything is measured.
             for (int i = 0; i < 3; i++) {
@@ -167,7 +190,7 @@ public final class MigrationBench {
         Path report = out.resolve("migration-bench-" + stamp + ".md");
         Files.writeString(report, md.toString(), StandardCharsets.UTF_8);
         System.out.println("report: " + report);
-        System.exit(0);
+        return 0;
     }
 
     private static MigrationStats run(Destination dst, String listenUri, Case c) throws IOException {

@@ -8,7 +8,11 @@ import io.pagewire.transport.spi.RamRegion;
 import io.pagewire.transport.spi.TransportContext;
 import io.pagewire.transport.spi.TransportException;
 import io.pagewire.transport.spi.Transports;
+import io.pagewire.perf.BenchCli;
 import org.HdrHistogram.Histogram;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
 
 import java.io.BufferedReader;
 import java.io.IOException;
@@ -29,6 +33,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
+import java.util.concurrent.Callable;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
@@ -53,7 +58,9 @@ import java.util.regex.Pattern;
  * start), which the idle tail otherwise reflects. Results go to stdout and to
  * {@code DIR/transport-bench-*.md} with the histograms (merged) as {@code .hgrm} files.
  */
-public final class TransportBench {
+@Command(name = "TransportBench", mixinStandardHelpOptions = true, sortOptions = false,
+        description = "Background-lane throughput and urgent round trips between two JVMs, with iperf3 in the same run.")
+public final class TransportBench implements Callable<Integer> {
     private TransportBench() {
     }
 
@@ -62,48 +69,43 @@ public final class TransportBench {
                           double[] busyGbps) {
     }
 
-    public static void main(String[] args) throws Exception {
-        List<String> uris = new ArrayList<>();
-        long bytes = 2L << 30;
-        int runs = 3;
-        int rtt = 2000;
-        long rttGapUs = 200;
-        boolean iperf = true;
-        int iperfSeconds = 5;
-        Path out = Path.of("perf", "target", "reports");
-        String dstExec = "";
-        int repeat = 1;
-        int warmup = 0;
-        for (int i = 0; i < args.length; i++) {
-            String a = args[i];
-            String v = i + 1 < args.length ? args[i + 1] : null;
-            switch (a) {
-                case "--uri" -> uris.add(v);
-                case "--bytes" -> bytes = parseSize(v);
-                case "--runs" -> runs = Integer.parseInt(v);
-                case "--rtt" -> rtt = Integer.parseInt(v);
-                case "--rtt-gap-us" -> rttGapUs = Long.parseLong(v);
-                case "--iperf" -> iperf = Boolean.parseBoolean(v);
-                case "--iperf-seconds" -> iperfSeconds = Integer.parseInt(v);
-                case "--out" -> out = Path.of(v);
-                case "--dst-exec" -> dstExec = v;
-                case "--repeat" -> repeat = Integer.parseInt(v);
-                case "--warmup" -> warmup = Integer.parseInt(v);
-                case "--help", "-h" -> {
-                    System.out.println("usage: TransportBench [--uri LISTEN_URI]... [--bytes 2g] [--runs 3] [--rtt 2000] [--rtt-gap-us 200]"
-                            + " [--repeat 1] [--warmup 0] [--iperf true|false] [--iperf-seconds 5] [--out DIR] [--dst-exec 'ip netns exec pw-dst']");
-                    return;
-                }
-                default -> throw new IllegalArgumentException("unknown argument '" + a + "'; try --help");
-            }
-            i++;
-        }
+    @Option(names = "--uri", paramLabel = "LISTEN_URI", description = "a listen URI with port 0; repeat to compare settings (default tcp://127.0.0.1:0)")
+    List<String> uris = new ArrayList<>();
+    @Option(names = "--bytes", defaultValue = "2g", paramLabel = "SIZE", description = "non-zero pages moved per throughput run (default ${DEFAULT-VALUE})")
+    long bytes;
+    @Option(names = "--runs", defaultValue = "3", paramLabel = "N", description = "throughput runs per URI; 0 = none (default ${DEFAULT-VALUE})")
+    int runs;
+    @Option(names = "--rtt", defaultValue = "2000", paramLabel = "N", description = "urgent round trips per measurement (default ${DEFAULT-VALUE})")
+    int rtt;
+    @Option(names = "--rtt-gap-us", defaultValue = "200", paramLabel = "US", description = "pause between round trips in us (default ${DEFAULT-VALUE})")
+    long rttGapUs;
+    @Option(names = "--iperf", defaultValue = "true", arity = "1", paramLabel = "true|false",
+            description = "measure iperf3 over loopback in the same run (default ${DEFAULT-VALUE})")
+    boolean iperf;
+    @Option(names = "--iperf-seconds", defaultValue = "5", paramLabel = "S", description = "length of each iperf3 run (default ${DEFAULT-VALUE})")
+    int iperfSeconds;
+    @Option(names = "--out", defaultValue = "perf/target/reports", paramLabel = "DIR", description = "report directory (default ${DEFAULT-VALUE})")
+    Path out;
+    @Option(names = "--dst-exec", defaultValue = "", paramLabel = "CMD", description = "prefix for the destination JVM, e.g. 'ip netns exec pw-dst'")
+    String dstExec;
+    @Option(names = "--repeat", defaultValue = "1", paramLabel = "N",
+            description = "idle and saturated round trips measured N times, each in fresh connections (default ${DEFAULT-VALUE})")
+    int repeat;
+    @Option(names = "--warmup", defaultValue = "0", paramLabel = "N", description = "unrecorded repeats first (default ${DEFAULT-VALUE})")
+    int warmup;
+
+    public static void main(String[] args) {
+        BenchCli.main(new TransportBench(), args);
+    }
+
+    @Override
+    public Integer call() throws Exception {
         if (uris.isEmpty()) {
             uris.add("tcp://127.0.0.1:0");
         }
         if (runs < 0 || warmup < 0 || repeat < 1 || rtt < 1) {
-            throw new IllegalArgumentException("--runs and --warmup must be >= 0, --repeat and --rtt >= 1 (got " + runs + ", " + warmup + ", "
-                    + repeat + ", " + rtt + ")");
+            throw new CommandLine.ParameterException(new CommandLine(this), "--runs and --warmup must be >= 0, --repeat and --rtt >= 1 (got "
+                    + runs + ", " + warmup + ", " + repeat + ", " + rtt + ")");
         }
         Files.createDirectories(out);
         String stamp = LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss"));
@@ -170,7 +172,7 @@ public final class TransportBench {
         Path report = out.resolve("transport-bench-" + stamp + ".md");
         Files.writeString(report, md.toString(), StandardCharsets.UTF_8);
         System.out.println("report: " + report);
-        System.exit(0);
+        return 0;
     }
 
     private static String pct(Histogram h) {
@@ -432,18 +434,5 @@ public final class TransportBench {
         } finally {
             server.destroyForcibly();
         }
-    }
-
-    static long parseSize(String v) {
-        String s = v.toLowerCase(Locale.ROOT);
-        long mul = 1;
-        if (s.endsWith("k")) {
-            mul = 1L << 10;
-        } else if (s.endsWith("m")) {
-            mul = 1L << 20;
-        } else if (s.endsWith("g")) {
-            mul = 1L << 30;
-        }
-        return Long.parseLong(mul == 1 ? s : s.substring(0, s.length() - 1)) * mul;
     }
 }

@@ -239,7 +239,7 @@ public final class TransportUri {
         long value;
         try {
             value = parseSize(v);
-        } catch (NumberFormatException e) {
+        } catch (IllegalArgumentException | ArithmeticException e) {
             throw badOption(name, v, "an integer in " + min + ".." + max + " (k, m, g suffixes allowed)");
         }
         if (value < min || value > max) {
@@ -291,26 +291,12 @@ public final class TransportUri {
                 "option " + name + "=" + value + " in '" + text + "': expected " + expected);
     }
 
-    /** Parses {@code 123}, {@code 4k}, {@code 2m}, {@code 1g} (binary units). */
+    /** Parses {@code 123}, {@code 4k}, {@code 2m}, {@code 1g} (binary units, {@link Units#parseSize}); {@code -N} for "none" values. */
     static long parseSize(String v) {
         if (v.startsWith("-") && !v.startsWith("--")) {
-            return Math.negateExact(parseSize(v.substring(1))); // e.g. urgent-dscp=-1 (none)
+            return Math.negateExact(Units.parseSize(v.substring(1))); // e.g. urgent-dscp=-1 (none)
         }
-        if (v.isEmpty()) {
-            throw new NumberFormatException("empty");
-        }
-        char last = Character.toLowerCase(v.charAt(v.length() - 1));
-        long mul = switch (last) {
-            case 'k' -> 1L << 10;
-            case 'm' -> 1L << 20;
-            case 'g' -> 1L << 30;
-            default -> 1;
-        };
-        String digits = mul == 1 ? v : v.substring(0, v.length() - 1);
-        if (digits.isEmpty() || !digits.chars().allMatch(Character::isDigit) || digits.length() > 18) {
-            throw new NumberFormatException(v);
-        }
-        return Math.multiplyExact(Long.parseLong(digits), mul);
+        return Units.parseSize(v);
     }
 
     /**
