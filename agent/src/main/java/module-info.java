@@ -7,6 +7,7 @@ module io.pagewire.agent {
     requires io.pagewire.ramtracker;
     requires info.picocli;
     requires java.management;
+    requires jdk.jfr;
     requires HdrHistogram;
 
     opens io.pagewire.agent.cli to info.picocli;

@@ -52,7 +52,7 @@ public final class DestinationMigration implements AutoCloseable {
     private final DirtyBitmap[] hasData;
     /** Postcopy, MINOR mode: pages whose stale data was kept in the page cache at their discard. */
     private final DirtyBitmap[] stale;
-    private final MigrationStats stats = new MigrationStats();
+    private final MigrationStats stats = new MigrationStats("destination");
     /** Postcopy state per region, or null without postcopy. */
     private final PostcopyRegion[] postcopyRegions;
     private volatile boolean postcopyStarted;
@@ -222,6 +222,7 @@ public final class DestinationMigration implements AutoCloseable {
         Long t = faultStartNs.isEmpty() ? null : faultStartNs.remove(((long) regionId << 48) | page);
         if (t != null) {
             faultLatency.recordValue(Math.min(now - t, faultLatency.getHighestTrackableValue()));
+            MigrationEvents.postcopyFault(now - t, regionId, page, faultLatency.getTotalCount());
         }
     }
 

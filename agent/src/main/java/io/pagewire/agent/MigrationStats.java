@@ -32,6 +32,11 @@ public final class MigrationStats {
     }
 
     private volatile Status status = Status.SETUP;
+    /** "source" or "destination", for the JFR events. */
+    private final String side;
+    /** The JFR event of the phase in progress (begun when its status was entered). */
+    private MigrationEvents.Phase phase;
+    private Status phaseStatus = Status.SETUP;
     private volatile String errorDesc;
     private volatile io.pagewire.transport.spi.TransportException.Kind failureKind;
     private final long startNs = System.nanoTime();
@@ -94,8 +99,43 @@ public final class MigrationStats {
 
     // ---- updates (engine) ----
 
+    /** Statistics of a migration seen from {@code side}. */
+    public MigrationStats(String side) {
+        this.side = side;
+        phase = beginPhase();
+    }
+
+    /** Statistics without a side (the JFR events say "unknown"). */
+    public MigrationStats() {
+        this("unknown");
+    }
+
     public void status(Status s) {
         status = s;
+        nextPhase(s);
+    }
+
+    /** Ends the JFR phase in progress (when the status changes) and begins the next unless the migration ended. */
+    private synchronized void nextPhase(Status next) {
+        MigrationEvents.Phase e = phase;
+        if (e == null || phaseStatus == next) {
+            return; // ended already, or no change
+        }
+        e.end();
+        if (e.shouldCommit()) {
+            e.side = side;
+            e.phase = phaseStatus.qemuName();
+            e.next = next.qemuName();
+            e.commit();
+        }
+        phaseStatus = next;
+        phase = next == Status.COMPLETED || next == Status.FAILED || next == Status.CANCELLED ? null : beginPhase();
+    }
+
+    private static MigrationEvents.Phase beginPhase() {
+        MigrationEvents.Phase e = new MigrationEvents.Phase();
+        e.begin();
+        return e;
     }
 
     public void failed(String description) {
@@ -107,10 +147,28 @@ public final class MigrationStats {
      * @param kind the transport failure behind it, or null when it was not the transport's
      */
     public void failed(String description, io.pagewire.transport.spi.TransportException.Kind kind) {
+        ended(Status.FAILED, description, kind);
+    }
+
+    /** The migration was cancelled (policy cancel, migrate-cancel) for {@code description}. */
+    public void cancelled(String description) {
+        ended(Status.CANCELLED, description, null);
+    }
+
+    private void ended(Status s, String description, io.pagewire.transport.spi.TransportException.Kind kind) {
         errorDesc = description;
         failureKind = kind;
-        status = Status.FAILED;
+        status = s;
         end();
+        nextPhase(s);
+        MigrationEvents.Failed e = new MigrationEvents.Failed();
+        if (e.isEnabled()) {
+            e.side = side;
+            e.status = s.qemuName();
+            e.kind = kind == null ? null : kind.name();
+            e.reason = description;
+            e.commit();
+        }
     }
 
     /** @return the transport failure that failed the migration, or null (not failed, or failed for another reason) */
@@ -182,8 +240,20 @@ public final class MigrationStats {
      * @param expectedDowntimeNs expected downtime computed before it (-1: none)
      */
     public synchronized void round(long pages, long ns, long bytes, long collectNs, long bandwidth, long expectedDowntimeNs) {
-        rounds.incrementAndGet();
+        long n = rounds.incrementAndGet();
         roundLog.add(new long[]{pages, ns, bytes, collectNs, bandwidth, expectedDowntimeNs});
+        MigrationEvents.Round e = new MigrationEvents.Round();
+        if (e.isEnabled()) {
+            e.side = side;
+            e.round = n;
+            e.pages = pages;
+            e.bytes = bytes;
+            e.roundTime = ns;
+            e.collectTime = collectNs;
+            e.bandwidth = bandwidth;
+            e.expectedDowntime = expectedDowntimeNs;
+            e.commit();
+        }
     }
 
     /**
@@ -201,6 +271,7 @@ public final class MigrationStats {
     public void postcopyPaused(String reason) {
         postcopyPausedReason = reason;
         status = Status.POSTCOPY_PAUSED;
+        nextPhase(Status.POSTCOPY_PAUSED);
     }
 
     /** Postcopy resumed over a new connection after {@code pausedNs} paused. */
@@ -208,6 +279,7 @@ public final class MigrationStats {
         postcopyPausedNs.addAndGet(pausedNs);
         postcopyRecoveries.incrementAndGet();
         status = Status.POSTCOPY_ACTIVE;
+        nextPhase(Status.POSTCOPY_ACTIVE);
     }
 
     /** @return times postcopy resumed over a new connection */
@@ -241,6 +313,14 @@ public final class MigrationStats {
         downtimeNs = totalNs;
         downtimeFinalRoundNs = finalRoundNs;
         downtimeCompletionNs = completionNs;
+        MigrationEvents.Downtime e = new MigrationEvents.Downtime();
+        if (e.isEnabled()) {
+            e.side = side;
+            e.downtime = totalNs;
+            e.finalRound = finalRoundNs;
+            e.completion = completionNs;
+            e.commit();
+        }
     }
 
     public void expectedDowntime(long ns) {

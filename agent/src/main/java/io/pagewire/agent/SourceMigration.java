@@ -61,7 +61,7 @@ public final class SourceMigration {
     private final GuestControl guest;
     private final Map<String, BalloonMap> balloons;
     private final MigrationConfig config;
-    private final MigrationStats stats = new MigrationStats();
+    private final MigrationStats stats = new MigrationStats("source");
     private final AtomicReference<TransportException> failure = new AtomicReference<>();
     /** Regions the connection handed over instead of copying (unix:// share-memory); their pages are never sent. */
     private volatile Set<Integer> shared = Set.of();
@@ -319,8 +319,7 @@ public final class SourceMigration {
             exchangeVerification(conn);
             return stats;
         } catch (CancelledException e) {
-            stats.failed(e.getMessage());
-            stats.status(MigrationStats.Status.CANCELLED);
+            stats.cancelled(e.getMessage());
             resumeAfterFailure(paused);
             if (conn != null) {
                 conn.abort("migration cancelled by the source: " + e.getMessage());

@@ -307,6 +307,7 @@ public abstract class KitConnection implements Connection {
             return;
         }
         failed.countDown();
+        TransportEvents.connectionFailed(role.name(), peer, cause.kind().name(), origin.name(), cause.getMessage());
         if (origin.tellsPeer()) {
             tellPeer(cause);
         }

@@ -97,7 +97,15 @@ public abstract class SourceLane implements Lane {
         while (done < pageCount) {
             long n = offerPages(regionId, firstPage + done, pageCount - done);
             if (n == BACK_PRESSURED) {
+                TransportEvents.BackPressureStall stall = new TransportEvents.BackPressureStall();
+                stall.begin();
                 awaitRoom();
+                if (stall.shouldCommit()) {
+                    stall.peer = connection.peer;
+                    stall.regionId = regionId;
+                    stall.firstPage = firstPage + done;
+                    stall.commit();
+                }
             } else {
                 done += n;
             }
