@@ -8,6 +8,7 @@ module io.pagewire.agent {
     requires info.picocli;
     requires java.management;
     requires jdk.jfr;
+    requires transitive tools.jackson.databind; // MigrationStats.toJson() returns a Jackson tree
     requires HdrHistogram;
 
     opens io.pagewire.agent.cli to info.picocli;

@@ -409,25 +409,40 @@ public final class DestinationMigration implements AutoCloseable {
         hasData[regionId].clearRangeAtomic(from, count);
     }
 
-    /** @return the destination's postcopy measurements as a JSON object */
+    /** @return the destination's postcopy measurements as JSON text (one object, compact) */
     public String postcopyStatsJson() {
+        return Json.write(postcopyStatsNode());
+    }
+
+    /** @return the destination's postcopy measurements as a JSON object (docs/postcopy.md names the fields) */
+    public tools.jackson.databind.node.ObjectNode postcopyStatsNode() {
         var bt = blocktime;
         long now = System.nanoTime();
-        StringBuilder vcpus = new StringBuilder("[");
+        var o = Json.object();
+        o.put("postcopy-requests", pageRequests.get());
+        o.put("local-faults", localFaults.get());
+        o.put("recoveries", recoveries.get());
+        o.put("requests-again", requestsAgain.get());
+        o.put("requests-deferred", requestsDeferred.get());
+        o.put("duplicate-pages", duplicatePages.get());
+        o.put("held-pages-resent", heldPagesResent.get());
+        o.put("blocktime-ms", bt == null ? 0.0 : Json.round(bt.totalBlockedNs(now) / 1e6, 3));
+        var vcpus = o.putArray("vcpu-blocktime-ms");
         if (bt != null) {
             for (int i = 0; i < bt.vcpuCount(); i++) {
-                vcpus.append(i == 0 ? "" : ",").append(String.format(java.util.Locale.ROOT, "%.3f", bt.vcpuBlockedNs(i, now) / 1e6));
+                vcpus.add(Json.round(bt.vcpuBlockedNs(i, now) / 1e6, 3));
             }
         }
-        vcpus.append(']');
+        o.put("postcopy-ms", postcopyStartNs == 0 ? 0 : (now - postcopyStartNs) / 1_000_000);
         org.HdrHistogram.Histogram h = faultLatency.copy();
-        return String.format(java.util.Locale.ROOT,
-                "{\"postcopy-requests\":%d,\"local-faults\":%d,\"recoveries\":%d,\"requests-again\":%d,\"requests-deferred\":%d,\"duplicate-pages\":%d,\"held-pages-resent\":%d,"
-                        + "\"blocktime-ms\":%.3f,\"vcpu-blocktime-ms\":%s,\"postcopy-ms\":%d,"
-                        + "\"fault-latency-us\":{\"count\":%d,\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"p99.9\":%.1f,\"max\":%.1f}}",
-                pageRequests.get(), localFaults.get(), recoveries.get(), requestsAgain.get(), requestsDeferred.get(), duplicatePages.get(), heldPagesResent.get(), bt == null ? 0.0 : bt.totalBlockedNs(now) / 1e6, vcpus,
-                postcopyStartNs == 0 ? 0 : (now - postcopyStartNs) / 1_000_000, h.getTotalCount(), h.getValueAtPercentile(50) / 1e3,
-                h.getValueAtPercentile(90) / 1e3, h.getValueAtPercentile(99) / 1e3, h.getValueAtPercentile(99.9) / 1e3, h.getMaxValue() / 1e3);
+        var lat = o.putObject("fault-latency-us");
+        lat.put("count", h.getTotalCount());
+        lat.put("p50", Json.round(h.getValueAtPercentile(50) / 1e3, 1));
+        lat.put("p90", Json.round(h.getValueAtPercentile(90) / 1e3, 1));
+        lat.put("p99", Json.round(h.getValueAtPercentile(99) / 1e3, 1));
+        lat.put("p99.9", Json.round(h.getValueAtPercentile(99.9) / 1e3, 1));
+        lat.put("max", Json.round(h.getMaxValue() / 1e3, 1));
+        return o;
     }
 
     /** @return the fault-latency histogram (fault read to page mapped), in nanoseconds */

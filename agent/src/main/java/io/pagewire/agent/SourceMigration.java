@@ -77,7 +77,7 @@ public final class SourceMigration {
     private volatile long trackingStartNs;
     private volatile boolean postcopyRequested;
     private volatile boolean postcopyCommitted;
-    private volatile String postcopyStats;
+    private volatile tools.jackson.databind.node.ObjectNode postcopyStats;
     private volatile Connection connection;
     /** Postcopy: pages still to send (taken by the push or by a page request, whichever is first). */
     private volatile List<DirtyBitmap> postcopyPending;
@@ -140,9 +140,19 @@ public final class SourceMigration {
         postcopyRequested = true;
     }
 
-    /** @return the destination's postcopy measurements (JSON object), or null */
+    /** @return the destination's postcopy measurements as compact JSON text (one object), or null */
     public String postcopyStats() {
-        return postcopyStats;
+        var p = postcopyStats;
+        return p == null ? null : Json.write(p);
+    }
+
+    /**
+     * @return the destination's postcopy measurements (parsed from its message; an object with an
+     *     {@code error} field when what it sent was not a JSON object), or null when none came
+     */
+    public tools.jackson.databind.node.ObjectNode postcopyStatsNode() {
+        var p = postcopyStats;
+        return p == null ? null : p.deepCopy();
     }
 
     /**
@@ -796,7 +806,12 @@ public final class SourceMigration {
                 if (text.equals(Protocol.POSTCOPY_RUNNING)) {
                     postcopyRunning.complete(null);
                 } else if (text.startsWith(Protocol.POSTCOPY_STATS + " ")) {
-                    postcopyStats = text.substring(Protocol.POSTCOPY_STATS.length() + 1);
+                    // Parsed, never pasted: the destination's text reaches our JSON and terminal only as JSON values.
+                    try {
+                        postcopyStats = Json.parseObject(text.substring(Protocol.POSTCOPY_STATS.length() + 1), "the destination's postcopy-stats");
+                    } catch (IllegalArgumentException e) {
+                        postcopyStats = Json.object().put("error", e.getMessage());
+                    }
                 } else if (text.startsWith(Protocol.VERIFY_PROGRESS + " ")) {
                     ProgressDeadline d = destinationVerify;
                     if (d != null) {

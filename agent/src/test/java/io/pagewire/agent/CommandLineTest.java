@@ -37,11 +37,33 @@ class CommandLineTest {
     }
 
     @Test
-    void demoMigratesBetweenTwoJvmsAndVerifies() {
-        Run r = run("demo", "--ram", "64M", "--json");
+    void demoMigratesBetweenTwoJvmsAndVerifies(@org.junit.jupiter.api.io.TempDir Path dir) throws IOException {
+        Path lines = dir.resolve("stats.jsonl");
+        Run r = run("demo", "--ram", "64M", "--json", "--stats-interval", "20ms", "--stats-file", lines.toString());
         assertEquals(0, r.exit, r.out + r.err);
-        String json = r.out.lines().filter(l -> l.startsWith("{")).findFirst().orElseThrow(() -> new AssertionError(r.out));
-        assertTrue(json.contains("\"status\":\"completed\"") && json.contains("\"verified\":true") && json.contains("\"total\":67108864"), json);
+        // --json: standard output is one JSON document and nothing else (pipes into jq).
+        var doc = Json.parseObject(r.out, "demo --json output");
+        assertEquals(Json.STATS_SCHEMA, doc.get("schema").asString());
+        assertEquals("completed", doc.get("status").asString());
+        assertTrue(doc.get("verified").asBoolean(), r.out);
+        assertEquals(64L << 20, doc.get("ram").get("total").asLong());
+        assertTrue(r.err.contains("destination pid"), "the human lines go to standard error: " + r.err);
+        // --stats-interval: JSON lines while it runs, the last one the final state.
+        List<String> ticks = Files.readAllLines(lines);
+        assertTrue(!ticks.isEmpty(), "at least the final line");
+        for (String t : ticks) {
+            assertEquals(Json.STATS_SCHEMA, Json.parseObject(t, "a stats line").get("schema").asString(), t);
+        }
+        assertEquals("completed", Json.parseObject(ticks.getLast(), "the last stats line").get("status").asString(), ticks.getLast());
+    }
+
+    @Test
+    void verifiedIsAbsentWhenVerificationWasNotAsked() {
+        Run r = run("demo", "--ram", "16M", "--json", "--no-verify", "--pattern", "idle");
+        assertEquals(0, r.exit, r.out + r.err);
+        var doc = Json.parseObject(r.out, "demo --json output");
+        assertEquals("completed", doc.get("status").asString());
+        assertTrue(!doc.has("verified") && !doc.has("verification"), "nothing was verified, so nothing is claimed: " + r.out);
     }
 
     @Test

@@ -57,13 +57,14 @@ final class DemoCommand implements Callable<Integer> {
         ChildJvm.Started dst = ChildJvm.start(receive, "LISTENING ");
         try {
             String target = dst.line().substring("LISTENING ".length());
-            if (!migrate.json) {
-                spec.commandLine().getOut().println("destination pid " + dst.process().pid() + " listening on " + target + "; migrating "
-                        + io.pagewire.transport.spi.Units.human(guest.ram) + " with " + guest.vcpus + " vCPU(s) writing " + io.pagewire.transport.spi.Units.human(guest.dirtyRate) + "/s ("
-                        + guest.pattern + " over " + io.pagewire.transport.spi.Units.human(guest.workingSet) + ")");
-                spec.commandLine().getOut().flush();
-            }
-            int rc = SourceRunner.run(spec.commandLine().getOut(), guest, migrate, target);
+            // With --json, standard output carries the one JSON document; this line goes to standard error.
+            java.io.PrintWriter text = migrate.json ? spec.commandLine().getErr() : spec.commandLine().getOut();
+            text.println("destination pid " + dst.process().pid() + " listening on " + target + "; migrating "
+                    + io.pagewire.transport.spi.Units.human(guest.ram) + " with " + guest.vcpus + " vCPU(s) writing "
+                    + io.pagewire.transport.spi.Units.human(guest.dirtyRate) + "/s (" + guest.pattern + " over "
+                    + io.pagewire.transport.spi.Units.human(guest.workingSet) + ")");
+            text.flush();
+            int rc = SourceRunner.run(spec.commandLine().getOut(), spec.commandLine().getErr(), guest, migrate, target);
             boolean exited = dst.process().waitFor(60, TimeUnit.SECONDS);
             if (rc == 0 && (!exited || dst.process().exitValue() != 0)) {
                 spec.commandLine().getErr().println("pagewire: the destination did not report success (exit "

@@ -50,10 +50,21 @@ final class MigrateOptions {
             "to another destination address), migrate-cancel, info"})
     boolean monitorStdio;
 
-    @Option(names = "--json", description = "print statistics as JSON")
+    @Option(names = "--json", description = {"print the statistics as one JSON document on standard output (schema " + io.pagewire.agent.Json.STATS_SCHEMA + ");",
+            "everything else goes to standard error"})
     boolean json;
 
+    @Option(names = "--stats-interval", paramLabel = "TIME", converter = Converters.Millis.class,
+            description = "while migrating, write the statistics as a JSON line this often (e.g. 500ms; a bare number is ms) to --stats-file or standard error")
+    Duration statsInterval;
+
+    @Option(names = "--stats-file", paramLabel = "FILE", description = "where --stats-interval writes its JSON lines (default: standard error)")
+    java.nio.file.Path statsFile;
+
     MigrationConfig config() {
+        if (statsInterval != null && (statsInterval.isZero() || statsInterval.isNegative())) {
+            throw new IllegalArgumentException("--stats-interval " + statsInterval.toMillis() + " ms: give a positive interval, e.g. 500ms");
+        }
         MigrationConfig.Policy p;
         try {
             p = MigrationConfig.Policy.valueOf(policy.toUpperCase(Locale.ROOT));

@@ -41,8 +41,16 @@ final class ReceiveCommand implements Callable<Integer> {
                     "none (page writes fault it in) (default ${DEFAULT-VALUE})"})
     String populate;
 
-    @Option(names = "--json", description = "print statistics as JSON")
+    @Option(names = "--json", description = {"print the statistics as one JSON document on standard output (schema " + io.pagewire.agent.Json.STATS_SCHEMA + ");",
+            "LISTENING, the outcome line and everything else go to standard error"})
     boolean json;
+
+    @Option(names = "--stats-interval", paramLabel = "TIME", converter = Converters.Millis.class,
+            description = "while receiving, write the statistics as a JSON line this often (e.g. 500ms; a bare number is ms) to --stats-file or standard error")
+    Duration statsInterval;
+
+    @Option(names = "--stats-file", paramLabel = "FILE", description = "where --stats-interval writes its JSON lines (default: standard error)")
+    java.nio.file.Path statsFile;
 
     @Option(names = "--quiet", description = "print only LISTENING and the outcome")
     boolean quiet;
@@ -75,6 +83,11 @@ final class ReceiveCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
+        // With --json, standard output carries the one JSON document and nothing else.
+        java.io.PrintWriter text = json ? spec.commandLine().getErr() : spec.commandLine().getOut();
+        if (statsInterval != null && (statsInterval.isZero() || statsInterval.isNegative())) {
+            throw new IllegalArgumentException("--stats-interval " + statsInterval.toMillis() + " ms: give a positive interval, e.g. 500ms");
+        }
         RegionSpec region = switch (backing) {
             // Postcopy on anonymous memory uses MISSING faults + UFFDIO_COPY (measured faster); on a memfd, MINOR faults.
             case "anonymous" -> RegionSpec.anonymous("pc.ram", ram).hugePages(!postcopy);
@@ -114,10 +127,10 @@ final class ReceiveCommand implements Callable<Integer> {
                 }
                 dst.postcopyRecoveryTimeout(recoveryTimeout);
                 dst.startPopulating(mode);
-                spec.commandLine().getOut().println("LISTENING " + l.uri());
-                spec.commandLine().getOut().flush();
+                text.println("LISTENING " + l.uri());
+                text.flush();
                 MigrationStats stats;
-                try {
+                try (StatsTicker ticker = StatsTicker.start(dst.stats(), statsInterval, statsFile, spec.commandLine().getErr())) {
                     stats = dst.receive(l, acceptTimeout);
                 } finally {
                     if (guest.get() != null) {
@@ -130,18 +143,25 @@ final class ReceiveCommand implements Callable<Integer> {
                         dst.faultLatency().outputPercentileDistribution(ps, 1000.0);
                     }
                 }
-                if (postcopy && !quiet) {
-                    spec.commandLine().getOut().println("postcopy: " + dst.postcopyStatsJson());
+                if (postcopy && !quiet && !json) {
+                    text.println("postcopy: " + dst.postcopyStatsJson());
                 }
                 boolean ok = stats.status() == MigrationStats.Status.COMPLETED
                         && (dst.verification() == null || dst.verification().equals("verified"));
                 if (json) {
-                    spec.commandLine().getOut().println("{" + stats.jsonFields() + ",\"verification\":"
-                            + (dst.verification() == null ? "null" : MigrationStats.quote(dst.verification())) + "}");
+                    var doc = stats.toJson();
+                    if (postcopy) {
+                        doc.set("postcopy", dst.postcopyStatsNode());
+                    }
+                    if (dst.verification() != null) { // absent when the source did not ask for verification
+                        doc.put("verification", dst.verification());
+                    }
+                    spec.commandLine().getOut().println(io.pagewire.agent.Json.write(doc));
+                    spec.commandLine().getOut().flush();
                 } else if (!quiet) {
                     spec.commandLine().getOut().println(stats.infoMigrate());
                 }
-                spec.commandLine().getOut().println(ok ? "RECEIVED " + (dst.verification() == null ? "completed" : dst.verification())
+                text.println(ok ? "RECEIVED " + (dst.verification() == null ? "completed" : dst.verification())
                         : "FAILED " + (stats.errorDesc() != null ? stats.errorDesc() : dst.verification()));
                 return ok ? ExitCode.SUCCESS.code() : stats.status() == MigrationStats.Status.COMPLETED
                         ? ExitCode.VERIFICATION_MISMATCH.code() : ExitCode.of(stats, null).code();

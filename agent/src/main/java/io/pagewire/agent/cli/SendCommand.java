@@ -30,6 +30,6 @@ final class SendCommand implements Callable<Integer> {
         migrate.config();
         // A malformed URI or unknown option is a usage error: say so before any guest starts.
         io.pagewire.transport.spi.Transports.provider(io.pagewire.transport.spi.TransportUri.parse(to));
-        return SourceRunner.run(spec.commandLine().getOut(), guest, migrate, to);
+        return SourceRunner.run(spec.commandLine().getOut(), spec.commandLine().getErr(), guest, migrate, to);
     }
 }

@@ -1,9 +1,12 @@
 package io.pagewire.agent.cli;
 
+import io.pagewire.agent.Json;
 import io.pagewire.agent.MigrationStats;
 import io.pagewire.agent.SourceMigration;
 import io.pagewire.agent.guest.GuestImage;
 import io.pagewire.agent.guest.SyntheticGuest;
+
+import tools.jackson.databind.node.ObjectNode;
 
 import java.io.PrintWriter;
 import java.util.Locale;
@@ -15,7 +18,7 @@ final class SourceRunner {
     }
 
     /** @return the process exit code ({@link ExitCode}): 0 when completed (and verified, when asked) */
-    static int run(PrintWriter out, GuestOptions g, MigrateOptions m, String uri) {
+    static int run(PrintWriter out, PrintWriter err, GuestOptions g, MigrateOptions m, String uri) {
         SyntheticGuest.Pattern pattern = g.pattern();
         try (GuestImage image = GuestImage.create(g.ram, g.zeroFraction, g.balloonFraction, 1);
              SyntheticGuest guest = new SyntheticGuest(image.region().memory().asSlice(0, image.region().sizeBytes()),
@@ -23,23 +26,36 @@ final class SourceRunner {
                      page -> !image.balloon().isBallooned(page))) {
             guest.start();
             SourceMigration migration = new SourceMigration(image.ram(), guest, image.balloons(), m.config());
+            // With --json, standard output carries the one JSON document and nothing else.
+            PrintWriter text = m.json ? err : out;
             if (m.monitorStdio) {
-                Thread.ofPlatform().daemon().name("pagewire-commands").start(() -> commands(migration, out));
+                Thread.ofPlatform().daemon().name("pagewire-commands").start(() -> commands(migration, text));
             }
             Thread progress = null;
             if (!m.json && System.console() != null) {
                 progress = Thread.ofPlatform().daemon().name("pagewire-progress").start(() -> progress(migration.stats()));
             }
-            MigrationStats stats = migration.run(uri);
+            MigrationStats stats;
+            try (StatsTicker ticker = StatsTicker.start(migration.stats(), m.statsInterval, m.statsFile, err)) {
+                stats = migration.run(uri);
+            }
             if (progress != null) {
                 progress.interrupt();
                 System.err.print("\r\033[K");
             }
             Boolean verified = migration.verified();
             if (m.json) {
-                out.println("{" + stats.jsonFields() + (migration.postcopyStats() != null ? ",\"postcopy\":" + migration.postcopyStats() : "")
-                        + ",\"verified\":" + (verified != null && verified)
-                        + (migration.verification() != null ? ",\"verification\":" + MigrationStats.quote(migration.verification()) : "") + "}");
+                ObjectNode doc = stats.toJson();
+                if (migration.postcopyStatsNode() != null) {
+                    doc.set("postcopy", migration.postcopyStatsNode());
+                }
+                if (verified != null) { // absent when verification was not asked
+                    doc.put("verified", verified.booleanValue());
+                }
+                if (migration.verification() != null) {
+                    doc.put("verification", migration.verification());
+                }
+                out.println(Json.write(doc));
             } else {
                 out.println(stats.infoMigrate());
                 if (migration.postcopyStats() != null) {
