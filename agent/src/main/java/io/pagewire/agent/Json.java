@@ -54,7 +54,7 @@ public final class Json {
     }
 
     /** @return {@code v} rounded to {@code digits} decimals, for figures people read */
-    static double round(double v, int digits) {
+    public static double round(double v, int digits) {
         double f = Math.pow(10, digits);
         return Math.round(v * f) / f;
     }

@@ -30,14 +30,21 @@ import java.util.concurrent.locks.LockSupport;
  * {@code rtt <count> <gapMicros>} it sends that many page requests on the urgent lane, one at a
  * time, and replies with the round-trip histogram (HdrHistogram, compressed) as a control message.
  * <pre>  BenchDestination URI RAM_BYTES</pre>
+ * The same loop serves a source on another host with {@code pagewire bench --serve --listen URI}.
  */
 public final class BenchDestination {
     private BenchDestination() {
     }
 
     public static void main(String[] args) throws Exception {
-        String uri = args[0];
-        long bytes = Long.parseLong(args[1]);
+        serveForever(args[0], Long.parseLong(args[1]));
+    }
+
+    /**
+     * Listens on {@code uri} with {@code bytes} of RAM, prints {@code LISTENING <uri>} and serves one
+     * source after another until the JVM ends (also {@code pagewire bench --serve}).
+     */
+    static void serveForever(String uri, long bytes) throws Exception {
         Arena arena = Arena.ofShared();
         MemorySegment ram = arena.allocate(bytes, 4096); // zeroed: every page touched before the run
         RamLayout layout = RamLayout.of(RamRegion.of("pc.ram", ram, 4096));
@@ -45,7 +52,12 @@ public final class BenchDestination {
             System.out.println("LISTENING " + listener.uri());
             System.out.flush();
             while (true) {
-                serve(listener, layout);
+                try {
+                    serve(listener, layout);
+                } catch (TransportException e) {
+                    // One source's failure (a refused handshake, a lost connection) ends its session, not the server.
+                    System.err.println("destination: session failed, serving the next: " + e.getMessage());
+                }
             }
         }
     }

@@ -9,6 +9,9 @@ import io.pagewire.transport.spi.TransportContext;
 import io.pagewire.transport.spi.TransportException;
 import io.pagewire.transport.spi.Transports;
 import io.pagewire.perf.BenchCli;
+import io.pagewire.perf.report.HtmlReport;
+import tools.jackson.databind.node.ArrayNode;
+import tools.jackson.databind.node.ObjectNode;
 import org.HdrHistogram.Histogram;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -31,7 +34,9 @@ import java.time.LocalDateTime;
 import java.time.format.DateTimeFormatter;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Locale;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CompletableFuture;
@@ -39,8 +44,6 @@ import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicReference;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 
 /**
  * End-to-end transport benchmark between two JVM processes: background-lane throughput of
@@ -61,7 +64,7 @@ import java.util.regex.Pattern;
 @Command(name = "TransportBench", mixinStandardHelpOptions = true, sortOptions = false,
         description = "Background-lane throughput and urgent round trips between two JVMs, with iperf3 in the same run.")
 public final class TransportBench implements Callable<Integer> {
-    private TransportBench() {
+    TransportBench() {
     }
 
     /** One URI's figures; {@code idle}/{@code busy} merge the repeats, {@code idleRuns}/{@code busyRuns} hold each. */
@@ -93,6 +96,21 @@ public final class TransportBench implements Callable<Integer> {
     int repeat;
     @Option(names = "--warmup", defaultValue = "0", paramLabel = "N", description = "unrecorded repeats first (default ${DEFAULT-VALUE})")
     int warmup;
+    @Option(names = "--serve", description = {"two hosts, destination side: listen on --listen with --bytes of RAM and serve sources",
+            "(pagewire bench --to) one after another until stopped; starts an iperf3 server on --iperf-port for the reference"})
+    boolean serve;
+    @Option(names = "--listen", paramLabel = "URI", description = "with --serve: where to listen, e.g. tcp://0.0.0.0:4444 or rdma://10.0.0.2:4444")
+    String listen;
+    @Option(names = "--to", paramLabel = "URI", description = {"two hosts, source side: the URI a 'pagewire bench --serve' listens on;",
+            "--bytes must match the server's; the reference is measured to the same host (iperf3, ib_write_bw)"})
+    String to;
+    @Option(names = "--sweep", paramLabel = "OPTION=V1,V2,...",
+            description = {"measure every value of a source-side URI option, e.g. --sweep channels=1,2,4,8 --sweep batch-bytes=64k,256k,1m;",
+                    "several --sweep options measure every combination"})
+    List<String> sweeps = new ArrayList<>();
+    @Option(names = "--iperf-port", defaultValue = "5201", paramLabel = "PORT",
+            description = "two hosts: the iperf3 server's port (--serve starts it; --to uses it) (default ${DEFAULT-VALUE})")
+    int iperfPort;
 
     public static void main(String[] args) {
         BenchCli.main(new TransportBench(), args);
@@ -100,12 +118,27 @@ public final class TransportBench implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        if (uris.isEmpty()) {
+        CommandLine cl = new CommandLine(this);
+        if (runs < 0 || warmup < 0 || repeat < 1 || rtt < 1) {
+            throw new CommandLine.ParameterException(cl, "--runs and --warmup must be >= 0, --repeat and --rtt >= 1 (got "
+                    + runs + ", " + warmup + ", " + repeat + ", " + rtt + ")");
+        }
+        if (serve) {
+            if (listen == null || to != null || !uris.isEmpty()) {
+                throw new CommandLine.ParameterException(cl, "--serve needs --listen URI (and takes neither --to nor --uri)");
+            }
+            return serve();
+        }
+        if (to != null && !uris.isEmpty()) {
+            throw new CommandLine.ParameterException(cl, "--to (a remote 'bench --serve') and --uri (a local destination JVM) exclude each other");
+        }
+        if (to == null && uris.isEmpty()) {
             uris.add("tcp://127.0.0.1:0");
         }
-        if (runs < 0 || warmup < 0 || repeat < 1 || rtt < 1) {
-            throw new CommandLine.ParameterException(new CommandLine(this), "--runs and --warmup must be >= 0, --repeat and --rtt >= 1 (got "
-                    + runs + ", " + warmup + ", " + repeat + ", " + rtt + ")");
+        try {
+            uris = Sweeps.expand(to != null ? List.of(to) : uris, sweeps);
+        } catch (IllegalArgumentException e) {
+            throw new CommandLine.ParameterException(cl, e.getMessage());
         }
         Files.createDirectories(out);
         String stamp = LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss"));
@@ -117,20 +150,29 @@ public final class TransportBench implements Callable<Integer> {
         fillNonZero(ram);
         RamLayout layout = RamLayout.of(RamRegion.of("pc.ram", ram, 4096));
 
-        Double iperfBefore = iperf ? iperf3(iperfSeconds, 1) : null;
-        Double iperfParallel = iperf ? iperf3(iperfSeconds, 2) : null;
+        String iperfHost = to != null ? io.pagewire.transport.spi.TransportUri.parse(to).host() : null;
+        boolean iperfHere = iperf && (to == null || to.startsWith("tcp:"));
+        Double iperfBefore = iperfHere ? iperf3(iperfHost, iperfSeconds, 1) : null;
+        Double iperfParallel = iperfHere ? iperf3(iperfHost, iperfSeconds, 2) : null;
+        String otherReference = to == null ? null : Reference.forRemote(to, iperf);
         List<Result> results = new ArrayList<>();
         for (String uri : uris) {
-            results.add(benchOne(uri, layout, bytes, runs, rtt, rttGapUs, warmup, repeat, out, stamp, dstExec));
+            results.add(benchOne(uri, to != null, layout, bytes, runs, rtt, rttGapUs, warmup, repeat, out, stamp, dstExec));
         }
-        Double iperfAfter = iperf ? iperf3(iperfSeconds, 1) : null;
+        Double iperfAfter = iperfHere ? iperf3(iperfHost, iperfSeconds, 1) : null;
+        boolean iperf = iperfHere;
+        String where = to == null ? "loopback" : "to " + iperfHost;
 
         StringBuilder md = new StringBuilder();
         md.append("# Transport benchmark ").append(stamp).append("\n\n");
-        md.append(String.format(Locale.ROOT, "%d MiB of non-zero 4 KiB pages from a source JVM to a destination JVM (pre-populated RAM), "
-                + "%d runs each; %d cores.%n%n", bytes >> 20, runs, Runtime.getRuntime().availableProcessors()));
+        md.append(String.format(Locale.ROOT, "%d MiB of non-zero 4 KiB pages from a source JVM to a destination JVM (pre-populated RAM)%s, "
+                + "%d runs each; %d cores.%n%n", bytes >> 20, to == null ? "" : " on another host (`bench --serve` at " + to + ")", runs,
+                Runtime.getRuntime().availableProcessors()));
+        if (otherReference != null) {
+            md.append(otherReference).append("\n\n");
+        }
         if (iperf) {
-            md.append(String.format(Locale.ROOT, "iperf3 loopback TCP in the same run, one stream: %.2f GB/s before, %.2f GB/s after"
+            md.append(String.format(Locale.ROOT, "iperf3 " + where + " TCP in the same run, one stream: %.2f GB/s before, %.2f GB/s after"
                             + " (%.1f / %.1f Gbit/s); two streams (-P 2): %.2f GB/s (%.1f Gbit/s). \"vs iperf3\" compares with the best"
                             + " one-stream figure.%n%n",
                     iperfBefore / 8e9, iperfAfter / 8e9, iperfBefore / 1e9, iperfAfter / 1e9, iperfParallel / 8e9, iperfParallel / 1e9));
@@ -172,7 +214,84 @@ public final class TransportBench implements Callable<Integer> {
         Path report = out.resolve("transport-bench-" + stamp + ".md");
         Files.writeString(report, md.toString(), StandardCharsets.UTF_8);
         System.out.println("report: " + report);
+        Path html = htmlReport(results, iperf ? Math.max(iperfBefore, iperfAfter) : null, iperf ? iperfParallel : null, where, otherReference)
+                .write(out.resolve("transport-bench-" + stamp));
+        System.out.println("HTML report: " + html + " (raw results beside it as .json)");
         return 0;
+    }
+
+    /** The HTML report: throughput per run, urgent round-trip percentile curves idle and saturated, p50/p99 side by side. */
+    private HtmlReport htmlReport(List<Result> results, Double iperfBps, Double iperfTwoBps, String where, String otherReference) {
+        HtmlReport r = new HtmlReport("pagewire transport benchmark");
+        r.fact("pages moved per run", (bytes >> 20) + " MiB of non-zero 4 KiB pages");
+        r.fact("runs per URI", Integer.toString(runs));
+        r.fact("urgent round trips", rtt + " per measurement, " + rttGapUs + " us apart, " + repeat + " repeat(s), " + warmup + " warm-up");
+        r.fact("destination", to == null ? "a JVM on this host" + (dstExec.isBlank() ? "" : " (" + dstExec + ")") : "bench --serve at " + to);
+        if (iperfBps != null) {
+            r.fact("iperf3 " + where, String.format(Locale.ROOT, "%.2f GB/s one stream (best of before/after), %.2f GB/s two streams",
+                    iperfBps / 8e9, iperfTwoBps / 8e9));
+        }
+        if (otherReference != null) {
+            r.fact("reference", otherReference);
+        }
+        ObjectNode raw = r.results();
+        ArrayNode uriResults = raw.putArray("uris");
+        List<String> names = new ArrayList<>();
+        Map<String, double[]> perRun = new LinkedHashMap<>();
+        for (Result res : results) {
+            ObjectNode u = uriResults.addObject().put("uri", res.uri);
+            ArrayNode g = u.putArray("gbps");
+            Arrays.stream(res.gbps).forEach(g::add);
+            u.set("urgent-rtt-idle-us", percentiles(res.idle));
+            u.set("urgent-rtt-saturated-us", percentiles(res.busy));
+            ArrayNode bg = u.putArray("background-gbps-while-saturated");
+            Arrays.stream(res.busyGbps).forEach(bg::add);
+            names.add(res.uri);
+        }
+        if (iperfBps != null) {
+            raw.put("iperf3-bits-per-second", iperfBps);
+        }
+        for (int run = 0; run < runs; run++) {
+            double[] v = new double[results.size()];
+            for (int i = 0; i < results.size(); i++) {
+                v[i] = results.get(i).gbps[run];
+            }
+            perRun.put("run " + (run + 1), v);
+        }
+        if (iperfBps != null) {
+            double[] v = new double[results.size()];
+            Arrays.fill(v, iperfBps / 8e9);
+            perRun.put("iperf3 one stream", v);
+        }
+        if (runs > 0) {
+            r.chart("Throughput per run", "GB/s of page data from source RAM to destination RAM, each run a fresh connection; iperf3 over the same path for reference.",
+                    HtmlReport.bars("GB/s", names, perRun));
+        }
+        Map<String, Histogram> curves = new LinkedHashMap<>();
+        for (Result res : results) {
+            curves.put(res.uri + " idle", res.idle);
+            curves.put(res.uri + " saturated", res.busy);
+        }
+        r.chart("Urgent-lane round trips: percentiles", "Request sent to page placed, microseconds (log scale), background lane idle and saturated.",
+                HtmlReport.percentileCurves(curves));
+        Map<String, double[]> cmp = new LinkedHashMap<>();
+        cmp.put("idle p50", results.stream().mapToDouble(x -> x.idle.getValueAtPercentile(50) / 1e3).toArray());
+        cmp.put("saturated p50", results.stream().mapToDouble(x -> x.busy.getValueAtPercentile(50) / 1e3).toArray());
+        cmp.put("idle p99", results.stream().mapToDouble(x -> x.idle.getValueAtPercentile(99) / 1e3).toArray());
+        cmp.put("saturated p99", results.stream().mapToDouble(x -> x.busy.getValueAtPercentile(99) / 1e3).toArray());
+        r.chart("Urgent vs saturated", "The urgent lane must not wait behind the bulk stream: saturated p99 close to idle p99.",
+                HtmlReport.bars("microseconds", names, cmp));
+        return r;
+    }
+
+    private static ObjectNode percentiles(Histogram h) {
+        ObjectNode o = io.pagewire.agent.Json.object();
+        for (double p : new double[]{50, 90, 99, 99.9}) {
+            o.put("p" + (p == Math.rint(p) ? Long.toString((long) p) : Double.toString(p)), h.getValueAtPercentile(p) / 1e3);
+        }
+        o.put("max", h.getMaxValue() / 1e3);
+        o.put("count", h.getTotalCount());
+        return o;
     }
 
     private static String pct(Histogram h) {
@@ -180,11 +299,15 @@ public final class TransportBench implements Callable<Integer> {
                 h.getValueAtPercentile(99) / 1e3, h.getMaxValue() / 1e3);
     }
 
-    private static Result benchOne(String listenUri, RamLayout layout, long bytes, int runs, int rtt, long rttGapUs, int warmup, int repeat,
-                                   Path out, String stamp, String dstExec) throws Exception {
-        try (Child child = new Child(listenUri, bytes, dstExec)) {
-            String target = child.uri;
-            System.out.println("== " + listenUri + " (destination pid " + child.process.pid() + " at " + target + ")");
+    /**
+     * Measures one URI: a local destination JVM listening on {@code uri}, or ({@code remote}) the
+     * {@code bench --serve} at {@code uri}.
+     */
+    private static Result benchOne(String listenUri, boolean remote, RamLayout layout, long bytes, int runs, int rtt, long rttGapUs, int warmup,
+                                   int repeat, Path out, String stamp, String dstExec) throws Exception {
+        try (Child child = remote ? null : new Child(listenUri, bytes, dstExec)) {
+            String target = remote ? listenUri : child.uri;
+            System.out.println("== " + listenUri + (remote ? " (remote bench --serve)" : " (destination pid " + child.process.pid() + " at " + target + ")"));
             double[] gbps = new double[runs];
             for (int r = 0; r < runs; r++) {
                 Session s = new Session(target, layout);
@@ -396,43 +519,84 @@ public final class TransportBench implements Callable<Integer> {
         }
     }
 
-    /** iperf3 over loopback for {@code seconds} with {@code streams} parallel streams; returns received bits per second. */
-    static double iperf3(int seconds, int streams) throws IOException, InterruptedException {
-        int port;
-        try (ServerSocket s = new ServerSocket(0)) {
-            port = s.getLocalPort();
+    /**
+     * iperf3 for {@code seconds} with {@code streams} parallel streams: over loopback with a server of
+     * its own ({@code host} null), or to the iperf3 server a {@code bench --serve} started on {@code host}.
+     *
+     * @return received bits per second (iperf3's {@code end.sum_received.bits_per_second})
+     */
+    double iperf3(String host, int seconds, int streams) throws IOException, InterruptedException {
+        int port = iperfPort;
+        Process server = null;
+        if (host == null) {
+            try (ServerSocket s = new ServerSocket(0)) {
+                port = s.getLocalPort();
+            }
+            server = new ProcessBuilder("iperf3", "-s", "-1", "-p", Integer.toString(port)).redirectErrorStream(true)
+                    .redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
         }
-        Process server = new ProcessBuilder("iperf3", "-s", "-1", "-p", Integer.toString(port)).redirectErrorStream(true)
-                .redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
+        String target = host == null ? "127.0.0.1" : host;
         try {
             String json = null;
             for (int attempt = 0; attempt < 50 && json == null; attempt++) {
-                Process client = new ProcessBuilder("iperf3", "-c", "127.0.0.1", "-p", Integer.toString(port), "-t", Integer.toString(seconds),
+                Process client = new ProcessBuilder("iperf3", "-c", target, "-p", Integer.toString(port), "-t", Integer.toString(seconds),
                         "-P", Integer.toString(streams), "-J")
                         .redirectErrorStream(true).start();
                 String text = new String(client.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
                 if (client.waitFor() == 0) {
                     json = text;
-                } else if (!text.contains("Connection refused")) {
+                } else if (!text.contains("Connection refused") && !text.contains("server is busy")) {
                     throw new IOException("iperf3 failed: " + text);
                 } else {
-                    Thread.sleep(100); // the server is still starting; retry the connection
+                    Thread.sleep(100); // the server is still starting (or finishing its last test); retry
                 }
             }
             if (json == null) {
-                throw new IOException("iperf3 server did not start on port " + port);
+                throw new IOException("no iperf3 server answered on " + target + ":" + port
+                        + (host == null ? "" : " (does 'pagewire bench --serve' run there, with iperf3 installed, on --iperf-port " + port + "?)"));
             }
-            Matcher m = Pattern.compile("\"sum_received\"\\s*:\\s*\\{[^}]*\"bits_per_second\"\\s*:\\s*([0-9.e+]+)").matcher(json);
-            if (!m.find()) {
-                throw new IOException("no sum_received in iperf3 output");
+            tools.jackson.databind.JsonNode bps = io.pagewire.agent.Json.parseObject(json, "iperf3's -J output")
+                    .path("end").path("sum_received").path("bits_per_second");
+            if (!bps.isNumber()) {
+                throw new IOException("iperf3's JSON has no end.sum_received.bits_per_second");
             }
-            double bps = Double.parseDouble(m.group(1));
-            System.out.printf(Locale.ROOT, "iperf3 loopback, %d stream(s): %.2f Gbit/s = %.2f GB/s%n", streams, bps / 1e9, bps / 8e9);
-            return bps;
+            System.out.printf(Locale.ROOT, "iperf3 to %s, %d stream(s): %.2f Gbit/s = %.2f GB/s%n", target, streams, bps.asDouble() / 1e9,
+                    bps.asDouble() / 8e9);
+            return bps.asDouble();
         } catch (IOException e) {
             throw new IOException("iperf3 is needed for the reference figure (apt-get install iperf3), or pass --iperf false: " + e.getMessage(), e);
         } finally {
-            server.destroyForcibly();
+            if (server != null) {
+                server.destroyForcibly();
+            }
         }
+    }
+
+    /**
+     * {@code --serve}: the destination of a two-host benchmark, in this JVM, until it is stopped;
+     * an iperf3 server beside it for the TCP reference when iperf3 is installed.
+     */
+    private int serve() throws Exception {
+        Process iperfServer = null;
+        if (iperf && listen.startsWith("tcp:")) {
+            try {
+                iperfServer = new ProcessBuilder("iperf3", "-s", "-p", Integer.toString(iperfPort)).redirectErrorStream(true)
+                        .redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
+                System.err.println("iperf3 server on port " + iperfPort + " (the source's reference); --iperf false to do without");
+            } catch (IOException e) {
+                System.err.println("no iperf3 here (" + e.getMessage() + "): sources get no TCP reference figure; apt-get install iperf3");
+            }
+        }
+        if (listen.startsWith("rdma:") && iperf) {
+            Reference.ibWriteBwServer();
+        }
+        Process started = iperfServer;
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            if (started != null) {
+                started.destroyForcibly();
+            }
+        }));
+        BenchDestination.serveForever(listen, bytes);
+        return 0;
     }
 }

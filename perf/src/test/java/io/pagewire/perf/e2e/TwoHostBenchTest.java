@@ -1,0 +1,92 @@
+package io.pagewire.perf.e2e;
+
+import io.pagewire.agent.Json;
+import io.pagewire.perf.BenchCli;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+import tools.jackson.databind.JsonNode;
+
+import java.io.BufferedReader;
+import java.io.InputStreamReader;
+import java.lang.management.ManagementFactory;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+/**
+ * Two-host benchmarking with the hosts played by two JVMs: {@code bench --serve} in a child JVM,
+ * {@code bench --to} with a sweep in this one, real sockets; then the HTML report it wrote is
+ * opened in a real headless browser (Chromium), which must draw every chart without a script error.
+ */
+@Timeout(value = 180, unit = TimeUnit.SECONDS)
+class TwoHostBenchTest {
+
+    @Test
+    void serveAndToMeasureEveryUriOfTheSweepAndWriteAReportThatRenders(@TempDir Path dir) throws Exception {
+        List<String> cmd = new ArrayList<>();
+        cmd.add(ProcessHandle.current().info().command().orElseThrow());
+        for (String a : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
+            if (a.startsWith("--enable-native-access") || a.startsWith("--add-opens") || a.startsWith("--add-modules")) {
+                cmd.add(a);
+            }
+        }
+        cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), TransportBench.class.getName(),
+                "--serve", "--listen", "tcp://127.0.0.1:0", "--bytes", "16m", "--iperf", "false"));
+        Process server = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.INHERIT).start();
+        try {
+            BufferedReader out = new BufferedReader(new InputStreamReader(server.getInputStream(), StandardCharsets.UTF_8));
+            String line = out.readLine();
+            assertTrue(line != null && line.startsWith("LISTENING "), "the server prints where it listens: " + line);
+            String uri = line.substring("LISTENING ".length());
+
+            Path reports = dir.resolve("reports");
+            int rc = BenchCli.commandLine(new TransportBench()).execute("--to", uri, "--bytes", "16m", "--runs", "1", "--rtt", "20",
+                    "--iperf", "false", "--sweep", "channels=1,2", "--out", reports.toString());
+            assertEquals(0, rc);
+            assertTrue(server.isAlive(), "the server serves one source after another");
+
+            Path json;
+            try (var files = Files.list(reports)) {
+                json = files.filter(f -> f.getFileName().toString().endsWith(".json")).findFirst().orElseThrow();
+            }
+            JsonNode data = Json.parseObject(Files.readString(json), "the report's raw results");
+            JsonNode uris = data.get("results").get("uris");
+            assertEquals(2, uris.size(), uris.toString());
+            assertTrue(uris.get(0).get("uri").asString().endsWith("channels=1") && uris.get(1).get("uri").asString().endsWith("channels=2"),
+                    uris.toString());
+            for (JsonNode u : uris) {
+                assertTrue(u.get("gbps").get(0).asDouble() > 0, u.toString());
+                assertEquals(20, u.get("urgent-rtt-idle-us").get("count").asLong(), u.toString());
+            }
+            Path html = Path.of(json.toString().replaceAll("\\.json$", ".html"));
+            assertRendersInChromium(html, 3);
+        } finally {
+            server.destroyForcibly();
+            server.waitFor(10, TimeUnit.SECONDS);
+        }
+    }
+
+    /** Opens {@code html} in headless Chromium: {@code charts} charts drawn as SVG, no script error. */
+    static void assertRendersInChromium(Path html, int charts) throws Exception {
+        String chromium = List.of("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome").stream()
+                .filter(p -> Files.isExecutable(Path.of(p))).findFirst().orElse(null);
+        assumeTrue(chromium != null, "no headless browser: apt-get install chromium to check the HTML report renders");
+        Path profile = Files.createTempDirectory(html.getParent(), "chromium-profile");
+        Process p = new ProcessBuilder(chromium, "--headless", "--no-sandbox", "--disable-gpu", "--user-data-dir=" + profile,
+                "--virtual-time-budget=5000", "--dump-dom", html.toUri().toString()).redirectError(ProcessBuilder.Redirect.DISCARD).start();
+        String dom = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        assertTrue(p.waitFor(60, TimeUnit.SECONDS), "chromium did not finish");
+        assertTrue(dom.contains("data-charts-rendered=\"" + charts + "\""), "every chart drawn: " + dom.substring(0, Math.min(dom.length(), 2000)));
+        assertTrue(!dom.contains("class=\"failed\""), "no script error: " + dom.substring(0, Math.min(dom.length(), 4000)));
+        long svgs = dom.split("<svg", -1).length - 1;
+        assertTrue(svgs >= charts, "each chart is an SVG: " + svgs);
+    }
+}
