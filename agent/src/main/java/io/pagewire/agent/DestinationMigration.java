@@ -62,6 +62,8 @@ public final class DestinationMigration implements AutoCloseable {
     private final java.util.Set<Long>[] requested;
     private final java.util.concurrent.ConcurrentHashMap<Long, Long> faultStartNs = new java.util.concurrent.ConcurrentHashMap<>();
     private final org.HdrHistogram.ConcurrentHistogram faultLatency = new org.HdrHistogram.ConcurrentHistogram(TimeUnit.SECONDS.toNanos(60), 3);
+    /** The same faults by interval, for HdrHistogram interval logs (latency over time). */
+    private final org.HdrHistogram.Recorder faultLatencyIntervals = new org.HdrHistogram.Recorder(TimeUnit.SECONDS.toNanos(60), 3);
     private volatile io.pagewire.ramtracker.blocktime.BlocktimeTracker blocktime;
     private volatile int[] vcpuThreadIds = new int[0];
     private final AtomicLong pageRequests = new AtomicLong();
@@ -222,6 +224,7 @@ public final class DestinationMigration implements AutoCloseable {
         Long t = faultStartNs.isEmpty() ? null : faultStartNs.remove(((long) regionId << 48) | page);
         if (t != null) {
             faultLatency.recordValue(Math.min(now - t, faultLatency.getHighestTrackableValue()));
+            faultLatencyIntervals.recordValue(Math.min(now - t, faultLatency.getHighestTrackableValue()));
             MigrationEvents.postcopyFault(now - t, regionId, page, faultLatency.getTotalCount());
         }
     }
@@ -443,6 +446,14 @@ public final class DestinationMigration implements AutoCloseable {
         lat.put("p99.9", Json.round(h.getValueAtPercentile(99.9) / 1e3, 1));
         lat.put("max", Json.round(h.getMaxValue() / 1e3, 1));
         return o;
+    }
+
+    /**
+     * @return the faults resolved since the last call (fault read to page mapped, nanoseconds), with
+     *     the interval's start and end time stamps set (for {@code HistogramLogWriter})
+     */
+    public org.HdrHistogram.Histogram faultLatencyInterval() {
+        return faultLatencyIntervals.getIntervalHistogram();
     }
 
     /** @return the fault-latency histogram (fault read to page mapped), in nanoseconds */

@@ -81,10 +81,17 @@ final class ReceiveCommand implements Callable<Integer> {
     @Option(names = "--hgrm", paramLabel = "FILE", description = "postcopy: write the fault-latency histogram (HdrHistogram percentiles, us) here")
     java.nio.file.Path hgrm;
 
+    @Option(names = "--fault-latency-log", paramLabel = "FILE", description = {"postcopy: write fault latency over time here as an HdrHistogram",
+            "interval log (HistogramLogWriter, us), one histogram per --stats-interval (default 1 s)"})
+    java.nio.file.Path faultLatencyLog;
+
     @Override
     public Integer call() throws Exception {
         // With --json, standard output carries the one JSON document and nothing else.
         java.io.PrintWriter text = json ? spec.commandLine().getErr() : spec.commandLine().getOut();
+        if (faultLatencyLog != null && !postcopy) {
+            throw new IllegalArgumentException("--fault-latency-log records postcopy faults: it needs --postcopy");
+        }
         if (statsInterval != null && (statsInterval.isZero() || statsInterval.isNegative())) {
             throw new IllegalArgumentException("--stats-interval " + statsInterval.toMillis() + " ms: give a positive interval, e.g. 500ms");
         }
@@ -130,7 +137,8 @@ final class ReceiveCommand implements Callable<Integer> {
                 text.println("LISTENING " + l.uri());
                 text.flush();
                 MigrationStats stats;
-                try (StatsTicker ticker = StatsTicker.start(dst.stats(), statsInterval, statsFile, spec.commandLine().getErr())) {
+                try (StatsTicker ticker = StatsTicker.start(dst.stats(), statsInterval, statsFile, spec.commandLine().getErr());
+                     FaultLatencyLog faults = postcopy ? FaultLatencyLog.start(dst, faultLatencyLog, statsInterval) : null) {
                     stats = dst.receive(l, acceptTimeout);
                 } finally {
                     if (guest.get() != null) {

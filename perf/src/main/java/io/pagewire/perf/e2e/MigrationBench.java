@@ -8,6 +8,7 @@ import io.pagewire.agent.guest.GuestImage;
 import io.pagewire.agent.guest.SyntheticGuest;
 import io.pagewire.ramtracker.GuestRam;
 import io.pagewire.perf.BenchCli;
+import io.pagewire.perf.report.HtmlReport;
 import io.pagewire.ramtracker.RegionSpec;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -150,6 +151,7 @@ public final class MigrationBench implements Callable<Integer> {
             }
         }
         Map<String, List<MigrationStats>> results = new LinkedHashMap<>();
+        Map<String, Run> lastRuns = new LinkedHashMap<>();
         try (Destination dst = new Destination(dstExec, dstBacking)) {
             // Warm-up: both JVMs run a small migration before anything is measured.
             for (int i = 0; i < 3; i++) {
@@ -159,7 +161,9 @@ public final class MigrationBench implements Callable<Integer> {
             for (Case c : selected) {
                 List<MigrationStats> rs = new ArrayList<>();
                 for (int r = 0; r < runs; r++) {
-                    MigrationStats s = run(dst, uri, c);
+                    Run measured = measure(dst, uri, c);
+                    lastRuns.put(c.name, measured);
+                    MigrationStats s = measured.stats();
                     System.out.printf(Locale.ROOT, "%-30s run %d: %s, total %d ms, setup %d ms, downtime %s ms, transferred %d MiB, rounds %d,"
                                     + " throttle %d%%%n", c.name, r + 1, s.status().qemuName(), s.totalTimeMs(), s.setupTimeMs(),
                             s.downtimeUs() < 0 ? "-" : String.format(Locale.ROOT, "%.1f", s.downtimeUs() / 1000.0), s.transferred() >> 20, s.rounds(),
@@ -191,17 +195,124 @@ public final class MigrationBench implements Callable<Integer> {
         Path report = out.resolve("migration-bench-" + stamp + ".md");
         Files.writeString(report, md.toString(), StandardCharsets.UTF_8);
         System.out.println("report: " + report);
+        Path html = htmlReport(selected, results, lastRuns).write(out.resolve("migration-bench-" + stamp));
+        System.out.println("HTML report: " + html + " (raw results beside it as .json)");
         return 0;
     }
 
+    /** The HTML report: totals and downtime per case, each case's timeline (its last run), postcopy fault latency. */
+    private HtmlReport htmlReport(List<Case> selected, Map<String, List<MigrationStats>> results, Map<String, Run> lastRuns) {
+        HtmlReport r = new HtmlReport("pagewire migration benchmark");
+        r.fact("URI", uri);
+        r.fact("runs per case", Integer.toString(runs));
+        r.fact("destination", (dstExec.isBlank() ? "a JVM on this host" : "a JVM started through '" + dstExec + "'") + ", RAM " + dstBacking);
+        r.fact("memory warmed", warm > 0 ? (warm >> 30) + " GiB" : "no");
+        List<String> names = selected.stream().map(c -> c.name).toList();
+        var raw = r.results().putArray("cases");
+        double[] total = new double[names.size()];
+        double[] downtime = new double[names.size()];
+        for (int i = 0; i < selected.size(); i++) {
+            Case c = selected.get(i);
+            List<MigrationStats> rs = results.get(c.name);
+            total[i] = rs.stream().mapToLong(MigrationStats::totalTimeMs).sorted().toArray()[rs.size() / 2];
+            downtime[i] = rs.stream().mapToLong(MigrationStats::downtimeUs).sorted().toArray()[rs.size() / 2] / 1000.0;
+            var o = raw.addObject().put("case", c.name).put("qemu", c.qemu).put("target", c.target);
+            var runsJson = o.putArray("runs");
+            rs.forEach(x -> runsJson.add(x.toJson()));
+            Run last = lastRuns.get(c.name);
+            if (last.postcopy() != null) {
+                o.set("postcopy", last.postcopy());
+            }
+        }
+        r.chart("Total time per case", "Median of the runs, milliseconds (QEMU's figure on this machine is in the table of the .md report).",
+                HtmlReport.bars("ms", names, Map.of("total (median)", total)));
+        r.chart("Downtime per case", "Median downtime, milliseconds: the guest paused on the source until the destination acknowledged every page.",
+                HtmlReport.bars("ms", names, Map.of("downtime (median)", downtime)));
+        for (Case c : selected) {
+            Run last = lastRuns.get(c.name);
+            List<double[]> points;
+            synchronized (last.timeline()) {
+                points = List.copyOf(last.timeline());
+            }
+            Map<String, List<double[]>> series = new LinkedHashMap<>();
+            series.put("dirty at last sync (MiB)", points.stream().map(p -> new double[]{p[0], p[1]}).toList());
+            series.put("page data sent (MiB)", points.stream().map(p -> new double[]{p[0], p[2]}).toList());
+            series.put("throttle (%)", points.stream().map(p -> new double[]{p[0], p[3]}).toList());
+            series.put("rounds", points.stream().map(p -> new double[]{p[0], p[4]}).toList());
+            MigrationStats s = last.stats();
+            r.chart("Timeline: " + c.name, String.format(Locale.ROOT, "The last run, sampled every %d ms: total %d ms, %d rounds, downtime %.1f ms at the end.",
+                    TimeUnit.NANOSECONDS.toMillis(SAMPLE_NS), s.totalTimeMs(), s.rounds(), s.downtimeUs() / 1000.0),
+                    HtmlReport.timeline("MiB", series, "rounds, throttle %", java.util.Set.of("throttle (%)", "rounds")));
+        }
+        Map<String, double[]> faults = new LinkedHashMap<>();
+        List<String> postcopyCases = new ArrayList<>();
+        for (Case c : selected) {
+            var pc = lastRuns.get(c.name).postcopy();
+            if (pc != null && pc.has("fault-latency-us")) {
+                postcopyCases.add(c.name);
+            }
+        }
+        for (String p : List.of("p50", "p90", "p99", "p99.9", "max")) {
+            faults.put(p, postcopyCases.stream().mapToDouble(n -> lastRuns.get(n).postcopy().get("fault-latency-us").get(p).asDouble()).toArray());
+        }
+        if (!postcopyCases.isEmpty()) {
+            r.chart("Postcopy fault latency", "Destination: a vCPU's fault to its page mapped, microseconds (the last run of each postcopy case).",
+                    HtmlReport.bars("microseconds", postcopyCases, faults));
+        }
+        return r;
+    }
+
+    /** One measured migration: its statistics, its timeline, the destination's postcopy figures (or null). */
+    record Run(MigrationStats stats, List<double[]> timeline, tools.jackson.databind.node.ObjectNode postcopy) {
+    }
+
+    /** Timeline points are taken this often while a migration runs; at most {@link #MAX_POINTS} per run (bounded). */
+    private static final long SAMPLE_NS = TimeUnit.MILLISECONDS.toNanos(20);
+    private static final int MAX_POINTS = 50_000;
+
+    /**
+     * Samples {@code s} until {@code done}: [seconds, dirty MiB at last sync, MiB of page data sent, throttle %, rounds].
+     */
+    private static Thread sampler(MigrationStats s, List<double[]> into, java.util.concurrent.atomic.AtomicBoolean done) {
+        long t0 = System.nanoTime();
+        return Thread.ofPlatform().daemon().name("migration-bench-timeline").start(() -> {
+            while (!done.get() && into.size() < MAX_POINTS) {
+                synchronized (into) {
+                    into.add(new double[]{(System.nanoTime() - t0) / 1e9, s.remainingBytes() / (double) MIB, s.normal() * 4096.0 / MIB,
+                            s.throttlePercent(), s.rounds()});
+                }
+                java.util.concurrent.locks.LockSupport.parkNanos(SAMPLE_NS); // a sampling period, not a wait for a condition
+            }
+        });
+    }
+
     private static MigrationStats run(Destination dst, String listenUri, Case c) throws IOException {
+        return measure(dst, listenUri, c).stats();
+    }
+
+    private static Run measure(Destination dst, String listenUri, Case c) throws IOException {
         String target = dst.start(listenUri, c.ram, c.populate, c.postcopy() ? c.guest : null);
         try (GuestImage image = GuestImage.create(c.ram, c.zero, 0, 1, c.writeZeros);
              SyntheticGuest guest = new SyntheticGuest(image.region().memory().asSlice(0, image.region().sizeBytes()), image.region().pageSize(),
                      c.guest, p -> true)) {
             guest.start();
             SourceMigration m = new SourceMigration(image.ram(), guest, image.balloons(), c.config.verify(true));
-            MigrationStats s = m.run(target);
+            List<double[]> timeline = new ArrayList<>();
+            java.util.concurrent.atomic.AtomicBoolean done = new java.util.concurrent.atomic.AtomicBoolean();
+            Thread sampling = sampler(m.stats(), timeline, done);
+            MigrationStats s;
+            try {
+                s = m.run(target);
+            } finally {
+                done.set(true);
+                sampling.interrupt();
+            }
+            try {
+                sampling.join();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IllegalStateException("interrupted while ending the timeline sampler", e);
+            }
             String verdict = dst.result();
             if (m.postcopyStats() != null) {
                 System.out.println("  postcopy at the destination: " + m.postcopyStats());
@@ -214,7 +325,7 @@ public final class MigrationBench implements Callable<Integer> {
                 throw new IllegalStateException(c.name + ": migration " + s.status().qemuName() + ", verification " + m.verification() + ", destination "
                         + verdict + "\n" + s.infoMigrate());
             }
-            return s;
+            return new Run(s, timeline, m.postcopyStatsNode());
         }
     }
 

@@ -229,11 +229,29 @@ public final class HtmlReport {
 
     /** @return an ECharts line chart over time: x in seconds, one series per entry, each a list of [t, y] points */
     public static ObjectNode timeline(String yName, Map<String, List<double[]>> series) {
+        return timeline(yName, series, null, java.util.Set.of());
+    }
+
+    /**
+     * @param rightName name of a second y axis on the right, or null for none
+     * @param onRight the series drawn against it (e.g. counts and percentages beside MiB)
+     * @return an ECharts line chart over time, as {@link #timeline(String, Map)}
+     */
+    public static ObjectNode timeline(String yName, Map<String, List<double[]>> series, String rightName, java.util.Set<String> onRight) {
         ObjectNode o = base(yName);
+        if (rightName != null) {
+            ObjectNode left = (ObjectNode) o.remove("yAxis");
+            ArrayNode axes = o.putArray("yAxis");
+            axes.add(left);
+            axes.addObject().put("type", "value").put("name", rightName).put("position", "right");
+        }
         o.putObject("xAxis").put("type", "value").put("name", "s");
         ArrayNode ss = o.putArray("series");
         series.forEach((name, points) -> {
             ObjectNode s = ss.addObject().put("name", name).put("type", "line").put("showSymbol", false);
+            if (onRight.contains(name)) {
+                s.put("yAxisIndex", 1);
+            }
             ArrayNode d = s.putArray("data");
             for (double[] pt : points) {
                 d.addArray().add(Json.round(pt[0], 3)).add(Json.round(pt[1], 3));
