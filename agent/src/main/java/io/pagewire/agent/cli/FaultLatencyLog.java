@@ -11,8 +11,6 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
-import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.TimeUnit;
 
 /**
  * {@code receive --fault-latency-log FILE}: postcopy fault latency over time as an HdrHistogram
@@ -23,8 +21,7 @@ final class FaultLatencyLog implements AutoCloseable {
     private final DestinationMigration dst;
     private final PrintStream file;
     private final HistogramLogWriter writer;
-    private final CountDownLatch stop = new CountDownLatch(1);
-    private final Thread thread;
+    private final Periodic periodic;
 
     private FaultLatencyLog(DestinationMigration dst, Path path, Duration interval) throws IOException {
         this.dst = dst;
@@ -38,16 +35,7 @@ final class FaultLatencyLog implements AutoCloseable {
         writer.outputStartTime(now);
         writer.outputLegend();
         dst.faultLatencyInterval(); // starts the first interval now
-        long ns = interval.toNanos();
-        thread = Thread.ofPlatform().daemon().name("pagewire-fault-latency-log").start(() -> {
-            try {
-                while (!stop.await(ns, TimeUnit.NANOSECONDS)) {
-                    interval();
-                }
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-            }
-        });
+        periodic = new Periodic("pagewire-fault-latency-log", interval, this::interval);
     }
 
     /** @return the log, or null when {@code path} is null */
@@ -70,13 +58,7 @@ final class FaultLatencyLog implements AutoCloseable {
 
     @Override
     public void close() {
-        stop.countDown();
-        try {
-            thread.join();
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-        }
-        interval(); // the last interval
+        periodic.close(); // and the last interval
         file.close();
     }
 }

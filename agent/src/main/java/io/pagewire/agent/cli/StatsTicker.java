@@ -10,8 +10,6 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
-import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.TimeUnit;
 
 /**
  * {@code --stats-interval}: the statistics as JSON lines while a migration runs (a timeline to plot):
@@ -22,23 +20,13 @@ final class StatsTicker implements AutoCloseable {
     private final MigrationStats stats;
     private final PrintWriter out;
     private final boolean ownsOut;
-    private final CountDownLatch stop = new CountDownLatch(1);
-    private final Thread thread;
+    private final Periodic periodic;
 
     private StatsTicker(MigrationStats stats, Duration interval, PrintWriter out, boolean ownsOut) {
         this.stats = stats;
         this.out = out;
         this.ownsOut = ownsOut;
-        long ns = Math.max(interval.toNanos(), TimeUnit.MILLISECONDS.toNanos(10));
-        thread = Thread.ofPlatform().daemon().name("pagewire-stats-interval").start(() -> {
-            try {
-                while (!stop.await(ns, TimeUnit.NANOSECONDS)) {
-                    line();
-                }
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-            }
-        });
+        this.periodic = new Periodic("pagewire-stats-interval", interval, this::line);
     }
 
     /**
@@ -72,13 +60,7 @@ final class StatsTicker implements AutoCloseable {
 
     @Override
     public void close() {
-        stop.countDown();
-        try {
-            thread.join();
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-        }
-        line(); // the final state
+        periodic.close(); // and the final state
         if (ownsOut) {
             out.close();
         }
