@@ -3,12 +3,16 @@
  * drivers by default (one for the urgent lane, one for the bulk stream), or an external driver named by
  * {@code aeron.dir}. See {@code docs/aeron.md}.
  *
- * <p>Needs {@code --add-opens java.base/jdk.internal.misc=io.aeron.all} on the module path (Agrona 2.x, bundled in
- * aeron-all) and {@code --enable-native-access=io.pagewire.transport.aeron} for the background threads' nice value.
+ * <p>Built on {@code aeron-client}, {@code aeron-driver} and {@code agrona} (automatic modules {@code io.aeron.client},
+ * {@code io.aeron.driver}, {@code org.agrona}). Agrona 2.x needs {@code --add-opens java.base/jdk.internal.misc=org.agrona}
+ * on the module path ({@code =ALL-UNNAMED} on the class path); the background threads' nice value and timer slack need
+ * {@code --enable-native-access=io.pagewire.transport.spi} (the native layer lives there).
  */
 module io.pagewire.transport.aeron {
     requires io.pagewire.transport.spi;
-    requires io.aeron.all;
+    requires io.aeron.client;
+    requires io.aeron.driver;
+    requires org.agrona;
 
     provides io.pagewire.transport.spi.TransportProvider with io.pagewire.transport.aeron.AeronTransportProvider;
 }

@@ -11,27 +11,54 @@ import java.util.List;
 /**
  * Starts another {@code pagewire} command in a new JVM with this JVM's java, module or class
  * path and native-access flags (the demo's destination).
+ *
+ * <p>The child runs as this JVM does: on the module path ({@code -m io.pagewire.agent/...}) when this
+ * JVM runs the agent as a named module (the {@code pagewire} launcher), else on this JVM's class
+ * path. {@value #MODULE_PATH_PROPERTY} (with {@value #JVM_FLAGS_PROPERTY}) puts the child on the module
+ * path whatever this JVM runs on: the build sets both for the agent's tests, which run on the class
+ * path, so that their destination JVMs start exactly as the launcher's do.
  */
 public final class ChildJvm {
     private ChildJvm() {
     }
 
+    /** System property: a module path for the child (which then runs {@code -m io.pagewire.agent/io.pagewire.agent.Main}). */
+    public static final String MODULE_PATH_PROPERTY = "pagewire.child.module-path";
+
+    /**
+     * System property, read with {@value #MODULE_PATH_PROPERTY}: the child's JVM flags (space separated) in place of
+     * this JVM's {@code --enable-native-access}, {@code --add-opens}, {@code --add-modules} and {@code -XX:} flags, which
+     * name {@code ALL-UNNAMED} on a class path and modules on a module path.
+     */
+    public static final String JVM_FLAGS_PROPERTY = "pagewire.child.jvm-flags";
+
     /** @return the command line that runs {@code pagewire args...} in a new JVM like this one */
     public static List<String> command(List<String> args) {
         List<String> cmd = new ArrayList<>();
         cmd.add(ProcessHandle.current().info().command().orElse("java"));
+        String modulePath = System.getProperty(MODULE_PATH_PROPERTY);
+        boolean ownFlags = modulePath == null;
+        if (ownFlags) {
+            modulePath = Main.class.getModule().isNamed() ? System.getProperty("jdk.module.path") : null;
+        } else {
+            for (String f : System.getProperty(JVM_FLAGS_PROPERTY, "").trim().split("\\s+")) {
+                if (!f.isEmpty()) {
+                    cmd.add(f);
+                }
+            }
+        }
         for (String a : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
-            if (a.startsWith("--enable-native-access") || a.startsWith("--add-opens") || a.startsWith("--add-modules")
-                    || a.startsWith("-XX:") || a.startsWith("-Dpagewire")) {
+            boolean jvmFlag = a.startsWith("--enable-native-access") || a.startsWith("--add-opens") || a.startsWith("--add-modules")
+                    || a.startsWith("-XX:");
+            if (a.startsWith("-Dpagewire") || (ownFlags && jvmFlag)) {
                 cmd.add(a);
             }
         }
-        String modulePath = System.getProperty("jdk.module.path");
-        if (modulePath != null && Main.class.getModule().isNamed()) {
+        if (modulePath != null) {
             cmd.add("--module-path");
             cmd.add(modulePath);
             cmd.add("-m");
-            cmd.add(Main.class.getModule().getName() + "/" + Main.class.getName());
+            cmd.add(MODULE + "/" + Main.class.getName());
         } else {
             cmd.add("-cp");
             cmd.add(System.getProperty("java.class.path"));
@@ -40,6 +67,9 @@ public final class ChildJvm {
         cmd.addAll(args);
         return cmd;
     }
+
+    /** The agent's module name (also when this JVM runs it from the class path, in the unnamed module). */
+    static final String MODULE = "io.pagewire.agent";
 
     /** A started child and the first line it printed that starts with a prefix. */
     public record Started(Process process, String line) {

@@ -1,6 +1,5 @@
 package io.pagewire.perf.aeron;
 
-import io.aeron.samples.EmbeddedExclusiveThroughput;
 import io.pagewire.perf.BenchCli;
 import io.pagewire.perf.e2e.TransportBench;
 import picocli.CommandLine.Command;
@@ -30,7 +29,7 @@ import java.util.regex.Pattern;
 /**
  * The Aeron transport's benchmarks against Aeron itself, in one session on one machine:
  * <ol>
- * <li>Aeron's own {@code io.aeron.samples.EmbeddedExclusiveThroughput} (shipped in aeron-all) in a child JVM over UDP
+ * <li>Aeron's own {@code io.aeron.samples.EmbeddedExclusiveThroughput}, unmodified, in a child JVM over UDP
  *     loopback: 4 KiB messages with Aeron's recommended throughput settings ({@code aeron-throughput.properties}:
  *     8 KiB MTU, 2 MiB socket buffers and receiver window); 4 KiB messages with the settings pagewire's transport
  *     uses (64 KiB MTU, 16 MiB terms, 2/4 MiB socket buffers); and messages as large as pagewire's frames (15 pages)
@@ -43,6 +42,10 @@ import java.util.regex.Pattern;
  * <pre>
  *   AeronBench [--uri URI]... [--bytes 2g] [--runs 3] [--rtt 2000] [--aeron-runs 2] [--aeron-messages 2000000] [--out DIR]
  * </pre>
+ * Aeron publishes no {@code aeron-samples} artifact after 1.46.8; for the Aeron release pagewire uses the sample ships
+ * only inside {@code aeron-all}, which the build copies to {@code perf/target/aeron-reference/aeron-all.jar} as a
+ * stand-alone tool: that jar is the reference child JVM's whole class path and is on no path of pagewire's (which uses
+ * aeron-client, aeron-driver and agrona). {@code -Dpagewire.bench.aeron-jar=PATH} names another copy.
  * Default URIs: {@code aeron:udp?endpoint=127.0.0.1:0} (data digests on) and the same with
  * {@code data-digest=false}. Writes {@code DIR/aeron-bench-*.md} (and TransportBench's histograms).
  */
@@ -54,8 +57,12 @@ public final class AeronBench implements Callable<Integer> {
 
     private static final Pattern RATE = Pattern.compile("([0-9.e+]+) msgs/sec, ([0-9.e+]+) bytes/sec");
     private static final Pattern RUN = Pattern.compile("run \\d+: [0-9.]+ s, ([0-9.]+) GB/s");
-    private static final Pattern IDLE = Pattern.compile("urgent RTT, background idle: +([0-9]+) / ([0-9]+) / ([0-9]+) us");
-    private static final Pattern BUSY = Pattern.compile("urgent RTT, background saturated: ([0-9]+) / ([0-9]+) / ([0-9]+) us .* moving ([0-9.]+) GB/s");
+    // TransportBench prints p50 / p90 / p99 / max; the p90 is optional here so older output parses too.
+    private static final Pattern IDLE = Pattern.compile("urgent RTT, background idle: +([0-9]+) / (?:[0-9]+ / )?([0-9]+) / ([0-9]+) us");
+    private static final Pattern BUSY = Pattern.compile(
+            "urgent RTT, background saturated: ([0-9]+) / (?:[0-9]+ / )?([0-9]+) / ([0-9]+) us .* moving ([0-9.]+) GB/s");
+    /** Aeron's sample, run by its class name from {@link #aeronReferenceJar()} (pagewire's class path does not hold it). */
+    private static final String AERON_SAMPLE = "io.aeron.samples.EmbeddedExclusiveThroughput";
 
     /** Aeron settings: its own throughput profile, and the one pagewire's background stream uses. */
     static final Map<String, List<String>> AERON_PROFILES = new LinkedHashMap<>();
@@ -180,14 +187,35 @@ public final class AeronBench implements Callable<Integer> {
             }
         }
         if (flags.stream().noneMatch(f -> f.contains("jdk.internal.misc"))) {
-            flags.add("--add-opens=java.base/jdk.internal.misc=ALL-UNNAMED"); // Agrona 2.x, in aeron-all
+            flags.add("--add-opens=java.base/jdk.internal.misc=ALL-UNNAMED"); // Agrona 2.x
         }
         return flags;
     }
 
+    /**
+     * The jar that holds Aeron's sample: {@code -Dpagewire.bench.aeron-jar}, else {@code aeron-reference/aeron-all.jar}
+     * beside the perf jar (or classes directory) this class was loaded from.
+     */
+    static Path aeronReferenceJar() {
+        String given = System.getProperty("pagewire.bench.aeron-jar");
+        Path jar;
+        if (given != null) {
+            jar = Path.of(given);
+        } else {
+            Path self = Path.of(AeronBench.class.getProtectionDomain().getCodeSource().getLocation().getPath());
+            jar = self.toAbsolutePath().getParent().resolve("aeron-reference").resolve("aeron-all.jar");
+        }
+        if (!Files.isRegularFile(jar)) {
+            throw new IllegalStateException("Aeron's sample (" + AERON_SAMPLE + ") is not at " + jar
+                    + ": build the perf module with ./mvnw -B -DskipTests package, or name the aeron-all jar of the same Aeron"
+                    + " version with -Dpagewire.bench.aeron-jar=PATH");
+        }
+        return jar;
+    }
+
     /** Runs Aeron's sample in a child JVM; returns its steady-state payload bytes per second (median of its reports). */
     static double aeronThroughput(List<String> settings, long messages) throws IOException, InterruptedException {
-        String jar = Path.of(EmbeddedExclusiveThroughput.class.getProtectionDomain().getCodeSource().getLocation().getPath()).toString();
+        String jar = aeronReferenceJar().toString();
         List<String> cmd = new ArrayList<>();
         cmd.add(ProcessHandle.current().info().command().orElse("java"));
         cmd.addAll(jvmFlags());
@@ -204,7 +232,7 @@ public final class AeronBench implements Callable<Integer> {
         cmd.addAll(settings);
         cmd.add("-cp");
         cmd.add(jar);
-        cmd.add(EmbeddedExclusiveThroughput.class.getName());
+        cmd.add(AERON_SAMPLE);
         System.out.println("== Aeron EmbeddedExclusiveThroughput " + String.join(" ", settings));
         Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
         try (OutputStream in = p.getOutputStream()) {

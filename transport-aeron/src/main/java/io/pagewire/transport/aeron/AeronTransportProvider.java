@@ -64,7 +64,7 @@ public final class AeronTransportProvider implements TransportProvider {
     }
 
     /**
-     * Agrona 2.x (bundled in aeron-all) reaches {@code jdk.internal.misc.Unsafe}; without the JVM flag that opens it,
+     * Agrona 2.x reaches {@code jdk.internal.misc.Unsafe}; without the JVM flag that opens it,
      * the first driver or client would fail deep inside Agrona with an {@link IllegalAccessError}.
      */
     @Override
@@ -72,7 +72,7 @@ public final class AeronTransportProvider implements TransportProvider {
         Module agrona = org.agrona.concurrent.UnsafeBuffer.class.getModule();
         if (!Object.class.getModule().isExported("jdk.internal.misc", agrona)) {
             String target = agrona.isNamed() ? agrona.getName() : "ALL-UNNAMED";
-            return "Agrona (in aeron-all) needs the JVM flag --add-opens java.base/jdk.internal.misc=" + target
+            return "Agrona 2.x needs the JVM flag --add-opens java.base/jdk.internal.misc=" + target
                     + (agrona.isNamed() ? " (module path; ALL-UNNAMED covers only the class path)" : "");
         }
         return null;

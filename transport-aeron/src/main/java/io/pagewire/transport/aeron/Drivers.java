@@ -277,7 +277,7 @@ final class Drivers {
             ctx.close();
             throw new TransportException(Kind.UNAVAILABLE, "aeron: cannot start the embedded " + role.name().toLowerCase()
                     + " media driver in " + dir + ": " + e + " (needs a writable directory with room for its log buffers;"
-                    + " see -Dpagewire.aeron.dir.base, and the JVM flag --add-opens java.base/jdk.internal.misc=ALL-UNNAMED,io.aeron.all)", e);
+                    + " see -Dpagewire.aeron.dir.base, and the JVM flag --add-opens java.base/jdk.internal.misc=org.agrona (module path) or =ALL-UNNAMED (class path))", e);
         }
         Shared s = new Shared(key, dir, driver);
         try {
