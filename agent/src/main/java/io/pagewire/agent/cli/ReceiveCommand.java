@@ -5,6 +5,7 @@ import io.pagewire.agent.MigrationStats;
 import io.pagewire.ramtracker.GuestRam;
 import io.pagewire.ramtracker.RegionSpec;
 import io.pagewire.transport.spi.Listener;
+import io.pagewire.transport.spi.PeerText;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -141,8 +142,9 @@ final class ReceiveCommand implements Callable<Integer> {
                 } else if (!quiet) {
                     spec.commandLine().getOut().println(stats.infoMigrate());
                 }
-                spec.commandLine().getOut().println(ok ? "RECEIVED " + (dst.verification() == null ? "completed" : dst.verification())
-                        : "FAILED " + (stats.errorDesc() != null ? stats.errorDesc() : dst.verification()));
+                // Reasons and verdicts may carry the source's text: escaped (terminal output; the JSON above has its own quoting).
+                spec.commandLine().getOut().println(ok ? "RECEIVED " + (dst.verification() == null ? "completed" : PeerText.escape(dst.verification()))
+                        : "FAILED " + PeerText.escape(stats.errorDesc() != null ? stats.errorDesc() : dst.verification()));
                 return ok ? 0 : 1;
             }
         }

@@ -4,6 +4,7 @@ import io.pagewire.agent.MigrationStats;
 import io.pagewire.agent.SourceMigration;
 import io.pagewire.agent.guest.GuestImage;
 import io.pagewire.agent.guest.SyntheticGuest;
+import io.pagewire.transport.spi.PeerText;
 
 import java.io.PrintWriter;
 import java.util.Locale;
@@ -45,7 +46,7 @@ final class SourceRunner {
                 if (migration.postcopyStats() != null) {
                     out.println("postcopy at the destination: " + migration.postcopyStats());
                 }
-                out.println("verified: " + (verified == null ? "not checked" : verified + (verified ? "" : " (" + migration.verification() + ")")));
+                out.println("verified: " + (verified == null ? "not checked" : verified + (verified ? "" : " (" + PeerText.escape(migration.verification()) + ")")));
             }
             out.flush();
             boolean ok = stats.status() == MigrationStats.Status.COMPLETED && (verified == null || verified);
@@ -77,7 +78,7 @@ final class SourceRunner {
                         default -> System.err.println("pagewire: unknown command '" + w[0] + "'; commands: " + COMMANDS);
                     }
                 } catch (IllegalStateException | IllegalArgumentException e) {
-                    System.err.println("pagewire: " + w[0] + ": " + e.getMessage());
+                    System.err.println("pagewire: " + w[0] + ": " + PeerText.escape(e.getMessage()));
                 }
             }
         } catch (java.io.IOException e) {
