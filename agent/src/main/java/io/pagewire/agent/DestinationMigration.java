@@ -8,6 +8,7 @@ import io.pagewire.transport.spi.Connection;
 import io.pagewire.transport.spi.LaneKind;
 import io.pagewire.transport.spi.Listener;
 import io.pagewire.transport.spi.MessageHandler;
+import io.pagewire.transport.spi.PeerText;
 import io.pagewire.transport.spi.RamLayout;
 import io.pagewire.transport.spi.RamRegion;
 import io.pagewire.transport.spi.RegionFile;
@@ -586,14 +587,14 @@ public final class DestinationMigration implements AutoCloseable {
     private void hint(String args) {
         String[] a = args.split(" ");
         if (a.length != 4) {
-            throw new IllegalArgumentException("malformed population hint: " + args);
+            throw new IllegalArgumentException("malformed population hint: " + Protocol.escape(args));
         }
         int region = Integer.parseInt(a[0]);
         long chunkPages = Long.parseLong(a[1]);
         long first = Long.parseLong(a[2]);
         byte[] bits = java.util.HexFormat.of().parseHex(a[3]);
         if (region < 0 || region >= regions.size() || chunkPages < 1 || first < 0) {
-            throw new IllegalArgumentException("population hint out of range: " + args);
+            throw new IllegalArgumentException("population hint out of range: " + Protocol.escape(args));
         }
         long chunks = (regions.get(region).pageCount() + chunkPages - 1) / chunkPages;
         synchronized (hintLock) {
@@ -601,7 +602,7 @@ public final class DestinationMigration implements AutoCloseable {
                 wantedChunks[region] = new java.util.BitSet((int) chunks);
                 hintChunkPages[region] = chunkPages;
             } else if (hintChunkPages[region] != chunkPages) {
-                throw new IllegalArgumentException("population hints with different chunk sizes: " + args);
+                throw new IllegalArgumentException("population hints with different chunk sizes: " + Protocol.escape(args));
             }
             for (long i = 0; i < 8L * bits.length && first + i < chunks; i++) {
                 if ((bits[(int) (i >>> 3)] & (1 << (i & 7))) != 0) {
@@ -663,7 +664,14 @@ public final class DestinationMigration implements AutoCloseable {
                     lost = lostEvent;
                     lostEvent = null;
                 }
-                if (!postcopyStarted || recoveryTimeoutNs == 0 || stats.status() == MigrationStats.Status.COMPLETED
+                if (stats.status() == MigrationStats.Status.COMPLETED) {
+                    // One verdict: the source received the acknowledgement, so the migration succeeded, whatever
+                    // happens to the connection afterwards. A verification it had begun cannot finish now.
+                    verifier.abandon(Protocol.UNVERIFIED + ": the connection ended before verification finished: " + lost.getMessage());
+                    System.err.println("pagewire: after the migration completed: " + PeerText.escape(lost.getMessage()));
+                    break;
+                }
+                if (!postcopyStarted || recoveryTimeoutNs == 0
                         || !(lost.kind() == TransportException.Kind.CONNECTION_LOST || lost.kind() == TransportException.Kind.TIMEOUT)) {
                     stats.failed(lost.getMessage(), lost.kind());
                     break;
@@ -954,6 +962,10 @@ public final class DestinationMigration implements AutoCloseable {
                     if (populateMode == Populate.HINTED) {
                         hint(text.substring(Protocol.POPULATE.length() + 1));
                     }
+                } else {
+                    throw new IllegalArgumentException("unknown control message '" + Protocol.escape(text.split("[ \n]", 2)[0])
+                            + "' on the " + lane.name().toLowerCase(java.util.Locale.ROOT) + " lane (control vocabulary "
+                            + Protocol.VOCABULARY_VERSION + ", docs/wire-protocol.md)");
                 }
             }
 

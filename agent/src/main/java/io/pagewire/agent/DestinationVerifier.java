@@ -116,6 +116,13 @@ final class DestinationVerifier implements AutoCloseable {
         return checksum != null && checksum.started();
     }
 
+    /** The connection ended while verification ran: unless a verdict was reached, this is it. */
+    synchronized void abandon(String why) {
+        if (coordinator != null && verdict == null) {
+            verdict = why;
+        }
+    }
+
     /** @return the verdict ("verified", "mismatch: ...", "unverified: ..."), null before any */
     String verdict() {
         return verdict;

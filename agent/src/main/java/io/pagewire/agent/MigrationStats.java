@@ -1,5 +1,6 @@
 package io.pagewire.agent;
 
+import io.pagewire.transport.spi.PeerText;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
@@ -440,7 +441,8 @@ public final class MigrationStats {
     /** @return the statistics in the layout of QEMU's {@code info migrate} */
     public synchronized String infoMigrate() {
         List<String> l = new ArrayList<>();
-        l.add("Migration status: " + status.qemuName() + (errorDesc != null ? " (" + errorDesc + ")" : ""));
+        // The reason may carry a peer's text: escaped, so that it cannot forge lines of this report.
+        l.add("Migration status: " + status.qemuName() + (errorDesc != null ? " (" + PeerText.escape(errorDesc) + ")" : ""));
         l.add("total time: " + totalTimeMs() + " ms");
         if (downtimeNs >= 0) {
             l.add("downtime: " + ms3(downtimeNs) + " ms (final round " + ms3(downtimeFinalRoundNs) + " ms, completion "

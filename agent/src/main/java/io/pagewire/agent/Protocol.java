@@ -1,5 +1,7 @@
 package io.pagewire.agent;
 
+import io.pagewire.transport.spi.PeerText;
+
 /**
  * The agent's control messages, carried as CONTROL frames on the urgent lane (UTF-8 text).
  * <pre>
@@ -98,7 +100,7 @@ final class Protocol {
         String head = new String(payload.asSlice(0, nl).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE), java.nio.charset.StandardCharsets.UTF_8);
         String[] a = head.split(" ");
         if (a.length != 3 || !a[0].equals(kind)) {
-            throw new IllegalArgumentException("malformed " + kind + " header: '" + head + "'");
+            throw new IllegalArgumentException("malformed " + kind + " header: '" + escape(head) + "'");
         }
         int regionId;
         long firstWord;
@@ -106,7 +108,7 @@ final class Protocol {
             regionId = Integer.parseInt(a[1]);
             firstWord = Long.parseLong(a[2]);
         } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("malformed " + kind + " header: '" + head + "'", e);
+            throw new IllegalArgumentException("malformed " + kind + " header: '" + escape(head) + "'", e);
         }
         if (regionId < 0 || regionId >= regionCount) {
             throw new IllegalArgumentException(kind + " for region " + regionId + " of " + regionCount);
@@ -124,6 +126,8 @@ final class Protocol {
         return new BitmapChunk(regionId, firstWord, words, payload, nl + 1);
     }
 
+    /** The version of this vocabulary (docs/wire-protocol.md, "CONTROL messages of the agent"). */
+    static final int VOCABULARY_VERSION = 1;
     static final String VERIFY = "verify";
     /** Background lane, before the final round: which checksum chunks that round writes (a bitmap message). */
     static final String VERIFY_FINAL = "verify-final";
@@ -165,18 +169,9 @@ final class Protocol {
         return done;
     }
 
-    /** @return text from the peer made safe to print: anything but printable ASCII escaped, at most 512 characters */
+    /** @return text from the peer made safe to print ({@link PeerText}), at most 512 characters */
     static String escape(String text) {
-        StringBuilder b = new StringBuilder();
-        for (int i = 0; i < text.length() && i < 512; i++) {
-            char c = text.charAt(i);
-            if (c >= 0x20 && c < 0x7f && c != '\\') {
-                b.append(c);
-            } else {
-                b.append(String.format("\\u%04x", (int) c));
-            }
-        }
-        return b.append(text.length() > 512 ? "..." : "").toString();
+        return PeerText.escape(text, 512);
     }
 
     static final String POPULATE = "populate";

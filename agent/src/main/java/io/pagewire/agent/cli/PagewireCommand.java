@@ -1,5 +1,6 @@
 package io.pagewire.agent.cli;
 
+import io.pagewire.transport.spi.PeerText;
 import io.pagewire.transport.spi.TransportException;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -29,12 +30,12 @@ public final class PagewireCommand implements Runnable {
         cl.registerConverter(long.class, size);
         cl.setExecutionExceptionHandler((ex, commandLine, parseResult) -> {
             if (ex instanceof TransportException te) {
-                commandLine.getErr().println("pagewire: " + te.getMessage());
+                commandLine.getErr().println("pagewire: " + PeerText.escape(te.getMessage()));
                 return te.kind() == TransportException.Kind.INVALID_URI || te.kind() == TransportException.Kind.INVALID_CONFIG
                         ? ExitCode.USAGE.code() : ExitCode.TRANSPORT_ERROR.code();
             }
             if (ex instanceof IllegalArgumentException iae) {
-                commandLine.getErr().println("pagewire: " + iae.getMessage());
+                commandLine.getErr().println("pagewire: " + PeerText.escape(iae.getMessage()));
                 return ExitCode.USAGE.code();
             }
             throw ex;

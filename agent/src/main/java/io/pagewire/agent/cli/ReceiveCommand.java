@@ -5,6 +5,7 @@ import io.pagewire.agent.MigrationStats;
 import io.pagewire.ramtracker.GuestRam;
 import io.pagewire.ramtracker.RegionSpec;
 import io.pagewire.transport.spi.Listener;
+import io.pagewire.transport.spi.PeerText;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -169,8 +170,9 @@ final class ReceiveCommand implements Callable<Integer> {
                 } else if (!quiet) {
                     spec.commandLine().getOut().println(stats.infoMigrate());
                 }
-                text.println(ok ? "RECEIVED " + (dst.verification() == null ? "completed" : dst.verification())
-                        : "FAILED " + (stats.errorDesc() != null ? stats.errorDesc() : dst.verification()));
+                // Reasons and verdicts may carry the source's text: escaped (terminal output; the JSON document has its own quoting).
+                text.println(ok ? "RECEIVED " + (dst.verification() == null ? "completed" : PeerText.escape(dst.verification()))
+                        : "FAILED " + PeerText.escape(stats.errorDesc() != null ? stats.errorDesc() : dst.verification()));
                 return ok ? ExitCode.SUCCESS.code() : stats.status() == MigrationStats.Status.COMPLETED
                         ? ExitCode.VERIFICATION_MISMATCH.code() : ExitCode.of(stats, null).code();
             }

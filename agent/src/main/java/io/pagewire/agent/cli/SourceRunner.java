@@ -5,6 +5,7 @@ import io.pagewire.agent.MigrationStats;
 import io.pagewire.agent.SourceMigration;
 import io.pagewire.agent.guest.GuestImage;
 import io.pagewire.agent.guest.SyntheticGuest;
+import io.pagewire.transport.spi.PeerText;
 
 import tools.jackson.databind.node.ObjectNode;
 
@@ -61,7 +62,7 @@ final class SourceRunner {
                 if (migration.postcopyStats() != null) {
                     out.println("postcopy at the destination: " + migration.postcopyStats());
                 }
-                out.println("verified: " + (verified == null ? "not checked" : verified + (verified ? "" : " (" + migration.verification() + ")")));
+                out.println("verified: " + (verified == null ? "not checked" : verified + (verified ? "" : " (" + PeerText.escape(migration.verification()) + ")")));
             }
             out.flush();
             return ExitCode.of(stats, verified).code();
@@ -92,7 +93,7 @@ final class SourceRunner {
                         default -> System.err.println("pagewire: unknown command '" + w[0] + "'; commands: " + COMMANDS);
                     }
                 } catch (IllegalStateException | IllegalArgumentException e) {
-                    System.err.println("pagewire: " + w[0] + ": " + e.getMessage());
+                    System.err.println("pagewire: " + w[0] + ": " + PeerText.escape(e.getMessage()));
                 }
             }
         } catch (java.io.IOException e) {

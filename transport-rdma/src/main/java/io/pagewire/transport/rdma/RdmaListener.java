@@ -115,10 +115,10 @@ final class RdmaListener extends SessionListener<Channel, Protocol.Setup> {
     }
 
     @Override
-    protected First<Protocol.Setup> readFirst(Channel ch) {
+    protected First<Protocol.Setup> readFirst(Channel ch, long deadlineNs) {
         MemorySegment msg;
         try {
-            msg = ch.awaitHandshake(System.nanoTime() + timeoutNs);
+            msg = ch.awaitHandshake(deadlineNs);
         } catch (VerbsException e) {
             throw new TransportException(Kind.CONNECTION_LOST, "handshake with " + ch.endpoint.peerAddress() + " broke off: " + e.getMessage(), e);
         }

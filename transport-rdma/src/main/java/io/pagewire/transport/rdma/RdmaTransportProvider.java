@@ -8,6 +8,7 @@ import io.pagewire.transport.rdma.verbs.VerbsException;
 import io.pagewire.transport.spi.Capability;
 import io.pagewire.transport.spi.Connection;
 import io.pagewire.transport.spi.Listener;
+import io.pagewire.transport.spi.PeerText;
 import io.pagewire.transport.spi.RamLayout;
 import io.pagewire.transport.spi.Role;
 import io.pagewire.transport.spi.TransportContext;
@@ -16,7 +17,6 @@ import io.pagewire.transport.spi.TransportException.Kind;
 import io.pagewire.transport.spi.TransportProvider;
 import io.pagewire.transport.spi.TransportUri;
 import io.pagewire.transport.spi.kit.Handshakes;
-import io.pagewire.transport.spi.kit.KitConnection;
 import io.pagewire.transport.spi.wire.FrameType;
 import io.pagewire.transport.spi.wire.Hello;
 import io.pagewire.transport.spi.wire.WireException;
@@ -185,7 +185,7 @@ public final class RdmaTransportProvider implements TransportProvider {
             }
             if (first.type() == FrameType.ERROR) {
                 throw new TransportException(Kind.HANDSHAKE, "the destination " + uri.text() + " refused the migration: "
-                        + KitConnection.peerText(first.payload()));
+                        + PeerText.escape(first.payload()));
             }
             if (first.type() != FrameType.HELLO_ACK || first.header().first() != sessionId) {
                 throw new WireException("expected HELLO_ACK for session " + Long.toHexString(sessionId) + ", got " + Protocol.name(first.type())

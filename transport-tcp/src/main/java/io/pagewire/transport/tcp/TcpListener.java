@@ -15,7 +15,7 @@ final class TcpListener extends StreamListener<Void> {
     private final TcpOptions options;
 
     TcpListener(TransportContext context, NativeSocket server, String uri, TcpOptions options) {
-        super(context, server, uri, "tcp");
+        super(context, server, uri, "tcp", options.handshakeTimeoutMs());
         this.options = options;
     }
 

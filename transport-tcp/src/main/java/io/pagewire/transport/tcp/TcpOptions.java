@@ -1,6 +1,7 @@
 package io.pagewire.transport.tcp;
 
 import io.pagewire.transport.spi.TransportUri;
+import io.pagewire.transport.spi.kit.stream.StreamListener;
 import io.pagewire.transport.spi.wire.Wire;
 
 import java.util.LinkedHashMap;
@@ -22,10 +23,11 @@ import java.util.Map;
  * @param backgroundMaxRate cap on the background lane's sending rate, bytes per second over all channels (0 = none; source only)
  * @param sharedChannel {@code urgent-channel=shared}: no urgent connection; urgent frames travel on
  *        background channel 0 between its frames (source chooses; the destination follows the handshake)
+ * @param handshakeTimeoutMs destination: overall deadline of a source's handshake
  */
 record TcpOptions(int channels, boolean dataDigest, int batchBytes, int queueDepth, int sndbufBytes, int rcvbufBytes,
                   int notSentLowatBytes, int urgentDscp, int urgentPriority, int backgroundNice, long backgroundMaxRate,
-                  boolean sharedChannel) {
+                  boolean sharedChannel, long handshakeTimeoutMs) {
 
     /** Default background connections: measured on loopback with 2 cores (see docs/tuning.md). */
     static final int DEFAULT_CHANNELS = 2;
@@ -51,6 +53,7 @@ record TcpOptions(int channels, boolean dataDigest, int batchBytes, int queueDep
                 + " only): paced by the kernel (SO_MAX_PACING_RATE), so a link slower than the host leaves no standing queue");
         m.put("urgent-channel", "dedicated|shared (default dedicated; source only): shared sends urgent frames on background channel 0,"
                 + " behind its bulk data, with no priority (for comparison, like QEMU postcopy without postcopy-preempt)");
+        m.put(StreamListener.HANDSHAKE_TIMEOUT_OPTION, StreamListener.HANDSHAKE_TIMEOUT_DESCRIPTION);
         DESCRIPTIONS = Map.copyOf(m);
     }
 
@@ -71,7 +74,8 @@ record TcpOptions(int channels, boolean dataDigest, int batchBytes, int queueDep
                 uri.intOption("urgent-priority", 6, -1, 6),
                 uri.intOption("background-nice", DEFAULT_BACKGROUND_NICE, 0, 19),
                 uri.longOption("background-max-rate", 0, 0, 1L << 40),
-                sharedChannel(uri));
+                sharedChannel(uri),
+                StreamListener.handshakeTimeoutMs(uri));
     }
 
     private static boolean sharedChannel(TransportUri uri) {

@@ -21,7 +21,7 @@ final class UnixListener extends StreamListener<SharedMemory> {
     private final Path path;
 
     UnixListener(TransportContext context, NativeSocket server, String uri, Path path, UnixOptions options) {
-        super(context, server, uri, "unix");
+        super(context, server, uri, "unix", options.handshakeTimeoutMs());
         this.options = options;
         this.path = path;
     }

@@ -1,6 +1,7 @@
 package io.pagewire.transport.unix;
 
 import io.pagewire.transport.spi.TransportUri;
+import io.pagewire.transport.spi.kit.stream.StreamListener;
 import io.pagewire.transport.spi.wire.Wire;
 
 import java.util.LinkedHashMap;
@@ -16,9 +17,10 @@ import java.util.Map;
  * @param bufferBytes SO_SNDBUF and SO_RCVBUF of background sockets, 0 = kernel default
  * @param backgroundNice nice value of the background threads (0 = as the JVM)
  * @param shareMemory hand memfd- and file-backed regions over instead of copying them (both sides say so)
+ * @param handshakeTimeoutMs destination: overall deadline of a source's handshake
  */
 record UnixOptions(int channels, boolean dataDigest, int batchBytes, int queueDepth, int bufferBytes, int backgroundNice,
-                   boolean shareMemory) {
+                   boolean shareMemory, long handshakeTimeoutMs) {
 
     static final Map<String, String> DESCRIPTIONS;
 
@@ -32,6 +34,7 @@ record UnixOptions(int channels, boolean dataDigest, int batchBytes, int queueDe
         m.put("background-nice", "nice value of the background sender/receiver threads, 0..19 (default 10)");
         m.put("share-memory", "true|false (default false): hand regions backed by a memfd or a file to the destination"
                 + " (SCM_RIGHTS) instead of copying their pages; the destination must listen with it too");
+        m.put(StreamListener.HANDSHAKE_TIMEOUT_OPTION, StreamListener.HANDSHAKE_TIMEOUT_DESCRIPTION);
         DESCRIPTIONS = Map.copyOf(m);
     }
 
@@ -48,6 +51,7 @@ record UnixOptions(int channels, boolean dataDigest, int batchBytes, int queueDe
                 uri.intOption("queue-depth", 16, 1, 4096),
                 uri.intOption("buffer-bytes", 0, 0, 1 << 30),
                 uri.intOption("background-nice", 10, 0, 19),
-                uri.booleanOption("share-memory", false));
+                uri.booleanOption("share-memory", false),
+                StreamListener.handshakeTimeoutMs(uri));
     }
 }

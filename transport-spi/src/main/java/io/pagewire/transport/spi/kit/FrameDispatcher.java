@@ -2,6 +2,7 @@ package io.pagewire.transport.spi.kit;
 
 import io.pagewire.transport.spi.LaneKind;
 import io.pagewire.transport.spi.MessageHandler;
+import io.pagewire.transport.spi.PeerText;
 import io.pagewire.transport.spi.RamRegion;
 import io.pagewire.transport.spi.Role;
 import io.pagewire.transport.spi.TransportException;
@@ -41,6 +42,7 @@ public final class FrameDispatcher implements AutoCloseable {
     private MemorySegment staging;
     private long pagesReceived;
     private boolean complete;
+    private LaneKind lane = LaneKind.BACKGROUND; // of the frame validated last
 
     /**
      * @param connection the connection the frames belong to
@@ -63,6 +65,14 @@ public final class FrameDispatcher implements AutoCloseable {
             throw new WireException(FrameType.name(h.type()) + " frame after COMPLETE on background stream " + stream);
         }
         c.validator.validate(h, c.role, lane);
+        this.lane = lane;
+        if (lane == LaneKind.BACKGROUND) {
+            switch (h.type()) {
+                case FrameType.PAGES, FrameType.ZERO_RUN, FrameType.SKIP_RUN -> c.claim(h.type(), h.region(), h.first(), h.count(), stream);
+                default -> {
+                }
+            }
+        }
     }
 
     /**
@@ -72,6 +82,14 @@ public final class FrameDispatcher implements AutoCloseable {
      */
     public void validatePageList(FrameHeader h, MemorySegment indices) {
         c.validator.validatePageList(h, indices);
+        if (lane == LaneKind.BACKGROUND) {
+            int n = (int) h.count();
+            for (int i = 0; i < n; ) {
+                int j = runEnd(indices, i, n);
+                c.claim(h.type(), h.region(), indices.get(Wire.U64, 8L * i), j - i, stream);
+                i = j;
+            }
+        }
     }
 
     /**
@@ -117,7 +135,7 @@ public final class FrameDispatcher implements AutoCloseable {
             }
             case FrameType.ERROR -> {
                 c.fail(new TransportException(Kind.PEER_ERROR, "the " + c.otherSide() + " " + c.peer + " reported an error: "
-                        + KitConnection.peerText(payload)), FailureOrigin.PEER);
+                        + PeerText.escape(payload)), FailureOrigin.PEER);
                 return false;
             }
             case FrameType.HEARTBEAT -> {

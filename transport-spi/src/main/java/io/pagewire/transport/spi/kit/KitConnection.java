@@ -23,8 +23,10 @@ import java.lang.foreign.MemorySegment;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
@@ -121,6 +123,10 @@ public abstract class KitConnection implements Connection {
     private final MessageHandler handler;
     private final Set<Capability> capabilities;
     private final Barrier barrier;
+    /** Destination: pages claimed on the background lane in the current round (null at the source). */
+    private final RoundClaims claims;
+    /** Destination: the last round that ended (the barrier orders the updates), -1 before the first. */
+    private long lastRound = -1;
     private final Lane urgentLane = new UrgentLane();
     private volatile Lane backgroundLane;
 
@@ -128,6 +134,17 @@ public abstract class KitConnection implements Connection {
     private final CountDownLatch failed = new CountDownLatch(1);
     private final AtomicBoolean closed = new AtomicBoolean();
     private final AtomicBoolean errorReported = new AtomicBoolean();
+    /**
+     * Destination: the one verdict of the migration, decided once by whichever comes first: the
+     * acknowledgement ({@link #ACKNOWLEDGED}, then nothing turns it into a failure) or a failure
+     * ({@link #FAILED}, then no acknowledgement is sent).
+     */
+    private final AtomicInteger verdict = new AtomicInteger(UNDECIDED);
+    private static final int UNDECIDED = 0;
+    private static final int ACKNOWLEDGED = 1;
+    private static final int FAILED = 2;
+    /** The peer of each stream that is not the urgent one's (its own address), by the name messages use. */
+    private final Map<String, String> streamPeers = new ConcurrentHashMap<>();
     /** Source: the destination acknowledged COMPLETE. Destination: the acknowledgement was written. */
     private volatile boolean completed;
     /** Destination: the acknowledgement is being written; an end of stream is orderly from here on. */
@@ -158,6 +175,7 @@ public abstract class KitConnection implements Connection {
         this.handler = s.handler() == null ? new MessageHandler() { } : s.handler();
         this.capabilities = s.capabilities();
         this.barrier = s.streams() > 1 && role == Role.DESTINATION ? new Barrier(s.streams()) : null;
+        this.claims = role == Role.DESTINATION ? new RoundClaims(layout) : null;
     }
 
     // ================================================================== lifecycle
@@ -201,6 +219,21 @@ public abstract class KitConnection implements Connection {
         threads.forEach(Thread::start);
     }
 
+    /**
+     * Names the peer of a stream whose endpoint differs from the urgent one's (a background socket's
+     * own address and port), so that its errors name the right connection.
+     *
+     * @param where the stream, as {@link #thread} and {@link #streamEnded} name it
+     */
+    protected final void streamPeer(String where, String streamPeer) {
+        streamPeers.put(where, streamPeer);
+    }
+
+    /** @return the peer of stream {@code where}: its own when known, else the connection's */
+    protected final String peerOf(String where) {
+        return streamPeers.getOrDefault(where, peer);
+    }
+
     /** Runs after the handler's {@code onOpen} and before the threads start (e.g. hand the handler what the handshake brought). */
     protected void opened() {
     }
@@ -226,6 +259,13 @@ public abstract class KitConnection implements Connection {
             Thread.currentThread().interrupt();
             return; // only close() interrupts
         }
+        if (background && t instanceof WireException w && role == Role.DESTINATION && verdict.get() == ACKNOWLEDGED) {
+            // The migration was acknowledged, so it succeeded: a stray frame on a background stream (a second
+            // COMPLETE, pages after COMPLETE) cannot undo that. This stream is no longer read.
+            LOG.log(System.Logger.Level.WARNING, "ignored after the completion acknowledgement: " + w.getMessage() + " (" + where
+                    + " from " + peerOf(where) + "); " + where + " is no longer read");
+            return;
+        }
         if (endedInOrder() && (t instanceof IOException || t instanceof TransportException te && te.kind() == Kind.CONNECTION_LOST)) {
             peerEnded();
             return;
@@ -236,7 +276,7 @@ public abstract class KitConnection implements Connection {
             }
             fail(ioFailure(where, io), FailureOrigin.PEER);
         } else if (t instanceof WireException w) {
-            fail(new WireException(w.getMessage() + " (" + where + " from " + peer + ")"), FailureOrigin.LOCAL);
+            fail(new WireException(w.getMessage() + " (" + where + " from " + peerOf(where) + ")"), FailureOrigin.LOCAL);
         } else if (t instanceof TransportException te) {
             fail(te, te.kind() == Kind.PEER_ERROR || te.kind() == Kind.CONNECTION_LOST ? FailureOrigin.PEER : FailureOrigin.LOCAL);
         } else {
@@ -253,7 +293,7 @@ public abstract class KitConnection implements Connection {
      * @param where the stream or operation, for the message
      */
     protected TransportException ioFailure(String where, IOException e) {
-        return new TransportException(Kind.CONNECTION_LOST, where + " to " + peer + " failed: " + e.getMessage(), e);
+        return new TransportException(Kind.CONNECTION_LOST, where + " to " + peerOf(where) + " failed: " + e.getMessage(), e);
     }
 
     /**
@@ -277,7 +317,7 @@ public abstract class KitConnection implements Connection {
         if (background) {
             awaitPeerReason();
         }
-        fail(new TransportException(Kind.CONNECTION_LOST, "the " + otherSide() + " " + peer + " closed the " + where
+        fail(new TransportException(Kind.CONNECTION_LOST, "the " + otherSide() + " " + peerOf(where) + " closed the " + where
                 + " before the migration completed"), FailureOrigin.PEER);
     }
 
@@ -303,6 +343,9 @@ public abstract class KitConnection implements Connection {
      * says, and wakes every thread. Later calls do nothing.
      */
     public final void fail(TransportException cause, FailureOrigin origin) {
+        if (role == Role.DESTINATION) {
+            verdict.compareAndSet(UNDECIDED, FAILED); // before the failure is visible: no acknowledgement after this
+        }
         if (!failure.compareAndSet(null, cause)) {
             return;
         }
@@ -349,20 +392,6 @@ public abstract class KitConnection implements Connection {
     public static byte[] errorText(String message) {
         byte[] b = message.getBytes(StandardCharsets.UTF_8);
         return b.length <= Wire.MAX_ERROR_BYTES ? b : java.util.Arrays.copyOf(b, Wire.MAX_ERROR_BYTES);
-    }
-
-    /** @return text that came from the peer, with control characters escaped, safe to print */
-    public static String peerText(MemorySegment utf8) {
-        String s = new String(utf8.toArray(java.lang.foreign.ValueLayout.JAVA_BYTE), StandardCharsets.UTF_8);
-        StringBuilder sb = new StringBuilder(s.length());
-        s.codePoints().forEach(c -> {
-            if (Character.isISOControl(c) || c == 0x2028 || c == 0x2029) {
-                sb.append(String.format("\\u%04x", c));
-            } else {
-                sb.appendCodePoint(c);
-            }
-        });
-        return sb.toString();
     }
 
     @Override
@@ -603,11 +632,31 @@ public abstract class KitConnection implements Connection {
     /** A background stream reached round end {@code round}: the handler hears it once every stream has. */
     final void roundEnd(int stream, long round) {
         if (barrier == null) {
-            deliver(() -> handler.onRoundEnd(round));
+            endRound(round);
         } else {
-            barrier.arrive(stream, FrameType.ROUND_END, round, () -> deliver(() -> handler.onRoundEnd(round)));
+            barrier.arrive(stream, FrameType.ROUND_END, round, () -> endRound(round));
         }
         roundEndDelivered(round);
+    }
+
+    /** Every stream is at round end {@code round} (or there is one stream): checks the order, starts a new round, tells the handler. */
+    private void endRound(long round) {
+        if (round <= lastRound) {
+            throw new WireException("invalid ROUND_END frame: round " + round + " after round " + lastRound
+                    + " (round numbers must increase)");
+        }
+        lastRound = round;
+        if (claims != null) {
+            claims.clear();
+        }
+        deliver(() -> handler.onRoundEnd(round));
+    }
+
+    /** Destination, background lane: claims a page range for this round (before any payload byte lands). */
+    final void claim(int type, int regionId, long first, long count, int stream) {
+        if (claims != null) {
+            claims.claim(type, regionId, first, count, stream);
+        }
     }
 
     /** After the handler heard round end {@code round} (RDMA acknowledges it). Runs on each stream's thread. */
@@ -789,8 +838,13 @@ public abstract class KitConnection implements Connection {
         public void sendComplete() {
             requireRole(Role.DESTINATION, "the completion acknowledgement (the source completes on the background lane)");
             locked(() -> {
-                // The source may read the acknowledgement and close before this thread returns: from here on
-                // an end of stream is orderly. If the write fails, it fails the connection itself.
+                // One verdict: a failure decided first means no acknowledgement; once decided here, no failure
+                // turns the migration into a failed one. The source may read the acknowledgement and close before
+                // this thread returns: from here on an end of stream is orderly.
+                if (!verdict.compareAndSet(UNDECIDED, ACKNOWLEDGED)) {
+                    ensureOpen();
+                    throw new TransportException(Kind.CLOSED, "the migration failed before it could be acknowledged");
+                }
                 acknowledging = true;
                 writeUrgent(FrameType.COMPLETE, 0, 0, 0, null);
                 completed = true;

@@ -13,24 +13,44 @@ import io.pagewire.transport.spi.wire.WireException;
 import java.io.IOException;
 import java.time.Duration;
 import java.util.HashMap;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.Semaphore;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
 
 /**
  * Session admission for listeners whose sources open one endpoint per stream (a socket, a queue
  * pair): written once for every such transport. An acceptor thread takes endpoints; a short-lived
- * thread per endpoint reads its first message within the connect timeout (a silent or slow peer
- * holds nothing but its own thread) and either starts a pending session (HELLO) or joins one
- * (JOIN). A session whose background streams have all joined waits in a {@link ReadyQueue} for
+ * thread per endpoint reads its first message and either starts a pending session (HELLO) or joins
+ * one (JOIN). A session whose background streams have all joined waits in a {@link ReadyQueue} for
  * {@link #accept}, which answers HELLO_ACK and starts the connection through {@link #start}.
  *
- * <p>Everything a source can make a listener hold is bounded: handshake threads, pending sessions,
- * ready sessions. HELLOs are checked by {@link Handshakes#refusal}, the transport's own
- * {@link #transportRefusal} and the {@link HandshakeGuard}; JOINs by the session they name and the
- * guard. A refused source is told why ({@link #refuse}) and closed; the listener goes on.
+ * <h2>Bounds against slow and hostile peers</h2>
+ * Every endpoint has one overall <b>handshake deadline</b> ({@link #timeoutNs} from its accept, the
+ * {@code handshake-timeout} URI option of a transport): reading its first message and waiting for
+ * its HELLO or its JOINs all end there, however slowly the bytes drip. Handshake threads, pending
+ * sessions and ready sessions are bounded, and so are the bytes of first messages in progress
+ * ({@link HandshakeBudget}). A stranger cannot hold those bounds against a real source: when every
+ * handshake slot is taken, the <b>oldest</b> endpoint still reading its first message (or a JOIN still
+ * waiting for its HELLO) is evicted to make room, and when every pending-session slot is taken the
+ * oldest pending session is dropped. A real source finishes its handshake within milliseconds, so it is
+ * never the oldest; a peer that drips is.
+ *
+ * <h2>Binding JOINs to their session</h2>
+ * A JOIN joins the session its HELLO opened, only: it must come from the same peer as the HELLO
+ * ({@link #peerIdentity}: the same host for TCP, the same process for unix sockets); a second HELLO
+ * with a session id in use, or a second JOIN for a channel already joined, refuses <b>both</b> claims
+ * (the session is dropped, or, once started, aborted): which of the two was the source cannot be told
+ * without authentication, and a stranger must never silently become a channel. Authentication
+ * ({@link HandshakeGuard}) adds proof on top.
+ *
+ * <p>HELLOs are checked by {@link Handshakes#refusal}, the transport's own {@link #transportRefusal}
+ * and the {@link HandshakeGuard}; JOINs by the session they name and the guard. A refused source is
+ * told why ({@link #refuse}) and closed; the listener goes on.
  *
  * @param <E> an endpoint: one accepted socket or queue pair
  * @param <A> what a transport keeps with a session besides its endpoints (null if nothing)
@@ -58,14 +78,19 @@ public abstract class SessionListener<E, A> implements Listener {
         private final Object[] background;
         private final String peer;
         private final A attachment;
+        private final String identity;
+        private final long startedNs = System.nanoTime();
         private int joined;        // guarded by the listener lock
         private boolean abandoned; // guarded by the listener lock
+        private String contested;  // guarded by the listener lock: why both claims to this session are refused
+        private Connection connection; // guarded by the listener lock: once started
 
-        Session(Hello hello, E urgent, String peer, A attachment) {
+        Session(Hello hello, E urgent, String peer, String identity, A attachment) {
             this.hello = hello;
             this.urgent = urgent;
             this.background = new Object[hello.channels()];
             this.peer = peer;
+            this.identity = identity;
             this.attachment = attachment;
             if (hello.sharedChannel()) {
                 background[0] = urgent; // the HELLO's endpoint is stream 0; streams 1..n-1 JOIN
@@ -113,6 +138,13 @@ public abstract class SessionListener<E, A> implements Listener {
     private final ReentrantLock lock = new ReentrantLock();
     private final Condition changed = lock.newCondition();
     private final Map<Long, Session<E, A>> pending = new HashMap<>(); // guarded by lock
+    /** Sessions that left pending (ready or started) within the handshake timeout, by id: late duplicates are caught. */
+    private final Map<Long, Session<E, A>> recent = new HashMap<>(); // guarded by lock
+    /** Endpoints still reading their first message, or JOINs waiting for their HELLO: evictable, oldest first. */
+    private final Map<E, Attempt<E>> evictable = new LinkedHashMap<>(); // guarded by lock
+    /** Bytes of first messages being read. */
+    protected final HandshakeBudget budget = new HandshakeBudget(HandshakeBudget.DEFAULT_BYTES);
+    private final AtomicLong evictions = new AtomicLong();
     private final ReadyQueue<Session<E, A>> ready;
     private final HandshakeGuard guard;
     private String uri;
@@ -120,14 +152,35 @@ public abstract class SessionListener<E, A> implements Listener {
     private volatile boolean closed;
     private volatile TransportException failure;
 
+    /** One endpoint in its handshake: when it must be done, and whether it was evicted to make room. */
+    private static final class Attempt<E> {
+        final E endpoint;
+        final long deadlineNs;
+        volatile boolean evicted;
+
+        Attempt(E endpoint, long deadlineNs) {
+            this.endpoint = endpoint;
+            this.deadlineNs = deadlineNs;
+        }
+    }
+
+    /** As the 5-argument constructor, with the connect timeout as the handshake deadline. */
+    protected SessionListener(TransportContext context, int maxHandshakes, int maxPending, int maxReady) {
+        this(context, context.connectTimeoutNs(), maxHandshakes, maxPending, maxReady);
+    }
+
     /**
-     * @param maxHandshakes most endpoints reading their first message at once
+     * @param handshakeTimeoutNs the overall deadline of an endpoint's handshake, from its accept
+     * @param maxHandshakes most endpoints in their handshake at once
      * @param maxPending most sessions waiting for their JOINs
      * @param maxReady most sessions waiting for {@link #accept}
      */
-    protected SessionListener(TransportContext context, int maxHandshakes, int maxPending, int maxReady) {
+    protected SessionListener(TransportContext context, long handshakeTimeoutNs, int maxHandshakes, int maxPending, int maxReady) {
+        if (handshakeTimeoutNs <= 0) {
+            throw new IllegalArgumentException("handshake timeout " + handshakeTimeoutNs + " ns is not positive");
+        }
         this.context = context;
-        this.timeoutNs = context.connectTimeoutNs();
+        this.timeoutNs = handshakeTimeoutNs;
         this.maxHandshakes = maxHandshakes;
         this.handshakeSlots = new Semaphore(maxHandshakes);
         this.maxPending = maxPending;
@@ -151,13 +204,34 @@ public abstract class SessionListener<E, A> implements Listener {
     protected abstract E awaitEndpoint() throws IOException;
 
     /**
-     * Reads the endpoint's first message (preamble and HELLO or JOIN) within {@link #timeoutNs}.
+     * Reads the endpoint's first message (preamble and HELLO or JOIN) by {@code deadlineNs}
+     * ({@link System#nanoTime()}), however slowly its bytes arrive, and with buffers that grow only as
+     * bytes arrive, reserved from {@link #budget}.
      *
      * @return what arrived, or null when the peer left without a word (a port probe)
-     * @throws TransportException what is wrong with it (the source is told)
-     * @throws IOException when the source broke off (it is only closed)
+     * @throws TransportException what is wrong with it, or the deadline passed (the source is told)
+     * @throws IOException when the source broke off or was evicted (it is only closed)
      */
-    protected abstract First<A> readFirst(E endpoint) throws IOException;
+    protected abstract First<A> readFirst(E endpoint, long deadlineNs) throws IOException;
+
+    /**
+     * Wakes a thread reading this endpoint's first message for good (it was evicted to make room for
+     * another source): its read fails. Default: not possible, the newcomer is refused instead.
+     *
+     * @return true when the endpoint was woken
+     */
+    protected boolean evict(E endpoint) {
+        return false;
+    }
+
+    /**
+     * @return who is at the other end, as precisely as the medium tells without authentication (the
+     *         peer host, the peer process), for binding JOINs to their HELLO's peer; null when unknown
+     *         (not checked)
+     */
+    protected String peerIdentity(E endpoint) {
+        return null;
+    }
 
     /** Tells a source why it is turned away (best effort, briefly) and closes the endpoint. */
     protected abstract void refuse(E endpoint, String why);
@@ -207,24 +281,35 @@ public abstract class SessionListener<E, A> implements Listener {
                 if (e == null) {
                     continue;
                 }
-                if (!handshakeSlots.tryAcquire()) {
+                if (!handshakeSlots.tryAcquire() && !(evictOldest() && handshakeSlots.tryAcquire(EVICTION_WAIT_MS, TimeUnit.MILLISECONDS))) {
                     refuse(e, "the destination has " + maxHandshakes + " handshakes in progress; try again");
                     continue;
+                }
+                Attempt<E> a = new Attempt<>(e, System.nanoTime() + timeoutNs);
+                lock.lock();
+                try {
+                    evictable.put(e, a);
+                } finally {
+                    lock.unlock();
                 }
                 try {
                     Thread.ofPlatform().daemon().name(acceptor.getName() + "-handshake").start(() -> {
                         try {
-                            handshake(e);
+                            handshake(a);
                         } finally {
+                            notEvictable(a);
                             handshakeSlots.release();
                         }
                     });
                 } catch (RuntimeException | OutOfMemoryError x) {
+                    notEvictable(a);
                     handshakeSlots.release();
                     closeEndpoint(e);
                     throw x;
                 }
             }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
         } catch (IOException | RuntimeException e) {
             if (!closed) {
                 // The listening endpoint failed on its own (not through close()): nothing more will be accepted.
@@ -236,6 +321,74 @@ public abstract class SessionListener<E, A> implements Listener {
         }
     }
 
+    /** How long a newcomer waits for the slot of an evicted handshake. */
+    private static final long EVICTION_WAIT_MS = 1000;
+
+    /**
+     * Evicts the oldest endpoint still reading its first message (or a JOIN still waiting for its HELLO).
+     *
+     * @return true when one was evicted (its slot comes free as its thread ends)
+     */
+    private boolean evictOldest() {
+        lock.lock();
+        try {
+            for (Iterator<Attempt<E>> it = evictable.values().iterator(); it.hasNext(); ) {
+                Attempt<E> a = it.next();
+                if (a.evicted) {
+                    continue;
+                }
+                if (!evict(a.endpoint)) {
+                    return false;
+                }
+                a.evicted = true;
+                it.remove();
+                evictions.incrementAndGet();
+                changed.signalAll(); // a JOIN waiting for its HELLO looks at its flag
+                LOG.log(System.Logger.Level.DEBUG, "every handshake slot is taken: evicted the oldest handshake in progress, "
+                        + TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - (a.deadlineNs - timeoutNs)) + " ms old");
+                return true;
+            }
+            return false;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** @return false when {@code a} was evicted already; else it is not evictable from now on */
+    private boolean takeOut(Attempt<E> a) {
+        lock.lock();
+        try {
+            evictable.remove(a.endpoint, a);
+            return !a.evicted;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    private void notEvictable(Attempt<E> a) {
+        lock.lock();
+        try {
+            evictable.remove(a.endpoint, a);
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** @return handshakes evicted so far to make room for newer ones */
+    public final long evictions() {
+        return evictions.get();
+    }
+
+    /** @return handshake slots in use (endpoints in their handshake) */
+    public final int handshakesInProgress() {
+        return maxHandshakes - handshakeSlots.availablePermits();
+    }
+
+    /** @return bytes of first messages being read */
+    public final long handshakeBytes() {
+        return budget.inUse();
+    }
+
     private void signal() {
         lock.lock();
         try {
@@ -245,22 +398,37 @@ public abstract class SessionListener<E, A> implements Listener {
         }
     }
 
-    private void handshake(E e) {
+    private void handshake(Attempt<E> a) {
+        E e = a.endpoint;
         String peer = "unknown peer";
         try {
             peer = peerName(e);
-            First<A> first = readFirst(e);
-            if (first == null) {
+            First<A> first = readFirst(e, a.deadlineNs);
+            if (first == null || a.evicted) {
+                if (first != null) {
+                    releaseAttachment(first.attachment());
+                }
                 closeEndpoint(e);
                 return;
             }
             switch (first.type()) {
-                case FrameType.HELLO -> hello(e, peer, first);
-                case FrameType.JOIN -> join(e, peer, first);
+                case FrameType.HELLO -> {
+                    if (!takeOut(a)) {
+                        releaseAttachment(first.attachment());
+                        closeEndpoint(e); // evicted just as its HELLO arrived
+                        return;
+                    }
+                    hello(e, peer, first, a.deadlineNs);
+                }
+                case FrameType.JOIN -> join(a, peer, first);
                 default -> throw new WireException("expected HELLO or JOIN as the first frame, got " + FrameType.name(first.type()));
             }
         } catch (TransportException x) {
-            refuse(e, x.getMessage());
+            if (a.evicted) {
+                closeEndpoint(e);
+            } else {
+                refuse(e, x.getMessage());
+            }
         } catch (IOException x) {
             // A source that breaks off its own handshake: its connect() reports the cause; we only close.
             LOG.log(System.Logger.Level.DEBUG, "handshake with " + peer + " broke off: " + x.getMessage());
@@ -271,7 +439,7 @@ public abstract class SessionListener<E, A> implements Listener {
         }
     }
 
-    private void hello(E e, String peer, First<A> first) throws InterruptedException {
+    private void hello(E e, String peer, First<A> first, long deadline) throws InterruptedException {
         Hello hello = first.hello();
         String why = Handshakes.refusal(context, hello);
         if (why == null) {
@@ -285,34 +453,51 @@ public abstract class SessionListener<E, A> implements Listener {
             refuse(e, why);
             return;
         }
-        Session<E, A> s = new Session<>(hello, e, peer, first.attachment());
+        Session<E, A> s = new Session<>(hello, e, peer, peerIdentity(e), first.attachment());
+        String id = Long.toHexString(hello.sessionId());
         lock.lock();
         try {
-            if (closed || pending.size() >= maxPending || pending.containsKey(hello.sessionId())) {
+            expireRecent();
+            Session<E, A> other = pending.get(hello.sessionId());
+            if (other == null) {
+                other = recent.get(hello.sessionId());
+            }
+            if (other != null) {
+                String twice = "session id " + id + " claimed by two HELLOs (from " + other.peer + " and " + peer
+                        + "): both are refused";
+                contest(other, twice);
                 releaseAttachment(s.attachment);
-                refuse(e, closed ? "the destination is shutting down" : pending.containsKey(hello.sessionId()) ? "session id already in use"
-                        : "the destination has " + maxPending + " handshakes pending; try again");
+                refuse(e, twice);
+                return;
+            }
+            if (!closed && pending.size() >= maxPending) {
+                dropOldestPending();
+            }
+            if (closed || pending.size() >= maxPending) {
+                releaseAttachment(s.attachment);
+                refuse(e, closed ? "the destination is shutting down" : "the destination has " + maxPending + " handshakes pending; try again");
                 return;
             }
             pending.put(hello.sessionId(), s);
             changed.signalAll();
-            long deadline = System.nanoTime() + timeoutNs;
-            while (s.joined < s.background.length && !closed) {
+            while (s.joined < s.background.length && !closed && s.contested == null) {
                 long left = deadline - System.nanoTime();
                 if (left <= 0) {
                     break;
                 }
                 changed.awaitNanos(left);
             }
-            pending.remove(hello.sessionId());
-            if (s.joined < s.background.length || closed) {
+            pending.remove(hello.sessionId(), s);
+            if (s.joined < s.background.length || closed || s.contested != null) {
                 s.abandoned = true;
-                discard(s, closed ? "the destination is shutting down" : "only " + s.joined + " of " + s.background.length
-                        + " background streams joined within " + TimeUnit.NANOSECONDS.toMillis(timeoutNs) + " ms");
+                discard(s, closed ? "the destination is shutting down" : s.contested != null ? s.contested
+                        : "only " + s.joined + " of " + s.background.length + " background streams joined within the handshake timeout of "
+                        + TimeUnit.NANOSECONDS.toMillis(timeoutNs) + " ms");
                 return;
             }
+            recent.put(hello.sessionId(), s);
         } catch (InterruptedException x) {
-            pending.remove(hello.sessionId());
+            pending.remove(hello.sessionId(), s);
             discard(s, "the destination is shutting down");
             throw x;
         } finally {
@@ -323,27 +508,58 @@ public abstract class SessionListener<E, A> implements Listener {
         }
     }
 
-    private void join(E e, String peer, First<A> first) throws InterruptedException {
+    private void join(Attempt<E> a, String peer, First<A> first) throws InterruptedException {
+        E e = a.endpoint;
+        String id = Long.toHexString(first.sessionId());
         lock.lock();
         try {
-            long deadline = System.nanoTime() + timeoutNs;
             Session<E, A> s;
-            // The HELLO may still be in another handshake thread: wait for it.
-            while ((s = pending.get(first.sessionId())) == null && !closed) {
-                long left = deadline - System.nanoTime();
+            // The HELLO may still be in another handshake thread: wait for it (evictable meanwhile).
+            while ((s = pending.get(first.sessionId())) == null && !closed && !a.evicted) {
+                expireRecent();
+                Session<E, A> done = recent.get(first.sessionId());
+                if (done != null) {
+                    // Every channel of that session joined already: two peers claim one channel.
+                    String why = "JOIN for channel " + first.stream() + " of session " + id + " from " + peer
+                            + " after every channel joined: two peers claim one channel, both are refused";
+                    contest(done, why);
+                    refuse(e, why);
+                    return;
+                }
+                long left = a.deadlineNs - System.nanoTime();
                 if (left <= 0) {
                     break;
                 }
                 changed.awaitNanos(left);
             }
+            if (a.evicted) {
+                closeEndpoint(e);
+                return;
+            }
+            evictable.remove(e, a); // bound to a session from here on (or refused)
             if (s == null || s.abandoned) {
-                refuse(e, "JOIN for unknown session " + Long.toHexString(first.sessionId()));
+                refuse(e, "JOIN for unknown session " + id + " (no HELLO with that session id within the handshake timeout of "
+                        + TimeUnit.NANOSECONDS.toMillis(timeoutNs) + " ms)");
                 return;
             }
             long stream = first.stream();
-            if (first.streams() != s.background.length || stream < 0 || stream >= s.background.length || s.background[(int) stream] != null) {
+            if (first.streams() != s.background.length || stream < 0 || stream >= s.background.length
+                    || (stream == 0 && s.hello.sharedChannel())) { // a shared session's channel 0 is its HELLO's connection
                 refuse(e, "JOIN for channel " + stream + " of " + first.streams() + " does not fit session "
-                        + Long.toHexString(first.sessionId()) + " with " + s.background.length + " background channels");
+                        + id + " with " + s.background.length + " background channels");
+                return;
+            }
+            String identity = peerIdentity(e);
+            if (s.identity != null && !s.identity.equals(identity)) {
+                refuse(e, "JOIN for channel " + stream + " of session " + id + " from " + peer + ", but its HELLO came from "
+                        + s.peer + ": a JOIN must come from the peer that sent the HELLO");
+                return;
+            }
+            if (s.background[(int) stream] != null) {
+                String why = "channel " + stream + " of session " + id + " joined twice (the second JOIN from " + peer
+                        + "): two peers claim one channel, both are refused";
+                contest(s, why);
+                refuse(e, why);
                 return;
             }
             String why = joinRefusal(s, e);
@@ -362,6 +578,74 @@ public abstract class SessionListener<E, A> implements Listener {
         }
     }
 
+    /**
+     * Two peers claim one session (or one of its channels): refuses it. Pending: its HELLO's thread
+     * discards it; ready: it is discarded when its turn comes; started: its connection is aborted.
+     * Called with the lock held.
+     */
+    private void contest(Session<E, A> s, String why) {
+        if (s.contested != null) {
+            return;
+        }
+        s.contested = why;
+        LOG.log(System.Logger.Level.WARNING, why);
+        changed.signalAll();
+        if (s.connection != null) {
+            Connection c = s.connection;
+            Thread.ofPlatform().daemon().name("pagewire-contested-session").start(() -> c.abort(why));
+        }
+    }
+
+    /** Drops the pending session that has waited longest for its JOINs (lock held): a newer HELLO needs the slot. */
+    private void dropOldestPending() {
+        Session<E, A> oldest = null;
+        for (Session<E, A> s : pending.values()) {
+            if (s.contested == null && (oldest == null || s.startedNs - oldest.startedNs < 0)) {
+                oldest = s;
+            }
+        }
+        if (oldest != null) {
+            oldest.contested = "every pending-session slot is taken and this session waited longest for its JOINs; try again";
+            pending.remove(oldest.hello.sessionId(), oldest);
+            changed.signalAll();
+        }
+    }
+
+    /** Forgets sessions that left pending longer than the handshake timeout ago (lock held). */
+    private void expireRecent() {
+        long now = System.nanoTime();
+        recent.values().removeIf(s -> now - s.startedNs > 2 * timeoutNs);
+    }
+
+    /** @return the connection, or null when the session was contested meanwhile (then refused) */
+    private Connection startUnlessContested(Session<E, A> s, MessageHandler handler) {
+        lock.lock();
+        try {
+            if (s.contested != null) {
+                discard(s, s.contested);
+                return null;
+            }
+        } finally {
+            lock.unlock();
+        }
+        Connection c = start(s, handler);
+        if (c == null) {
+            return null;
+        }
+        String why;
+        lock.lock();
+        try {
+            s.connection = c;
+            why = s.contested; // contested while starting
+        } finally {
+            lock.unlock();
+        }
+        if (why != null) {
+            c.abort(why);
+        }
+        return c;
+    }
+
     /** Refuses a session that will not be accepted: its background endpoints closed, the urgent one told why. */
     protected final void discard(Session<E, A> s, String why) {
         for (int i = 0; i < s.background.length; i++) {
@@ -376,7 +660,7 @@ public abstract class SessionListener<E, A> implements Listener {
 
     @Override
     public Connection accept(MessageHandler handler, Duration timeout) {
-        return ready.accept(uri, timeout, s -> start(s, handler), () -> closed, () -> failure);
+        return ready.accept(uri, timeout, s -> startUnlessContested(s, handler), () -> closed, () -> failure);
     }
 
     @Override

@@ -782,6 +782,33 @@ public final class NativeSocket implements AutoCloseable {
     }
 
     /**
+     * Receives what has arrived, at most {@code length} bytes (blocking until something arrives or
+     * SO_RCVTIMEO expires; call after {@link #pollReadable} to wait with a deadline instead).
+     *
+     * @return bytes received, 0 when the peer closed
+     * @throws IOException on errors; {@link ErrnoException#isTimeout()} when SO_RCVTIMEO expired
+     */
+    public long recvSome(MemorySegment dst, long offset, long length) throws IOException {
+        MemorySegment cap = Libc.capture();
+        try {
+            while (true) {
+                long n = (long) Libc.RECV.invokeExact(cap, fd, dst.asSlice(offset, length), length, 0);
+                if (n >= 0) {
+                    return n;
+                }
+                int errno = Libc.errno(cap);
+                if (errno != Libc.EINTR) {
+                    throw new ErrnoException("recv", errno, shutdown.get() ? "(socket shut down)" : "on fd " + fd);
+                }
+            }
+        } catch (IOException | RuntimeException | Error e) {
+            throw e;
+        } catch (Throwable t) {
+            throw Libc.unexpected("socket call", t);
+        }
+    }
+
+    /**
      * Waits until the socket is readable (data, EOF or error), or the timeout passes.
      *
      * @param timeoutMs negative waits for ever

@@ -6,6 +6,9 @@ import io.pagewire.transport.spi.TransportException;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.nio.ByteBuffer;
+import java.nio.charset.CharacterCodingException;
+import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
@@ -172,8 +175,16 @@ public record Hello(long sessionId, int flags, int channels, int maxPagePayload,
             long size = buf.get(U64, off);
             long pageSize = Integer.toUnsignedLong(buf.get(U32, off + 8));
             off += 12;
+            String text;
             try {
-                regions.add(new RegionDescriptor(new String(name, StandardCharsets.UTF_8), size, pageSize));
+                text = StandardCharsets.UTF_8.newDecoder().onMalformedInput(CodingErrorAction.REPORT)
+                        .onUnmappableCharacter(CodingErrorAction.REPORT).decode(ByteBuffer.wrap(name)).toString();
+            } catch (CharacterCodingException e) {
+                throw new WireException("HELLO: region " + i + " name " + Wire.printable(MemorySegment.ofArray(name), nameLen)
+                        + " is not valid UTF-8");
+            }
+            try {
+                regions.add(new RegionDescriptor(text, size, pageSize));
             } catch (TransportException e) {
                 throw new WireException("HELLO: region " + i + ": " + e.getMessage());
             }

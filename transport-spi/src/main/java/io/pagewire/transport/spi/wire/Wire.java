@@ -59,14 +59,18 @@ public final class Wire {
     /**
      * Checks a received preamble.
      *
-     * @return the peer's version
-     * @throws WireException when the magic is wrong (not a pagewire peer)
+     * @return the peer's version (a u32: compare with {@link Integer#toUnsignedLong})
+     * @throws WireException when the magic is wrong (not a pagewire peer) or the reserved field is not 0
      */
     public static int checkPreamble(MemorySegment buf) {
         long magic = buf.get(U64, 0);
         if (magic != MAGIC) {
             throw new WireException("not a pagewire peer: the stream starts with " + printable(buf, 8)
                     + " instead of the magic 'PAGEWIRE'");
+        }
+        int reserved = buf.get(U32, 12);
+        if (reserved != 0) {
+            throw new WireException("invalid preamble: reserved field 0x" + Integer.toHexString(reserved) + " must be 0");
         }
         return buf.get(U32, 8);
     }

@@ -793,6 +793,7 @@ public abstract class TransportTck {
                     next += n;
                     offered += n;
                 }
+                p.source().background().sendRoundEnd(round); // the same pages again: a new round (a page at most once per round)
             }
             long allocated = threads.getThreadAllocatedBytes(me) - before;
             complete(p, d, s);

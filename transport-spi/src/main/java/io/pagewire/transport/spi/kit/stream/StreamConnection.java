@@ -82,6 +82,20 @@ public class StreamConnection extends KitConnection {
         this.backgroundNice = backgroundNice;
         this.urgentWriter = new FrameWriter(urgent, dataDigest, maxPayload, sharedChannel ? FrameHeader.FLAG_URGENT_LANE : 0);
         this.queue = role == Role.SOURCE ? new BackgroundQueue(queueDepth, channels, stats, this::failure) : null;
+        for (int c = 0; c < channels; c++) {
+            if (background[c] != urgent) {
+                streamPeer("background channel " + c, socketPeer(background[c]));
+            }
+        }
+    }
+
+    /** @return how messages name a socket's peer (its own address and port) */
+    private static String socketPeer(NativeSocket s) {
+        try {
+            return s.peerName();
+        } catch (IOException e) {
+            return "a peer that is gone (" + e.getMessage() + ")";
+        }
     }
 
     /** @return the bound on pending background page data of a source with these settings */
@@ -134,7 +148,7 @@ public class StreamConnection extends KitConnection {
     @Override
     protected TransportException ioFailure(String where, IOException e) {
         if (e instanceof ErrnoException ee && ee.isTimeout()) {
-            return new TransportException(Kind.TIMEOUT, where + " to " + peer + " failed: no data from the " + otherSide() + " for "
+            return new TransportException(Kind.TIMEOUT, where + " to " + peerOf(where) + " failed: no data from the " + otherSide() + " for "
                     + TimeUnit.NANOSECONDS.toMillis(peerTimeoutNs) + " ms (peer timeout)", e);
         }
         return super.ioFailure(where, e);
@@ -377,7 +391,7 @@ public class StreamConnection extends KitConnection {
             long pageSize = layout.region(regionId).pageSize();
             long indexBytes = 8L * n;
             readFully(small, 0, indexBytes);
-            validator.validatePageList(header, small);
+            dispatcher.validatePageList(header, small);
             if (listIov == null) {
                 listIov = arena.allocate((long) Wire.MAX_LIST_PAGES * NativeSocket.IOVEC_BYTES, 8);
                 listMsghdr = arena.allocate(NativeSocket.MSGHDR_BYTES, 8);
@@ -391,7 +405,12 @@ public class StreamConnection extends KitConnection {
                 i = j;
             }
             long dataBytes = n * pageSize;
-            socket.recvvFully(listMsghdr, listIov, runs, dataBytes);
+            try {
+                socket.recvvFully(listMsghdr, listIov, runs, dataBytes);
+            } catch (EOFException e) {
+                throw new EOFException("connection closed by the " + otherSide() + " in the middle of a PAGE_LIST frame (truncated stream): "
+                        + e.getMessage());
+            }
             MemorySegment staged = layout.region(regionId).placer() == null ? null : target.asSlice(0, dataBytes);
             long wire = FrameHeader.LENGTH + indexBytes + dataBytes;
             if (header.hasDataDigest()) {
@@ -403,9 +422,17 @@ public class StreamConnection extends KitConnection {
         }
 
         private void readFully(MemorySegment dst, long offset, long len) throws IOException {
-            if (len > 0 && socket.recvFully(dst, offset, len) < 0) {
+            try {
+                if (len > 0 && socket.recvFully(dst, offset, len) < 0) {
+                    throw new EOFException("connection closed by the " + otherSide() + " in the middle of a "
+                            + FrameType.name(header.type()) + " frame (truncated stream)");
+                }
+            } catch (EOFException e) {
+                if (e.getMessage() != null && e.getMessage().contains("truncated stream")) {
+                    throw e;
+                }
                 throw new EOFException("connection closed by the " + otherSide() + " in the middle of a "
-                        + FrameType.name(header.type()) + " frame (truncated stream)");
+                        + FrameType.name(header.type()) + " frame (truncated stream): " + e.getMessage());
             }
         }
 

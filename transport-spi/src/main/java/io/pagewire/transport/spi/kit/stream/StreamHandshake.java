@@ -1,8 +1,10 @@
 package io.pagewire.transport.spi.kit.stream;
 
+import io.pagewire.transport.spi.PeerText;
 import io.pagewire.transport.spi.TransportContext;
 import io.pagewire.transport.spi.TransportException;
 import io.pagewire.transport.spi.TransportException.Kind;
+import io.pagewire.transport.spi.kit.HandshakeBudget;
 import io.pagewire.transport.spi.kit.Handshakes;
 import io.pagewire.transport.spi.kit.KitConnection;
 import io.pagewire.transport.spi.linux.NativeSocket;
@@ -17,6 +19,7 @@ import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.util.Arrays;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -39,7 +42,7 @@ public final class StreamHandshake {
     public record Frame(int type, int region, long first, long count, byte[] payload) {
         /** @return the payload as text from the peer, escaped */
         public String text() {
-            return KitConnection.peerText(MemorySegment.ofArray(payload));
+            return PeerText.escape(MemorySegment.ofArray(payload));
         }
     }
 
@@ -110,7 +113,7 @@ public final class StreamHandshake {
             dialer.joined(background);
             step = "wait for the destination's answer";
             urgent.receiveTimeoutMs(timeoutMs);
-            int version = readPreamble(urgent);
+            long version = readPreamble(urgent);
             if (version < 0) {
                 throw new TransportException(Kind.HANDSHAKE, "the destination " + uri + " closed the connection without answering");
             }
@@ -192,17 +195,126 @@ public final class StreamHandshake {
     /**
      * Reads and checks the preamble.
      *
-     * @return the peer's wire version, or -1 when it closed without sending anything
+     * @return the peer's wire version (u32), or -1 when it closed without sending anything
      * @throws WireException when it is not a pagewire peer
      */
-    public static int readPreamble(NativeSocket s) throws IOException {
+    public static long readPreamble(NativeSocket s) throws IOException {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment buf = arena.allocate(Wire.PREAMBLE_LENGTH, 8);
             if (s.recvFully(buf, 0, Wire.PREAMBLE_LENGTH) < 0) {
                 return -1;
             }
-            return Wire.checkPreamble(buf);
+            return Integer.toUnsignedLong(Wire.checkPreamble(buf));
         }
+    }
+
+    /**
+     * The destination's read of a first message: the preamble, by {@code deadlineNs}.
+     *
+     * @return the peer's wire version (u32), or -1 when it closed without sending anything
+     * @throws WireException when it is not a pagewire peer
+     * @throws TransportException {@code HANDSHAKE} when the deadline passed first
+     */
+    public static long readPreamble(NativeSocket s, long deadlineNs) throws IOException {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment buf = arena.allocate(Wire.PREAMBLE_LENGTH, 8);
+            if (!readBefore(s, buf, Wire.PREAMBLE_LENGTH, deadlineNs, "the preamble", true)) {
+                return -1;
+            }
+            return Integer.toUnsignedLong(Wire.checkPreamble(buf));
+        }
+    }
+
+    /** Decodes and checks a handshake frame's header. @return its payload length, within the bound */
+    private static long checkHeader(FrameHeader h, int maxPayload) {
+        h.decode();
+        if (h.flags() != 0) {
+            throw new WireException("handshake frame " + FrameType.name(h.type()) + " with flags 0x" + Integer.toHexString(h.flags()));
+        }
+        long len = Integer.toUnsignedLong(h.payloadLength());
+        int limit = h.type() == FrameType.ERROR ? Wire.MAX_ERROR_BYTES : maxPayload;
+        if (len > limit) {
+            throw new WireException("handshake frame " + FrameType.name(h.type()) + " payload of " + len + " bytes exceeds " + limit);
+        }
+        return len;
+    }
+
+    /** Payload bytes read at a time in a first message: its buffer grows only as bytes arrive. */
+    private static final int CHUNK_BYTES = 16 * 1024;
+    /** Payload bytes of a first message not charged to the budget (a real HELLO is a few hundred bytes). */
+    private static final int FREE_BYTES = 4096;
+
+    /**
+     * The destination's read of a first message: one frame of at most {@code maxPayload} payload bytes,
+     * by {@code deadlineNs} however slowly it arrives. The payload buffer grows only as bytes arrive,
+     * each growth reserved from {@code budget} and returned before this returns.
+     *
+     * @throws WireException on flags or an oversized payload
+     * @throws TransportException {@code HANDSHAKE} when the deadline passed first, or the budget is spent
+     * @throws EOFException when the peer closed
+     */
+    public static Frame readFrame(NativeSocket s, int maxPayload, long deadlineNs, HandshakeBudget budget) throws IOException {
+        long reserved = 0;
+        try (Arena arena = Arena.ofConfined()) {
+            FrameHeader h = new FrameHeader(arena);
+            if (!readBefore(s, h.segment(), FrameHeader.LENGTH, deadlineNs, "the first frame's header", true)) {
+                throw new EOFException("the peer closed the connection during the handshake");
+            }
+            long len = checkHeader(h, maxPayload);
+            byte[] payload = new byte[0];
+            if (len > 0) {
+                MemorySegment chunk = arena.allocate(Math.min(len, CHUNK_BYTES));
+                int got = 0;
+                while (got < len) {
+                    int n = (int) Math.min(chunk.byteSize(), len - got);
+                    readBefore(s, chunk, n, deadlineNs, FrameType.name(h.type()) + " payload (" + got + " of " + len + " bytes arrived)", false);
+                    if (got + n > payload.length) {
+                        int grown = (int) Math.min(len, Math.max(Math.max(FREE_BYTES, 2L * payload.length), got + n));
+                        // The first FREE_BYTES of each handshake are its own (bounded by the handshake slots): peers
+                        // holding large HELLOs cannot spend the budget a real source's small HELLO needs.
+                        long charged = Math.max(0, grown - Math.max(FREE_BYTES, payload.length));
+                        budget.reserve(charged);
+                        reserved += charged;
+                        payload = Arrays.copyOf(payload, grown);
+                    }
+                    MemorySegment.copy(chunk, ValueLayout.JAVA_BYTE, 0, payload, got, n);
+                    got += n;
+                }
+            }
+            return new Frame(h.type(), h.region(), h.first(), h.count(), payload);
+        } finally {
+            budget.release(reserved);
+        }
+    }
+
+    /**
+     * Reads exactly {@code len} bytes into {@code dst} by {@code deadlineNs}.
+     *
+     * @param first whether a close before the first byte is a clean end (return false) rather than a truncation
+     * @return false when the peer closed before the first byte and {@code first}
+     */
+    private static boolean readBefore(NativeSocket s, MemorySegment dst, long len, long deadlineNs, String what, boolean first)
+            throws IOException {
+        long done = 0;
+        while (done < len) {
+            long left = deadlineNs - System.nanoTime();
+            if (left <= 0) {
+                throw new TransportException(Kind.HANDSHAKE, "the handshake did not complete in time: " + what + " was still arriving"
+                        + " at the handshake deadline (" + done + " of " + len + " bytes)");
+            }
+            if (!s.pollReadable(Math.max(1, TimeUnit.NANOSECONDS.toMillis(left)))) {
+                continue;
+            }
+            long n = s.recvSome(dst, done, len - done);
+            if (n == 0) {
+                if (done == 0 && first) {
+                    return false;
+                }
+                throw new EOFException("the peer closed the connection in the middle of " + what + " (" + done + " of " + len + " bytes)");
+            }
+            done += n;
+        }
+        return true;
     }
 
     /**
@@ -217,15 +329,7 @@ public final class StreamHandshake {
             if (s.recvFully(h.segment(), 0, FrameHeader.LENGTH) < 0) {
                 throw new EOFException("the peer closed the connection during the handshake");
             }
-            h.decode();
-            if (h.flags() != 0) {
-                throw new WireException("handshake frame " + FrameType.name(h.type()) + " with flags 0x" + Integer.toHexString(h.flags()));
-            }
-            long len = Integer.toUnsignedLong(h.payloadLength());
-            int limit = h.type() == FrameType.ERROR ? Wire.MAX_ERROR_BYTES : maxPayload;
-            if (len > limit) {
-                throw new WireException("handshake frame " + FrameType.name(h.type()) + " payload of " + len + " bytes exceeds " + limit);
-            }
+            long len = checkHeader(h, maxPayload);
             byte[] payload = new byte[(int) len];
             if (len > 0) {
                 MemorySegment p = arena.allocate(len);

@@ -6,6 +6,7 @@ import io.pagewire.transport.spi.MessageHandler;
 import io.pagewire.transport.spi.Role;
 import io.pagewire.transport.spi.TransportContext;
 import io.pagewire.transport.spi.TransportException;
+import io.pagewire.transport.spi.TransportUri;
 import io.pagewire.transport.spi.kit.Handshakes;
 import io.pagewire.transport.spi.kit.KitConnection;
 import io.pagewire.transport.spi.kit.SessionListener;
@@ -32,6 +33,14 @@ public abstract class StreamListener<A> extends SessionListener<NativeSocket, A>
     private static final int MAX_HANDSHAKES = 2 * Wire.MAX_CHANNELS + 8;
     private static final int MAX_PENDING_SESSIONS = 16;
     private static final int MAX_READY_SESSIONS = 8;
+    /** The URI option that sets the overall deadline of a handshake at the destination, in milliseconds. */
+    public static final String HANDSHAKE_TIMEOUT_OPTION = "handshake-timeout";
+    /** Default handshake deadline: 10 s from accept to the first message read and every JOIN arrived. */
+    public static final long DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
+    /** How {@link #HANDSHAKE_TIMEOUT_OPTION} is described in a transport's option list. */
+    public static final String HANDSHAKE_TIMEOUT_DESCRIPTION = "destination: overall deadline of a source's handshake in ms, from accept"
+            + " until its HELLO (or JOIN) has arrived and every channel joined, 1..600000 (default " + DEFAULT_HANDSHAKE_TIMEOUT_MS
+            + "); however slowly a peer sends, it holds a handshake slot no longer";
 
     private final NativeSocket server;
     private final String scheme;
@@ -41,13 +50,19 @@ public abstract class StreamListener<A> extends SessionListener<NativeSocket, A>
      * @param server the listening socket (owned from here on)
      * @param uri the URI it is reached at
      * @param scheme for thread names and messages
+     * @param handshakeTimeoutMs the overall deadline of a handshake ({@link #HANDSHAKE_TIMEOUT_OPTION})
      */
-    protected StreamListener(TransportContext context, NativeSocket server, String uri, String scheme) {
-        super(context, MAX_HANDSHAKES, MAX_PENDING_SESSIONS, MAX_READY_SESSIONS);
+    protected StreamListener(TransportContext context, NativeSocket server, String uri, String scheme, long handshakeTimeoutMs) {
+        super(context, TimeUnit.MILLISECONDS.toNanos(handshakeTimeoutMs), MAX_HANDSHAKES, MAX_PENDING_SESSIONS, MAX_READY_SESSIONS);
         this.server = server;
         this.scheme = scheme;
-        this.timeoutMs = TimeUnit.NANOSECONDS.toMillis(timeoutNs);
+        this.timeoutMs = handshakeTimeoutMs;
         startAccepting(uri, "pagewire-" + scheme + "-accept-" + uri);
+    }
+
+    /** @return the value of {@link #HANDSHAKE_TIMEOUT_OPTION} in {@code uri} (ms), or the default */
+    public static long handshakeTimeoutMs(TransportUri uri) {
+        return uri.longOption(HANDSHAKE_TIMEOUT_OPTION, DEFAULT_HANDSHAKE_TIMEOUT_MS, 1, 600_000);
     }
 
     /** Tunes an accepted urgent socket (or, shared, background channel 0). */
@@ -86,10 +101,10 @@ public abstract class StreamListener<A> extends SessionListener<NativeSocket, A>
     }
 
     @Override
-    protected First<A> readFirst(NativeSocket s) throws IOException {
-        s.receiveTimeoutMs(timeoutMs);
+    protected First<A> readFirst(NativeSocket s, long deadlineNs) throws IOException {
+        s.receiveTimeoutMs(timeoutMs); // a safety net: every read below waits with the deadline
         s.sendTimeoutMs(timeoutMs);
-        int version = StreamHandshake.readPreamble(s);
+        long version = StreamHandshake.readPreamble(s, deadlineNs);
         if (version < 0) {
             return null; // connected and left without a word (a port probe)
         }
@@ -97,15 +112,37 @@ public abstract class StreamListener<A> extends SessionListener<NativeSocket, A>
             throw new TransportException(TransportException.Kind.HANDSHAKE, "this destination speaks pagewire wire version " + Wire.VERSION
                     + "; the source speaks version " + version);
         }
-        StreamHandshake.Frame f = StreamHandshake.readFrame(s, Wire.MAX_HELLO_BYTES);
+        StreamHandshake.Frame f = StreamHandshake.readFrame(s, Wire.MAX_HELLO_BYTES, deadlineNs, budget);
         return switch (f.type()) {
             case FrameType.HELLO -> {
                 Hello hello = Hello.decode(MemorySegment.ofArray(f.payload()), f.payload().length, true);
+                s.receiveTimeoutMs(Math.max(1, TimeUnit.NANOSECONDS.toMillis(deadlineNs - System.nanoTime())));
                 yield First.hello(hello, afterHello(s, hello));
             }
-            case FrameType.JOIN -> First.join(f.first(), f.count(), Integer.toUnsignedLong(f.region()));
+            case FrameType.JOIN -> {
+                if (f.payload().length != 0) {
+                    throw new WireException("invalid JOIN frame: payload of " + f.payload().length + " bytes (a JOIN has none)");
+                }
+                yield First.join(f.first(), f.count(), Integer.toUnsignedLong(f.region()));
+            }
             default -> throw new WireException("expected HELLO or JOIN as the first frame, got " + FrameType.name(f.type()));
         };
+    }
+
+    @Override
+    protected boolean evict(NativeSocket s) {
+        s.shutdown(); // its handshake thread's poll or recv returns, and the thread closes it
+        return true;
+    }
+
+    /** TCP: the peer's host (not its port: each connection has its own); unix: the peer process. */
+    @Override
+    protected String peerIdentity(NativeSocket s) {
+        try {
+            return s.isUnix() ? s.peerName().replaceFirst(" uid .*", "") : s.remoteAddress().getAddress().getHostAddress();
+        } catch (IOException e) {
+            return "gone: " + e.getMessage();
+        }
     }
 
     @Override
