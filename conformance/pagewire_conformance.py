@@ -17,7 +17,7 @@ Cases:
     JOINs): each must answer PREAMBLE + ERROR naming the problem and close, and the receiver must go on
     listening (one receiver serves them all, then a legitimate migration);
   - hostile frames after the handshake, by category: each must fail the migration with a clear refusal
-    (an ERROR frame to the source, `FAILED ...` and exit status 1), never hang, crash or report success;
+    (an ERROR frame to the source, `FAILED ...` and a non-zero exit: 1, or 4 for a broken connection), never hang, crash or report success;
   - frames after COMPLETE once acknowledged: ignored, the migration stays a success;
   - an ERROR from the source whose text holds control characters: the receiver's output must not.
 
@@ -606,7 +606,7 @@ def case_handshakes(command):
 
 
 def hostile_case(name, act, words, channels=1, digest=True, peer_told=True):
-    """A hostile frame: the receiver fails the migration (FAILED, exit 1) naming `words`; when `peer_told`, it also
+    """A hostile frame: the receiver fails the migration (FAILED, non-zero exit) naming `words`; when `peer_told`, it also
     sends the source an ERROR naming them (a stream that the source itself cut short is only reported locally)."""
 
     def run(command):
