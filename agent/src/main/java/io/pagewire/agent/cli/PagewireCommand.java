@@ -7,7 +7,8 @@ import picocli.CommandLine.Command;
 /** The {@code pagewire} command and its subcommands. */
 @Command(name = "pagewire", mixinStandardHelpOptions = true, version = "pagewire 0.1.0",
         description = "Moves a running guest's RAM between hosts over a transport chosen by URI (tcp://, rdma://, aeron:...).",
-        subcommands = {DemoCommand.class, SendCommand.class, ReceiveCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {DemoCommand.class, SendCommand.class, ReceiveCommand.class, SnapshotCommand.class, RestoreCommand.class,
+                CommandLine.HelpCommand.class})
 public final class PagewireCommand implements Runnable {
 
     @CommandLine.Spec
@@ -15,7 +16,7 @@ public final class PagewireCommand implements Runnable {
 
     @Override
     public void run() {
-        throw new CommandLine.ParameterException(spec.commandLine(), "give a command: demo, send or receive (see --help)");
+        throw new CommandLine.ParameterException(spec.commandLine(), "give a command: demo, send, receive, snapshot or restore (see --help)");
     }
 
     /** @return the command line with our error handling: a transport error prints its message, not a stack trace */
@@ -33,6 +34,10 @@ public final class PagewireCommand implements Runnable {
         cl.setExecutionExceptionHandler((ex, commandLine, parseResult) -> {
             if (ex instanceof TransportException te) {
                 commandLine.getErr().println("pagewire: " + te.getMessage());
+                return 2;
+            }
+            if (ex instanceof io.pagewire.agent.snapshot.SnapshotException se) {
+                commandLine.getErr().println("pagewire: " + se.getMessage());
                 return 2;
             }
             if (ex instanceof IllegalArgumentException iae) {

@@ -73,8 +73,16 @@ final class ReceiveCommand implements Callable<Integer> {
     @Option(names = "--hgrm", paramLabel = "FILE", description = "postcopy: write the fault-latency histogram (HdrHistogram percentiles, us) here")
     java.nio.file.Path hgrm;
 
+    @Option(names = "--snapshot", paramLabel = "FILE",
+            description = {"receive a live snapshot ('pagewire snapshot --to URI') and write it to FILE in the snapshot format",
+                    "(region pc.ram of --ram bytes); exits 0 once the file is complete"})
+    java.nio.file.Path snapshot;
+
     @Override
     public Integer call() throws Exception {
+        if (snapshot != null) {
+            return receiveSnapshot();
+        }
         RegionSpec region = switch (backing) {
             // Postcopy on anonymous memory uses MISSING faults + UFFDIO_COPY (measured faster); on a memfd, MINOR faults.
             case "anonymous" -> RegionSpec.anonymous("pc.ram", ram).hugePages(!postcopy);
@@ -146,5 +154,23 @@ final class ReceiveCommand implements Callable<Integer> {
                 return ok ? 0 : 1;
             }
         }
+    }
+
+    private int receiveSnapshot() throws InterruptedException {
+        java.util.List<io.pagewire.agent.snapshot.SnapshotLayout.RegionSpec> regions = java.util.List.of(
+                new io.pagewire.agent.snapshot.SnapshotLayout.RegionSpec("pc.ram", ram, io.pagewire.ramtracker.linux.Linux.basePageSize()));
+        long t0;
+        long pages;
+        try (io.pagewire.agent.snapshot.SnapshotReceiver r = new io.pagewire.agent.snapshot.SnapshotReceiver(snapshot, regions,
+                io.pagewire.agent.snapshot.StorageOptions.NONE); Listener l = r.listen(listen)) {
+            spec.commandLine().getOut().println("LISTENING " + l.uri());
+            spec.commandLine().getOut().flush();
+            t0 = System.nanoTime();
+            pages = r.receive(l, Duration.ofSeconds(acceptTimeoutSeconds));
+        }
+        spec.commandLine().getOut().println(String.format(java.util.Locale.ROOT, "RECEIVED snapshot %s: %d data pages in %.1f ms", snapshot, pages,
+                (System.nanoTime() - t0) / 1e6));
+        spec.commandLine().getOut().flush();
+        return 0;
     }
 }

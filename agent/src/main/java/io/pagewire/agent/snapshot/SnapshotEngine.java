@@ -205,6 +205,7 @@ public final class SnapshotEngine implements AutoCloseable {
             for (int i = 0; i < regions.size(); i++) {
                 notePopulated(regions.get(i), populated[i]);
             }
+            stats.populationNs = System.nanoTime() - stats.startNs;
             protection.protectAll();
             java.time.Instant now = java.time.Instant.now();
             startEpochNs = now.getEpochSecond() * 1_000_000_000L + now.getNano();
@@ -430,6 +431,7 @@ public final class SnapshotEngine implements AutoCloseable {
             for (int i = 0; i < regions.size() && !failed; i++) {
                 backgroundPass(i);
             }
+            stats.passEndNs = System.nanoTime();
             // Every page is claimed now; wait until every copy is written.
             lock.lock();
             try {
@@ -449,6 +451,7 @@ public final class SnapshotEngine implements AutoCloseable {
                 }
             }
             if (!failed) {
+                stats.drainEndNs = System.nanoTime();
                 protection.close();
                 sink.finish(new SnapshotSink.SnapshotSummary(stats.dataPages(), stats.zeroPages(), startEpochNs));
                 stats.endNs = System.nanoTime();

@@ -39,6 +39,10 @@ public final class SnapshotStats {
     /** Pause at the start instant: guest paused, write-protected, resumed (ns). */
     volatile long setupNs = -1;
     volatile long endNs = -1;
+    /** Phase ends: population noted (relative to start), background pass done, every copy written. */
+    volatile long populationNs = -1;
+    volatile long passEndNs = -1;
+    volatile long drainEndNs = -1;
     volatile String error;
 
     /** @return write faults served by copying */
@@ -100,6 +104,13 @@ public final class SnapshotStats {
     /** @return total time from start to the completion marker, ns (-1 while running) */
     public long totalNs() {
         return endNs < 0 || startNs < 0 ? -1 : endNs - startNs;
+    }
+
+    /** @return the phases, ms: population noted, protected (setup), background pass, last copies written, finish (durable + marker) */
+    public String phases() {
+        return String.format(java.util.Locale.ROOT, "population %.1f ms, protect %.1f ms, pass %.1f ms, drain %.1f ms, finish %.1f ms",
+                populationNs / 1e6, (setupNs - populationNs) / 1e6, (passEndNs - startNs - setupNs) / 1e6, (drainEndNs - passEndNs) / 1e6,
+                (endNs - drainEndNs) / 1e6);
     }
 
     /** @return the error that ended the snapshot, or null */
