@@ -203,7 +203,10 @@ public final class SnapshotEngine implements AutoCloseable {
         guest.pause();
         try {
             for (int i = 0; i < regions.size(); i++) {
-                notePopulated(regions.get(i), populated[i]);
+                if (regions.get(i).populationSource() != GuestRegion.PopulationSource.FILE_HOLES) {
+                    // Page tables: read in the pause, before write-protection adds its markers to the holes.
+                    notePopulated(regions.get(i), populated[i]);
+                }
             }
             stats.populationNs = System.nanoTime() - stats.startNs;
             protection.protectAll();
@@ -452,7 +455,8 @@ public final class SnapshotEngine implements AutoCloseable {
             }
             if (!failed) {
                 stats.drainEndNs = System.nanoTime();
-                protection.close();
+                protection.unregisterAll(); // every page was unprotected when it was claimed and saved
+                stats.releasedNs = System.nanoTime();
                 sink.finish(new SnapshotSink.SnapshotSummary(stats.dataPages(), stats.zeroPages(), startEpochNs));
                 stats.endNs = System.nanoTime();
             }
@@ -473,6 +477,13 @@ public final class SnapshotEngine implements AutoCloseable {
     private void backgroundPass(int ri) {
         GuestRegion r = regions.get(ri);
         DirtyBitmap pop = populated[ri];
+        if (r.populationSource() == GuestRegion.PopulationSource.FILE_HOLES) {
+            // The file's holes are read here, after the guest resumed, not in the pause (one lseek pair per run of
+            // data). Still exact: a page that was a hole at the start instant and is data now was written since,
+            // and that write faulted and claimed the page before it could populate it, so the pass skips it; a
+            // hole now was a hole then (the guest discards nothing during a snapshot).
+            notePopulated(r, pop);
+        }
         DirtyBitmap bits = claimed[ri];
         BalloonMap balloon = balloons.get(r.name());
         long end = r.pageCount();

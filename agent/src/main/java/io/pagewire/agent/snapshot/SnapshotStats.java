@@ -43,6 +43,7 @@ public final class SnapshotStats {
     volatile long populationNs = -1;
     volatile long passEndNs = -1;
     volatile long drainEndNs = -1;
+    volatile long releasedNs = -1;
     volatile String error;
 
     /** @return write faults served by copying */
@@ -106,11 +107,15 @@ public final class SnapshotStats {
         return endNs < 0 || startNs < 0 ? -1 : endNs - startNs;
     }
 
-    /** @return the phases, ms: population noted, protected (setup), background pass, last copies written, finish (durable + marker) */
+    /**
+     * @return the phases, ms: population read in the pause (page tables of anonymous memory; a file's holes are read by
+     *         the pass), protection, background pass, last copies written, userfaultfd unregistered, finish (durable + marker)
+     */
     public String phases() {
-        return String.format(java.util.Locale.ROOT, "population %.1f ms, protect %.1f ms, pass %.1f ms, drain %.1f ms, finish %.1f ms",
+        return String.format(java.util.Locale.ROOT,
+                "population %.1f ms, protect %.1f ms, pass %.1f ms, drain %.1f ms, unregister %.1f ms, finish %.1f ms",
                 populationNs / 1e6, (setupNs - populationNs) / 1e6, (passEndNs - startNs - setupNs) / 1e6, (drainEndNs - passEndNs) / 1e6,
-                (endNs - drainEndNs) / 1e6);
+                (releasedNs - drainEndNs) / 1e6, (endNs - releasedNs) / 1e6);
     }
 
     /** @return the error that ended the snapshot, or null */

@@ -165,6 +165,21 @@ public final class WriteProtectedRam implements AutoCloseable {
         void fault(int region, long page, int threadId);
     }
 
+    /**
+     * Unregisters every region without lifting the protection range by range first: for a completed snapshot, whose
+     * pages were all unprotected one run at a time already (a second walk of the page tables would only cost time).
+     * The userfaultfd stays open until {@link #close()}.
+     */
+    public synchronized void unregisterAll() {
+        if (closed || !registered) {
+            return;
+        }
+        registered = false;
+        for (GuestRegion r : regions) {
+            uffd.unregister(r.memory());
+        }
+    }
+
     /** Lifts every protection (waking every waiter), unregisters and closes the userfaultfd. Idempotent. */
     @Override
     public synchronized void close() {
