@@ -18,10 +18,16 @@ public enum FaultLatencyPolicy {
     /** Faulted copies in their own queue, always taken by the writers ahead of background pages. */
     URGENT,
     /**
-     * {@link #URGENT} plus a background window adapted to the fault latency: the background pass keeps at
-     * most W chunks queued or being written; W halves when the recent p99 of fault latency exceeds
-     * {@link SnapshotConfig#targetP99Ns()} or the copy pool is more than half full, and grows by one chunk
-     * while the pool is less than a quarter full (AIMD, as TCP's congestion window).
+     * Priority by need, and a background window adapted to the fault latency. With copy-before-write a vCPU waits
+     * for the storage only when the copy pool is full; so while the pool is at most half full the writers take
+     * background chunks first (one write saves up to {@link SnapshotConfig#chunkPages()} pages, and a saved page can
+     * no longer fault), and faulted copies first once it is fuller. The background pass keeps at most W chunks
+     * queued or being written; every millisecond W halves when the p99 of that interval's fault latency exceeds
+     * {@link SnapshotConfig#targetP99Ns()} or the pool is more than three quarters full, and grows by one chunk
+     * while the pool is less than half full (AIMD, as TCP's congestion window), but never below half the writer
+     * threads: the pass keeps that share of the storage, so the snapshot ends even when the storage cannot absorb
+     * the faults (on storage that charges per write, strict priority to single faulted pages starves the pass,
+     * which makes more pages fault).
      */
     ADAPTIVE;
 

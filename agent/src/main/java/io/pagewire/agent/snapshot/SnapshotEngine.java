@@ -74,6 +74,8 @@ public final class SnapshotEngine implements AutoCloseable {
         /** bit i: page firstPage + i was copied to buffer offset i * pageSize. */
         long mask;
         long faultStartNs;
+        /** A background chunk a writer took (counted in backgroundWriting); guarded by the engine's lock. */
+        boolean writing;
 
         SaveItem(MemorySegment buffer, boolean faultSlot) {
             this.buffer = buffer;
@@ -110,6 +112,8 @@ public final class SnapshotEngine implements AutoCloseable {
     /** Background chunks; for a policy without priority, faulted copies too, in arrival order. */
     private final ArrayDeque<SaveItem> fifoQueue;
     private int backgroundInFlight;
+    /** Background chunks being written now. */
+    private int backgroundWriting;
     private boolean writersMayExit;
     private volatile boolean failed;
     private Histogram recycled;
@@ -455,10 +459,12 @@ public final class SnapshotEngine implements AutoCloseable {
             }
             if (!failed) {
                 stats.drainEndNs = System.nanoTime();
-                protection.unregisterAll(); // every page was unprotected when it was claimed and saved
-                stats.releasedNs = System.nanoTime();
                 sink.finish(new SnapshotSink.SnapshotSummary(stats.dataPages(), stats.zeroPages(), startEpochNs));
-                stats.endNs = System.nanoTime();
+                stats.endNs = System.nanoTime(); // the image is complete
+                // Clean-up after completion, off the total: every page was unprotected when it was claimed and saved,
+                // so nothing can fault any more; unregistering walks the page tables once more (0.1-1 s for 2 GiB here).
+                protection.unregisterAll();
+                stats.releasedNs = System.nanoTime();
             }
         } catch (Throwable t) {
             fail(t);
@@ -574,6 +580,11 @@ public final class SnapshotEngine implements AutoCloseable {
         }
     }
 
+    /** The adaptive policy's floor: background chunks it always lets be written at once (half the writers, at least one). */
+    private int backgroundFloor() {
+        return Math.max(1, config.writerThreads() / 2);
+    }
+
     /** The adaptive policy, at most once a millisecond, under the lock. */
     private void adapt() {
         long now = System.nanoTime();
@@ -584,12 +595,14 @@ public final class SnapshotEngine implements AutoCloseable {
         recycled = recentFaults.getIntervalHistogram(recycled);
         double occupancy = 1.0 - (double) freeFaultSlots.size() / faultSlotCount;
         boolean slow = recycled.getTotalCount() > 0 && recycled.getValueAtPercentile(99) > config.targetP99Ns();
-        if (slow || occupancy > 0.5) {
-            window = Math.max(1, window / 2);
+        if (slow || occupancy > 0.75) {
+            // Never below half the writers: the pass keeps at least that share of the storage, so the snapshot ends
+            // (and pages stop faulting) even when the storage cannot keep up with the faults.
+            window = Math.max(backgroundFloor(), window / 2);
             if (window < stats.adaptiveMinWindow.get()) {
                 stats.adaptiveMinWindow.set(window);
             }
-        } else if (occupancy < 0.25 && window < config.backgroundBuffers()) {
+        } else if (occupancy < 0.5 && window < config.backgroundBuffers()) {
             window++;
         }
     }
@@ -612,8 +625,21 @@ public final class SnapshotEngine implements AutoCloseable {
         lock.lock();
         try {
             while (!failed) {
-                SaveItem it = policy.prioritised() && !urgentQueue.isEmpty() ? urgentQueue.poll() : fifoQueue.poll();
+                SaveItem it;
+                if (policy == FaultLatencyPolicy.ADAPTIVE
+                        && (freeFaultSlots.size() > faultSlotCount / 2 || backgroundWriting < backgroundFloor())) {
+                    // The pool has room, so no vCPU waits for a faulted copy to be written: a background chunk first
+                    // saves up to chunkPages pages in one write, and every page it saves can no longer fault. Fuller,
+                    // the pass still keeps its floor of writers.
+                    it = fifoQueue.isEmpty() ? urgentQueue.poll() : fifoQueue.poll();
+                } else {
+                    it = policy.prioritised() && !urgentQueue.isEmpty() ? urgentQueue.poll() : fifoQueue.poll();
+                }
                 if (it != null) {
+                    if (!it.faultSlot) {
+                        it.writing = true;
+                        backgroundWriting++;
+                    }
                     return it;
                 }
                 if (writersMayExit) {
@@ -667,6 +693,10 @@ public final class SnapshotEngine implements AutoCloseable {
                 faultSlotFree.signal();
             } else {
                 backgroundInFlight--;
+                if (it.writing) {
+                    it.writing = false;
+                    backgroundWriting--;
+                }
                 freeBackground.add(it);
             }
             backgroundFree.signal();

@@ -109,13 +109,14 @@ public final class SnapshotStats {
 
     /**
      * @return the phases, ms: population read in the pause (page tables of anonymous memory; a file's holes are read by
-     *         the pass), protection, background pass, last copies written, userfaultfd unregistered, finish (durable + marker)
+     *         the pass), protection (the rest of the pause), background pass, last copies written, finish (durable +
+     *         marker; the end of the total), and after it the clean-up (userfaultfd unregistered)
      */
     public String phases() {
         return String.format(java.util.Locale.ROOT,
-                "population %.1f ms, protect %.1f ms, pass %.1f ms, drain %.1f ms, unregister %.1f ms, finish %.1f ms",
+                "population %.1f ms, protect %.1f ms, pass %.1f ms, drain %.1f ms, finish %.1f ms; then unregister %.1f ms",
                 populationNs / 1e6, (setupNs - populationNs) / 1e6, (passEndNs - startNs - setupNs) / 1e6, (drainEndNs - passEndNs) / 1e6,
-                (releasedNs - drainEndNs) / 1e6, (endNs - releasedNs) / 1e6);
+                (endNs - drainEndNs) / 1e6, (releasedNs - endNs) / 1e6);
     }
 
     /** @return the error that ended the snapshot, or null */
