@@ -17,4 +17,5 @@ module io.pagewire.ramtracker {
     exports io.pagewire.ramtracker.linux;
     exports io.pagewire.ramtracker.postcopy;
     exports io.pagewire.ramtracker.scan;
+    exports io.pagewire.ramtracker.snapshot;
 }

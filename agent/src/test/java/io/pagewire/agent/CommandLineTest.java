@@ -67,6 +67,40 @@ class CommandLineTest {
     }
 
     @Test
+    void snapshotThenRestoreByMapAndByLoad(@org.junit.jupiter.api.io.TempDir Path dir) {
+        String missing = io.pagewire.ramtracker.linux.Userfaultfd.missingFeatures(io.pagewire.ramtracker.snapshot.WriteProtectedRam.REQUIRED_FEATURES
+                | io.pagewire.ramtracker.linux.Userfaultfd.FEATURE_WP_HUGETLBFS_SHMEM);
+        org.junit.jupiter.api.Assumptions.assumeTrue(missing == null,
+                "synchronous userfaultfd write-protection of shmem (UFFD_FEATURE_WP_UNPOPULATED, WP_HUGETLBFS_SHMEM): " + missing);
+        Path file = dir.resolve("g.pwsnap");
+        Run r = run("snapshot", "--ram", "32M", "--vcpus", "2", "--dirty-rate", "0", "--working-set", "8M", "--warmup", "0.1",
+                "--to", "file:" + file + "?rate=64M", "--json");
+        assertEquals(0, r.exit, r.out + r.err);
+        assertTrue(r.out.contains("\"status\":\"completed\"") && r.out.contains("SNAPSHOT completed"), r.out);
+        r = run("restore", file.toString());
+        assertEquals(0, r.exit, r.out + r.err);
+        assertTrue(r.out.contains("mapped MAP_PRIVATE") && r.out.contains("RESTORED ok"), r.out);
+        r = run("restore", "--load", file.toString());
+        assertEquals(0, r.exit, r.out + r.err);
+        assertTrue(r.out.contains("loaded into fresh memory") && r.out.contains("RESTORED ok"), r.out);
+    }
+
+    @Test
+    void badSnapshotOptionsAndFilesAreNamed(@org.junit.jupiter.api.io.TempDir Path dir) throws IOException {
+        Run r = run("snapshot", "--ram", "4M", "--policy", "fastest", "--to", "file:" + dir.resolve("x"));
+        assertEquals(2, r.exit);
+        assertTrue(r.err.contains("'fastest'") && r.err.contains("adaptive"), r.err);
+        r = run("snapshot", "--ram", "4M", "--to", "file:" + dir.resolve("x") + "?speed=1M");
+        assertEquals(2, r.exit);
+        assertTrue(r.err.contains("'speed'") && r.err.contains("rate") && r.err.contains("latency"), r.err);
+        Path junk = dir.resolve("junk");
+        Files.write(junk, new byte[4096]);
+        r = run("restore", junk.toString());
+        assertEquals(1, r.exit, "not a snapshot: the restore failed (exit 1), not a usage error");
+        assertTrue(r.err.contains("not a pagewire snapshot"), r.err);
+    }
+
+    @Test
     void badUriIsAClearErrorNotAStackTrace() {
         Run r = run("send", "--to", "tcp://127.0.0.1:1?chanels=2", "--ram", "1M");
         assertEquals(2, r.exit);

@@ -11,7 +11,8 @@ import picocli.CommandLine.Command;
         exitCodeList = {"0:completed (and verified, when asked)", "1:the migration failed or was cancelled", "2:usage error (nothing started)",
                 "3:completed, but the destination's RAM differs or no verdict came", "4:transport error (connect, handshake, connection lost, peer timeout)"},
         description = "Moves a running guest's RAM between hosts over a transport chosen by URI (tcp://, rdma://, aeron:...).",
-        subcommands = {DemoCommand.class, SendCommand.class, ReceiveCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {DemoCommand.class, SendCommand.class, ReceiveCommand.class, SnapshotCommand.class, RestoreCommand.class,
+                CommandLine.HelpCommand.class})
 public final class PagewireCommand implements Runnable {
 
     @CommandLine.Spec
@@ -19,7 +20,7 @@ public final class PagewireCommand implements Runnable {
 
     @Override
     public void run() {
-        throw new CommandLine.ParameterException(spec.commandLine(), "give a command: demo, send or receive (see --help)");
+        throw new CommandLine.ParameterException(spec.commandLine(), "give a command: demo, send, receive, snapshot or restore (see --help)");
     }
 
     /** @return the command line with our error handling: a transport error prints its message, not a stack trace */
@@ -33,6 +34,10 @@ public final class PagewireCommand implements Runnable {
                 commandLine.getErr().println("pagewire: " + PeerText.escape(te.getMessage()));
                 return te.kind() == TransportException.Kind.INVALID_URI || te.kind() == TransportException.Kind.INVALID_CONFIG
                         ? ExitCode.USAGE.code() : ExitCode.TRANSPORT_ERROR.code();
+            }
+            if (ex instanceof io.pagewire.agent.snapshot.SnapshotException se) {
+                commandLine.getErr().println("pagewire: " + PeerText.escape(se.getMessage()));
+                return ExitCode.MIGRATION_FAILED.code(); // the snapshot failed, or the file is not a usable snapshot
             }
             if (ex instanceof IllegalArgumentException iae) {
                 commandLine.getErr().println("pagewire: " + PeerText.escape(iae.getMessage()));

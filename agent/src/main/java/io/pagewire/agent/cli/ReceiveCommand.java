@@ -86,6 +86,11 @@ final class ReceiveCommand implements Callable<Integer> {
             "interval log (HistogramLogWriter, us), one histogram per --stats-interval (default 1 s)"})
     java.nio.file.Path faultLatencyLog;
 
+    @Option(names = "--snapshot", paramLabel = "FILE",
+            description = {"receive a live snapshot ('pagewire snapshot --to URI') and write it to FILE in the snapshot format",
+                    "(region pc.ram of --ram bytes); exits 0 once the file is complete"})
+    java.nio.file.Path snapshot;
+
     @Override
     public Integer call() throws Exception {
         // With --json, standard output carries the one JSON document and nothing else.
@@ -95,6 +100,9 @@ final class ReceiveCommand implements Callable<Integer> {
         }
         if (statsInterval != null && (statsInterval.isZero() || statsInterval.isNegative())) {
             throw new IllegalArgumentException("--stats-interval " + statsInterval.toMillis() + " ms: give a positive interval, e.g. 500ms");
+        }
+        if (snapshot != null) {
+            return receiveSnapshot();
         }
         RegionSpec region = switch (backing) {
             // Postcopy on anonymous memory uses MISSING faults + UFFDIO_COPY (measured faster); on a memfd, MINOR faults.
@@ -177,5 +185,23 @@ final class ReceiveCommand implements Callable<Integer> {
                         ? ExitCode.VERIFICATION_MISMATCH.code() : ExitCode.of(stats, null).code();
             }
         }
+    }
+
+    private int receiveSnapshot() throws InterruptedException {
+        java.util.List<io.pagewire.agent.snapshot.SnapshotLayout.RegionSpec> regions = java.util.List.of(
+                new io.pagewire.agent.snapshot.SnapshotLayout.RegionSpec("pc.ram", ram, io.pagewire.ramtracker.linux.Linux.basePageSize()));
+        long t0;
+        long pages;
+        try (io.pagewire.agent.snapshot.SnapshotReceiver r = new io.pagewire.agent.snapshot.SnapshotReceiver(snapshot, regions,
+                io.pagewire.agent.snapshot.StorageOptions.NONE); Listener l = r.listen(listen)) {
+            spec.commandLine().getOut().println("LISTENING " + l.uri());
+            spec.commandLine().getOut().flush();
+            t0 = System.nanoTime();
+            pages = r.receive(l, Duration.ofSeconds(acceptTimeoutSeconds));
+        }
+        spec.commandLine().getOut().println(String.format(java.util.Locale.ROOT, "RECEIVED snapshot %s: %d data pages in %.1f ms", snapshot, pages,
+                (System.nanoTime() - t0) / 1e6));
+        spec.commandLine().getOut().flush();
+        return 0;
     }
 }

@@ -43,12 +43,19 @@ public final class GuestImage implements AutoCloseable {
      * written with zeroes (populated, so they must be scanned) instead of left untouched.
      */
     public static GuestImage create(long bytes, double zeroFraction, double balloonFraction, long seed, boolean writeZeroPages) {
+        return create(RegionSpec.memfd("pc.ram", bytes), zeroFraction, balloonFraction, seed, writeZeroPages);
+    }
+
+    /**
+     * As {@link #create(long, double, double, long, boolean)}, with the region given (memfd, anonymous, file).
+     */
+    public static GuestImage create(RegionSpec spec, double zeroFraction, double balloonFraction, long seed, boolean writeZeroPages) {
         if (zeroFraction < 0 || zeroFraction > 1 || balloonFraction < 0 || balloonFraction > 1) {
             throw new IllegalArgumentException("zero fraction " + zeroFraction + " and balloon fraction " + balloonFraction + " must be in 0..1");
         }
         GuestRam ram = GuestRam.create();
         try {
-            GuestRegion region = ram.open(RegionSpec.memfd("pc.ram", bytes));
+            GuestRegion region = ram.open(spec);
             BalloonMap balloon = new BalloonMap(region.pageCount(), ram.arena());
             long pages = region.pageCount();
             long pageSize = region.pageSize();

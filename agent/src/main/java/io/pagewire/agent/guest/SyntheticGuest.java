@@ -69,7 +69,17 @@ public final class SyntheticGuest implements GuestControl, AutoCloseable {
 
     /** What a vCPU does with a page. */
     public enum Access {
-        WRITE, READ
+        /** Increment a byte of the page, from Java. */
+        WRITE,
+        /** Read a byte of the page, from native code. */
+        READ,
+        /**
+         * Add 1 to the vCPU's own 8-byte write counter in the page (native-order long at {@code 8 * vcpu}), from
+         * native code: for RAM under synchronous write-protection (a live snapshot), where a write stops the vCPU
+         * until the page is saved and a stop inside Java code could hold up the JVM's safepoints. Each page then
+         * says how often each vCPU wrote it, so a snapshot can be compared with RAM at its start instant.
+         */
+        STAMP
     }
 
     private static final long SLICE_NS = TimeUnit.MILLISECONDS.toNanos(10);
@@ -150,6 +160,7 @@ public final class SyntheticGuest implements GuestControl, AutoCloseable {
         threadIds[id] = io.pagewire.ramtracker.linux.Linux.isAvailable() ? io.pagewire.ramtracker.linux.Userfaultfd.currentThreadId() : -1;
         idsKnown.countDown();
         boolean reads = config.access() == Access.READ;
+        boolean stamps = config.access() == Access.STAMP;
         long readAcc = 0;
         long pagesPerSecond = config.dirtyRateBytesPerSec() == 0 ? 0 : Math.max(1, config.dirtyRateBytesPerSec() / pageSize / config.vcpus());
         long offsetInPage = (8L * id) % pageSize;
@@ -194,6 +205,9 @@ public final class SyntheticGuest implements GuestControl, AutoCloseable {
                 if (reads) {
                     // From native code: this memory may be userfaultfd's (postcopy), see Mappings.touchIsZero.
                     readAcc += io.pagewire.ramtracker.linux.Mappings.touchIsZero(ram.address() + at) ? 1 : 0;
+                } else if (stamps) {
+                    long v = io.pagewire.ramtracker.linux.NativeMemory.getLong(ram, at);
+                    io.pagewire.ramtracker.linux.NativeMemory.setLong(ram, at, v + 1);
                 } else {
                     byte b = ram.get(ValueLayout.JAVA_BYTE, at);
                     ram.set(ValueLayout.JAVA_BYTE, at, (byte) (b + 1));

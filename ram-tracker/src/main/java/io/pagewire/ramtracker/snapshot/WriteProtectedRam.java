@@ -1,0 +1,201 @@
+package io.pagewire.ramtracker.snapshot;
+
+import io.pagewire.ramtracker.Backing;
+import io.pagewire.ramtracker.GuestRegion;
+import io.pagewire.ramtracker.RamTrackerException;
+import io.pagewire.ramtracker.linux.Userfaultfd;
+
+import java.lang.foreign.MemorySegment;
+import java.util.List;
+
+/**
+ * Guest RAM under synchronous userfaultfd write-protection ({@code UFFDIO_REGISTER_MODE_WP} without
+ * {@code UFFD_FEATURE_WP_ASYNC}): after {@link #protectAll()} a write to any page of the regions stops
+ * the writing thread and raises a fault message, until {@link #unprotect} lifts the protection of that
+ * page and wakes the writer. This is QEMU's UFFD write-tracking snapshot (seed 003), and the opposite of
+ * {@code UffdWriteTracker}, whose async mode lets writers through and only records them.
+ *
+ * <p>{@code UFFD_FEATURE_WP_UNPOPULATED} is required: it protects never-populated pages too (as page
+ * table markers), so that the first write to a page that was a hole at the start instant faults like any
+ * other; without it such a write would go unnoticed and a saver that reads the page later would see the
+ * new data.
+ *
+ * <p>One userfaultfd serves all regions. Threading: {@link #readFaults} from one fault thread;
+ * {@link #unprotect} from any thread; {@link #protectAll()} and {@link #close()} once each.
+ */
+public final class WriteProtectedRam implements AutoCloseable {
+    /** Features every region needs. */
+    public static final long REQUIRED_FEATURES = Userfaultfd.FEATURE_PAGEFAULT_FLAG_WP | Userfaultfd.FEATURE_WP_UNPOPULATED
+            | Userfaultfd.FEATURE_THREAD_ID;
+
+    private final List<GuestRegion> regions;
+    private final Userfaultfd uffd;
+    private final long[] starts;
+    private final long[] ends;
+    private boolean registered;
+    private boolean closed;
+
+    private WriteProtectedRam(List<GuestRegion> regions, Userfaultfd uffd) {
+        this.regions = List.copyOf(regions);
+        this.uffd = uffd;
+        this.starts = new long[regions.size()];
+        this.ends = new long[regions.size()];
+        for (int i = 0; i < regions.size(); i++) {
+            starts[i] = regions.get(i).memory().address();
+            ends[i] = starts[i] + regions.get(i).sizeBytes();
+        }
+    }
+
+    /**
+     * @param regions the regions to protect
+     * @return null when synchronous write-protection works here for all of them, else what is missing
+     *         (naming the kernel feature)
+     */
+    public static String unavailabilityCause(List<GuestRegion> regions) {
+        long required = REQUIRED_FEATURES;
+        for (GuestRegion r : regions) {
+            if (r.backing() != Backing.ANONYMOUS) {
+                required |= Userfaultfd.FEATURE_WP_HUGETLBFS_SHMEM;
+            }
+        }
+        return Userfaultfd.missingFeatures(required);
+    }
+
+    /**
+     * Opens a userfaultfd for the regions (nothing is protected yet).
+     *
+     * @param regions the regions, each page-aligned
+     * @return the protection, not yet active
+     * @throws RamTrackerException naming the missing kernel feature
+     */
+    public static WriteProtectedRam open(List<GuestRegion> regions) {
+        if (regions.isEmpty()) {
+            throw new IllegalArgumentException("no region to protect");
+        }
+        String cause = unavailabilityCause(regions);
+        if (cause != null) {
+            throw new RamTrackerException("cannot write-protect guest RAM for a snapshot: " + cause);
+        }
+        long features = REQUIRED_FEATURES;
+        for (GuestRegion r : regions) {
+            if (r.backing() != Backing.ANONYMOUS) {
+                features |= Userfaultfd.FEATURE_WP_HUGETLBFS_SHMEM;
+            }
+        }
+        return new WriteProtectedRam(regions, Userfaultfd.open(features));
+    }
+
+    /** @return the regions, index = position in this list */
+    public List<GuestRegion> regions() {
+        return regions;
+    }
+
+    /**
+     * Registers every region for write-protect faults and protects all their pages (with
+     * {@code UFFDIO_WRITEPROTECT}; {@code PAGEMAP_SCAN} cannot protect in synchronous mode). Call with
+     * the guest paused: this is the snapshot's start instant.
+     */
+    public synchronized void protectAll() {
+        if (closed || registered) {
+            throw new IllegalStateException(closed ? "closed" : "already protected");
+        }
+        int done = 0;
+        try {
+            for (GuestRegion r : regions) {
+                uffd.register(r.memory(), Userfaultfd.MODE_WP);
+                done++;
+                uffd.writeProtect(r.memory(), true);
+            }
+        } catch (RamTrackerException e) {
+            for (int i = 0; i < done; i++) {
+                uffd.writeProtect(regions.get(i).memory(), false);
+                uffd.unregister(regions.get(i).memory());
+            }
+            throw new RamTrackerException("cannot write-protect " + regions.get(done == 0 ? 0 : done - 1) + ": " + e.getMessage(), e);
+        }
+        registered = true;
+    }
+
+    /**
+     * Lifts the protection of pages and wakes every thread waiting on a write to them.
+     *
+     * @param region region index
+     * @param firstPage first page
+     * @param count pages
+     */
+    public void unprotect(int region, long firstPage, long count) {
+        uffd.writeProtect(regions.get(region).pages(firstPage, count), false);
+    }
+
+    /**
+     * Waits up to {@code timeoutMs} for write faults and reads those pending.
+     *
+     * @param buf room for events ({@link Userfaultfd#MSG_SIZE} each)
+     * @param timeoutMs how long to wait for the first
+     * @param sink receives each write fault
+     * @return faults delivered
+     */
+    public int readFaults(MemorySegment buf, int timeoutMs, FaultSink sink) {
+        int n = uffd.readEvents(buf, timeoutMs);
+        int faults = 0;
+        for (int i = 0; i < n; i++) {
+            if (Userfaultfd.event(buf, i) != Userfaultfd.EVENT_PAGEFAULT) {
+                continue;
+            }
+            long address = Userfaultfd.faultAddress(buf, i);
+            for (int r = 0; r < starts.length; r++) {
+                if (address >= starts[r] && address < ends[r]) {
+                    sink.fault(r, (address - starts[r]) >>> regions.get(r).pageShift(), Userfaultfd.faultThreadId(buf, i));
+                    faults++;
+                    break;
+                }
+            }
+        }
+        return faults;
+    }
+
+    /** Receives write faults. */
+    @FunctionalInterface
+    public interface FaultSink {
+        /**
+         * @param region region index
+         * @param page the page written
+         * @param threadId the writer's kernel thread id
+         */
+        void fault(int region, long page, int threadId);
+    }
+
+    /**
+     * Unregisters every region without lifting the protection range by range first: for a completed snapshot, whose
+     * pages were all unprotected one run at a time already (a second walk of the page tables would only cost time).
+     * The userfaultfd stays open until {@link #close()}.
+     */
+    public synchronized void unregisterAll() {
+        if (closed || !registered) {
+            return;
+        }
+        registered = false;
+        for (GuestRegion r : regions) {
+            uffd.unregister(r.memory());
+        }
+    }
+
+    /** Lifts every protection (waking every waiter), unregisters and closes the userfaultfd. Idempotent. */
+    @Override
+    public synchronized void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        try {
+            if (registered) {
+                for (GuestRegion r : regions) {
+                    uffd.writeProtect(r.memory(), false);
+                    uffd.unregister(r.memory());
+                }
+            }
+        } finally {
+            uffd.close();
+        }
+    }
+}
