@@ -518,6 +518,15 @@ def case_frames_after_ack_ignored(command):
         src = all_zero_migration(rx)
         send_quietly(src.bg[0], frame(COMPLETE, count=0))
         send_quietly(src.bg[0], frame(PAGES, 0, 5, 1, page_bytes(5, 9), digest=True))
+        # Give the receiver time to read them, and listen: the acknowledged migration must not be failed now.
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            try:
+                f = read_frame(src.urgent, max(0.1, deadline - time.monotonic()))
+            except socket.timeout:
+                break
+            if f is None or f[0] == ERROR:
+                raise Failure("after its acknowledgement the receiver sent %s" % describe(f))
         src.control("done")
         time.sleep(0.2)
         src.close()
