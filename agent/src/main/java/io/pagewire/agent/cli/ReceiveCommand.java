@@ -197,7 +197,7 @@ final class ReceiveCommand implements Callable<Integer> {
             spec.commandLine().getOut().println("LISTENING " + l.uri());
             spec.commandLine().getOut().flush();
             t0 = System.nanoTime();
-            pages = r.receive(l, Duration.ofSeconds(acceptTimeoutSeconds));
+            pages = r.receive(l, acceptTimeout);
         }
         spec.commandLine().getOut().println(String.format(java.util.Locale.ROOT, "RECEIVED snapshot %s: %d data pages in %.1f ms", snapshot, pages,
                 (System.nanoTime() - t0) / 1e6));
