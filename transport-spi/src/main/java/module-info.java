@@ -5,6 +5,8 @@
  * transport modules.
  */
 module io.pagewire.transport.spi {
+    requires java.naming;
+
     exports io.pagewire.transport.spi;
     exports io.pagewire.transport.spi.wire;
     exports io.pagewire.transport.spi.kit;
