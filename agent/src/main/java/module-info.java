@@ -8,6 +8,7 @@ module io.pagewire.agent {
     requires info.picocli;
     requires java.management;
     requires HdrHistogram;
+    requires transitive tools.jackson.databind;
 
     opens io.pagewire.agent.cli to info.picocli;
     exports io.pagewire.agent;

@@ -14,6 +14,8 @@ import io.pagewire.transport.spi.RegionFile;
 import io.pagewire.transport.spi.TransportContext;
 import io.pagewire.transport.spi.TransportException;
 import io.pagewire.transport.spi.Transports;
+import tools.jackson.databind.node.ArrayNode;
+import tools.jackson.databind.node.ObjectNode;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -412,21 +414,31 @@ public final class DestinationMigration implements AutoCloseable {
     public String postcopyStatsJson() {
         var bt = blocktime;
         long now = System.nanoTime();
-        StringBuilder vcpus = new StringBuilder("[");
+        ObjectNode o = Json.object();
+        o.put("postcopy-requests", pageRequests.get());
+        o.put("local-faults", localFaults.get());
+        o.put("recoveries", recoveries.get());
+        o.put("requests-again", requestsAgain.get());
+        o.put("requests-deferred", requestsDeferred.get());
+        o.put("duplicate-pages", duplicatePages.get());
+        o.put("held-pages-resent", heldPagesResent.get());
+        o.put("blocktime-ms", bt == null ? 0.0 : Json.round(bt.totalBlockedNs(now) / 1e6, 3));
+        ArrayNode vcpus = o.putArray("vcpu-blocktime-ms");
         if (bt != null) {
             for (int i = 0; i < bt.vcpuCount(); i++) {
-                vcpus.append(i == 0 ? "" : ",").append(String.format(java.util.Locale.ROOT, "%.3f", bt.vcpuBlockedNs(i, now) / 1e6));
+                vcpus.add(Json.round(bt.vcpuBlockedNs(i, now) / 1e6, 3));
             }
         }
-        vcpus.append(']');
+        o.put("postcopy-ms", postcopyStartNs == 0 ? 0 : (now - postcopyStartNs) / 1_000_000);
         org.HdrHistogram.Histogram h = faultLatency.copy();
-        return String.format(java.util.Locale.ROOT,
-                "{\"postcopy-requests\":%d,\"local-faults\":%d,\"recoveries\":%d,\"requests-again\":%d,\"requests-deferred\":%d,\"duplicate-pages\":%d,\"held-pages-resent\":%d,"
-                        + "\"blocktime-ms\":%.3f,\"vcpu-blocktime-ms\":%s,\"postcopy-ms\":%d,"
-                        + "\"fault-latency-us\":{\"count\":%d,\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"p99.9\":%.1f,\"max\":%.1f}}",
-                pageRequests.get(), localFaults.get(), recoveries.get(), requestsAgain.get(), requestsDeferred.get(), duplicatePages.get(), heldPagesResent.get(), bt == null ? 0.0 : bt.totalBlockedNs(now) / 1e6, vcpus,
-                postcopyStartNs == 0 ? 0 : (now - postcopyStartNs) / 1_000_000, h.getTotalCount(), h.getValueAtPercentile(50) / 1e3,
-                h.getValueAtPercentile(90) / 1e3, h.getValueAtPercentile(99) / 1e3, h.getValueAtPercentile(99.9) / 1e3, h.getMaxValue() / 1e3);
+        ObjectNode latency = o.putObject("fault-latency-us");
+        latency.put("count", h.getTotalCount());
+        latency.put("p50", Json.round(h.getValueAtPercentile(50) / 1e3, 1));
+        latency.put("p90", Json.round(h.getValueAtPercentile(90) / 1e3, 1));
+        latency.put("p99", Json.round(h.getValueAtPercentile(99) / 1e3, 1));
+        latency.put("p99.9", Json.round(h.getValueAtPercentile(99.9) / 1e3, 1));
+        latency.put("max", Json.round(h.getMaxValue() / 1e3, 1));
+        return Json.write(o);
     }
 
     /** @return the fault-latency histogram (fault read to page mapped), in nanoseconds */

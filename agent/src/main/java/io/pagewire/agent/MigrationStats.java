@@ -1,5 +1,8 @@
 package io.pagewire.agent;
 
+import tools.jackson.databind.node.ArrayNode;
+import tools.jackson.databind.node.ObjectNode;
+
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
@@ -379,53 +382,51 @@ public final class MigrationStats {
         return String.join(System.lineSeparator(), l);
     }
 
-    /** @return the statistics as a JSON object with QEMU's field names (without the closing brace's siblings) */
-    public synchronized String jsonFields() {
-        StringBuilder rl = new StringBuilder("[");
-        for (int i = 0; i < roundLog.size(); i++) {
-            if (i > 0) {
-                rl.append(',');
-            }
-            long[] r = roundLog.get(i);
-            rl.append(String.format(Locale.ROOT, "{\"pages\":%d,\"ms\":%.2f,\"bytes\":%d,\"collect-ms\":%.2f,\"mbps\":%.0f,"
-                    + "\"expected-downtime-ms\":%.1f}", r[0], r[1] / 1e6, r[2], r[3] / 1e6, r[4] * 8 / 1e6, r[5] / 1e6));
+    /** @return the statistics as a JSON object with QEMU's {@code query-migrate} field names (built by {@link Json}) */
+    public synchronized ObjectNode toJson() {
+        ObjectNode o = Json.object();
+        o.put("status", status.qemuName());
+        if (errorDesc != null) {
+            o.put("error-desc", errorDesc);
         }
-        rl.append(']');
-        return String.format(Locale.ROOT,
-                "\"status\":\"%s\",%s\"total-time\":%d,\"setup-time\":%d,\"downtime\":%s,\"downtime-us\":%d,"
-                        + "\"downtime-breakdown\":{\"final-round-us\":%d,\"completion-us\":%d},\"expected-downtime\":%d,"
-                        + "\"ram\":{\"transferred\":%d,\"remaining\":%d,\"total\":%d,\"duplicate\":%d,\"skipped\":%d,\"normal\":%d,"
-                        + "\"normal-bytes\":%d,\"mbps\":%.2f,\"dirty-sync-count\":%d,\"dirty-pages-rate\":%d,\"page-size\":%d,"
-                        + "\"precopy-rounds\":%d,\"rounds\":%s,\"postcopy-requests\":%d,\"postcopy-bytes\":%d,"
-                        + "\"postcopy-recoveries\":%d,\"postcopy-paused-time\":%d},\"cpu-throttle-percentage\":%d,"
-                        + "\"verify-time\":%d,\"verify-read\":%d",
-                status.qemuName(), errorDesc == null ? "" : "\"error-desc\":" + quote(errorDesc) + ",", totalTimeMs(), setupTimeMs(),
-                downtimeMs(), downtimeUs(), downtimeFinalRoundNs < 0 ? -1 : downtimeFinalRoundNs / 1000,
-                downtimeCompletionNs < 0 ? -1 : downtimeCompletionNs / 1000, expectedDowntimeNs < 0 ? -1 : ms(expectedDowntimeNs),
-                transferred.get(), remainingBytes, totalBytes, duplicate.get(), skipped.get(), normal.get(), normalBytes.get(),
-                mbps(), dirtySyncCount.get(), dirtyPagesRate, pageSize, rounds.get(), rl, postcopyRequests, postcopyBytes,
-                postcopyRecoveries.get(), postcopyPausedNs.get() / 1_000_000, cpuThrottlePercentage, verifyTimeMs(), verifyReadBytes);
-    }
-
-    /** @return a JSON string literal */
-    public static String quote(String s) {
-        StringBuilder b = new StringBuilder("\"");
-        for (char c : s.toCharArray()) {
-            switch (c) {
-                case '"' -> b.append("\\\"");
-                case '\\' -> b.append("\\\\");
-                case '\n' -> b.append("\\n");
-                case '\r' -> b.append("\\r");
-                case '\t' -> b.append("\\t");
-                default -> {
-                    if (c < 0x20) {
-                        b.append(String.format("\\u%04x", (int) c));
-                    } else {
-                        b.append(c);
-                    }
-                }
-            }
+        o.put("total-time", totalTimeMs());
+        o.put("setup-time", setupTimeMs());
+        o.put("downtime", downtimeMs());
+        o.put("downtime-us", downtimeUs());
+        ObjectNode breakdown = o.putObject("downtime-breakdown");
+        breakdown.put("final-round-us", downtimeFinalRoundNs < 0 ? -1 : downtimeFinalRoundNs / 1000);
+        breakdown.put("completion-us", downtimeCompletionNs < 0 ? -1 : downtimeCompletionNs / 1000);
+        o.put("expected-downtime", expectedDowntimeNs < 0 ? -1 : ms(expectedDowntimeNs));
+        ObjectNode ram = o.putObject("ram");
+        ram.put("transferred", transferred.get());
+        ram.put("remaining", remainingBytes);
+        ram.put("total", totalBytes);
+        ram.put("duplicate", duplicate.get());
+        ram.put("skipped", skipped.get());
+        ram.put("normal", normal.get());
+        ram.put("normal-bytes", normalBytes.get());
+        ram.put("mbps", Json.round(mbps(), 2));
+        ram.put("dirty-sync-count", dirtySyncCount.get());
+        ram.put("dirty-pages-rate", dirtyPagesRate);
+        ram.put("page-size", pageSize);
+        ram.put("precopy-rounds", rounds.get());
+        ArrayNode rl = ram.putArray("rounds");
+        for (long[] r : roundLog) {
+            ObjectNode round = rl.addObject();
+            round.put("pages", r[0]);
+            round.put("ms", Json.round(r[1] / 1e6, 2));
+            round.put("bytes", r[2]);
+            round.put("collect-ms", Json.round(r[3] / 1e6, 2));
+            round.put("mbps", Math.round(r[4] * 8 / 1e6));
+            round.put("expected-downtime-ms", Json.round(r[5] / 1e6, 1));
         }
-        return b.append('"').toString();
+        ram.put("postcopy-requests", postcopyRequests);
+        ram.put("postcopy-bytes", postcopyBytes);
+        ram.put("postcopy-recoveries", postcopyRecoveries.get());
+        ram.put("postcopy-paused-time", postcopyPausedNs.get() / 1_000_000);
+        o.put("cpu-throttle-percentage", cpuThrottlePercentage);
+        o.put("verify-time", verifyTimeMs());
+        o.put("verify-read", verifyReadBytes);
+        return o;
     }
 }

@@ -17,6 +17,7 @@ import io.pagewire.transport.spi.RegionFile;
 import io.pagewire.transport.spi.TransportContext;
 import io.pagewire.transport.spi.TransportException;
 import io.pagewire.transport.spi.Transports;
+import tools.jackson.databind.node.ObjectNode;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -77,7 +78,8 @@ public final class SourceMigration {
     private volatile long trackingStartNs;
     private volatile boolean postcopyRequested;
     private volatile boolean postcopyCommitted;
-    private volatile String postcopyStats;
+    private static final System.Logger LOG = System.getLogger(SourceMigration.class.getName());
+    private volatile ObjectNode postcopyStats;
     private volatile Connection connection;
     /** Postcopy: pages still to send (taken by the push or by a page request, whichever is first). */
     private volatile List<DirtyBitmap> postcopyPending;
@@ -140,9 +142,16 @@ public final class SourceMigration {
         postcopyRequested = true;
     }
 
-    /** @return the destination's postcopy measurements (JSON object), or null */
+    /** @return the destination's postcopy measurements as JSON text (parsed and written again: safe to print), or null */
     public String postcopyStats() {
-        return postcopyStats;
+        ObjectNode s = postcopyStats;
+        return s == null ? null : Json.write(s);
+    }
+
+    /** @return the destination's postcopy measurements, parsed, or null */
+    public ObjectNode postcopyStatsJson() {
+        ObjectNode s = postcopyStats;
+        return s == null ? null : s.deepCopy();
     }
 
     /**
@@ -797,7 +806,13 @@ public final class SourceMigration {
                 if (text.equals(Protocol.POSTCOPY_RUNNING)) {
                     postcopyRunning.complete(null);
                 } else if (text.startsWith(Protocol.POSTCOPY_STATS + " ")) {
-                    postcopyStats = text.substring(Protocol.POSTCOPY_STATS.length() + 1);
+                    try {
+                        // Parsed, never pasted: the destination's text reaches our JSON and terminal only as a re-serialized object.
+                        postcopyStats = Json.parseObject(text.substring(Protocol.POSTCOPY_STATS.length() + 1), 64 * 1024,
+                                "the destination's postcopy-stats");
+                    } catch (IllegalArgumentException e) {
+                        LOG.log(System.Logger.Level.WARNING, e.getMessage() + "; left out of the statistics");
+                    }
                 } else if (text.startsWith(Protocol.VERIFY_PROGRESS + " ")) {
                     ProgressDeadline d = destinationVerify;
                     if (d != null) {

@@ -1,13 +1,15 @@
 package io.pagewire.agent.cli;
 
 import io.pagewire.agent.DestinationMigration;
+import io.pagewire.agent.Json;
 import io.pagewire.agent.MigrationStats;
 import io.pagewire.ramtracker.GuestRam;
 import io.pagewire.ramtracker.RegionSpec;
 import io.pagewire.transport.spi.Listener;
-import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
+import picocli.CommandLine;
+import tools.jackson.databind.node.ObjectNode;
 
 import java.time.Duration;
 import java.util.concurrent.Callable;
@@ -136,8 +138,13 @@ final class ReceiveCommand implements Callable<Integer> {
                 boolean ok = stats.status() == MigrationStats.Status.COMPLETED
                         && (dst.verification() == null || dst.verification().equals("verified"));
                 if (json) {
-                    spec.commandLine().getOut().println("{" + stats.jsonFields() + ",\"verification\":"
-                            + (dst.verification() == null ? "null" : MigrationStats.quote(dst.verification())) + "}");
+                    ObjectNode out = stats.toJson();
+                    if (dst.verification() == null) {
+                        out.putNull("verification");
+                    } else {
+                        out.put("verification", dst.verification());
+                    }
+                    spec.commandLine().getOut().println(Json.write(out));
                 } else if (!quiet) {
                     spec.commandLine().getOut().println(stats.infoMigrate());
                 }

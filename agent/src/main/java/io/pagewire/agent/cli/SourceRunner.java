@@ -1,9 +1,11 @@
 package io.pagewire.agent.cli;
 
+import io.pagewire.agent.Json;
 import io.pagewire.agent.MigrationStats;
 import io.pagewire.agent.SourceMigration;
 import io.pagewire.agent.guest.GuestImage;
 import io.pagewire.agent.guest.SyntheticGuest;
+import tools.jackson.databind.node.ObjectNode;
 
 import java.io.PrintWriter;
 import java.util.Locale;
@@ -37,9 +39,15 @@ final class SourceRunner {
             }
             Boolean verified = migration.verified();
             if (m.json) {
-                out.println("{" + stats.jsonFields() + (migration.postcopyStats() != null ? ",\"postcopy\":" + migration.postcopyStats() : "")
-                        + ",\"verified\":" + (verified != null && verified)
-                        + (migration.verification() != null ? ",\"verification\":" + MigrationStats.quote(migration.verification()) : "") + "}");
+                ObjectNode json = stats.toJson();
+                if (migration.postcopyStatsJson() != null) {
+                    json.set("postcopy", migration.postcopyStatsJson());
+                }
+                json.put("verified", verified != null && verified);
+                if (migration.verification() != null) {
+                    json.put("verification", migration.verification());
+                }
+                out.println(Json.write(json));
             } else {
                 out.println(stats.infoMigrate());
                 if (migration.postcopyStats() != null) {

@@ -1,5 +1,6 @@
 package io.pagewire.perf.e2e;
 
+import io.pagewire.agent.Json;
 import io.pagewire.agent.MigrationConfig;
 import io.pagewire.agent.MigrationStats;
 import io.pagewire.agent.SourceMigration;
@@ -7,6 +8,7 @@ import io.pagewire.agent.guest.GuestImage;
 import io.pagewire.agent.guest.SyntheticGuest;
 import io.pagewire.ramtracker.GuestRam;
 import io.pagewire.ramtracker.RegionSpec;
+import tools.jackson.databind.node.ObjectNode;
 
 import java.io.BufferedReader;
 import java.io.IOException;
@@ -141,7 +143,9 @@ public final class MigrationBench {
                             s.downtimeUs() < 0 ? "-" : String.format(Locale.ROOT, "%.1f", s.downtimeUs() / 1000.0), s.transferred() >> 20, s.rounds(),
                             s.throttlePercent());
                     rs.add(s);
-                    Files.writeString(out.resolve("migration-bench-runs.jsonl"), "{\"case\":\"" + c.name + "\"," + s.jsonFields() + "}\n",
+                    ObjectNode line = Json.object().put("case", c.name);
+                    line.setAll(s.toJson());
+                    Files.writeString(out.resolve("migration-bench-runs.jsonl"), Json.write(line) + "\n",
                             StandardCharsets.UTF_8, java.nio.file.StandardOpenOption.CREATE, java.nio.file.StandardOpenOption.APPEND);
                 }
                 results.put(c.name, rs);
@@ -182,8 +186,8 @@ public final class MigrationBench {
             if (m.postcopyStats() != null) {
                 System.out.println("  postcopy at the destination: " + m.postcopyStats());
                 Files.writeString(Path.of("perf", "target", "reports", "migration-bench-postcopy.jsonl"),
-                        "{\"case\":\"" + c.name + "\",\"total-time\":" + s.totalTimeMs() + ",\"downtime\":" + s.downtimeMs()
-                                + ",\"destination\":" + m.postcopyStats() + "}\n", StandardCharsets.UTF_8,
+                        Json.write(Json.object().put("case", c.name).put("total-time", s.totalTimeMs()).put("downtime", s.downtimeMs())
+                                .set("destination", m.postcopyStatsJson())) + "\n", StandardCharsets.UTF_8,
                         java.nio.file.StandardOpenOption.CREATE, java.nio.file.StandardOpenOption.APPEND);
             }
             if (s.status() != MigrationStats.Status.COMPLETED || !Boolean.TRUE.equals(m.verified())) {
