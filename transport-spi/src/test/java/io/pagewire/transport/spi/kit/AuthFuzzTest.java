@@ -2,6 +2,7 @@ package io.pagewire.transport.spi.kit;
 
 import io.pagewire.transport.spi.RegionDescriptor;
 import io.pagewire.transport.spi.TransportException;
+import io.pagewire.transport.spi.tck.Mutations;
 import io.pagewire.transport.spi.tck.TckCredentials;
 import io.pagewire.transport.spi.wire.Hello;
 import net.jqwik.api.Arbitraries;
@@ -97,7 +98,7 @@ class AuthFuzzTest {
         Arbitrary<List<byte[]>> mutatedRecordings = Arbitraries.integers().between(0, RECORDED.size() - 1).flatMap(i -> {
             List<byte[]> r = RECORDED.get(i);
             return Arbitraries.integers().between(0, r.size() - 1).flatMap(which ->
-                    io.pagewire.transport.spi.wire.WireFuzzTest.mutatedOf(List.of(r.get(which))).map(m -> {
+                    Mutations.of(List.of(r.get(which))).map(m -> {
                         List<byte[]> out = new ArrayList<>(r);
                         out.set(which, m);
                         return out;

@@ -34,7 +34,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * certificate, a certificate of another CA, an identity not in {@code tls-authz}, and a destination
  * that cannot prove itself are each refused, the refused source learns nothing of the layout, and
  * the listener goes on serving. (Replayed handshakes and JOINs into another session are refused by
- * the kit for every transport alike: {@code AuthExchangeTest} and the stream transports' raw cases.)
+ * the kit's exchange and JOIN MAC, the same code on every transport: {@code AuthExchangeTest}.)
  */
 @TestInstance(TestInstance.Lifecycle.PER_CLASS)
 @Timeout(value = 120, unit = TimeUnit.SECONDS)

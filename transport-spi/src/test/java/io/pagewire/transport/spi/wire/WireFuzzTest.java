@@ -3,6 +3,7 @@ package io.pagewire.transport.spi.wire;
 import io.pagewire.transport.spi.LaneKind;
 import io.pagewire.transport.spi.RegionDescriptor;
 import io.pagewire.transport.spi.Role;
+import io.pagewire.transport.spi.tck.Mutations;
 import net.jqwik.api.Arbitraries;
 import net.jqwik.api.Arbitrary;
 import net.jqwik.api.Combinators;
@@ -13,7 +14,6 @@ import net.jqwik.api.constraints.IntRange;
 import net.jqwik.api.constraints.Size;
 
 import java.lang.foreign.MemorySegment;
-import java.util.Arrays;
 import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
@@ -30,7 +30,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * a hang), and what is accepted lies inside the layout: nothing from the wire can address a page
  * outside the destination RAM.
  */
-public class WireFuzzTest {
+class WireFuzzTest {
     private static final List<RegionDescriptor> LAYOUT = List.of(
             new RegionDescriptor("pc.ram", 64L << 20, 4096),
             new RegionDescriptor("hugepages", 8L << 20, 2L << 20),
@@ -110,26 +110,9 @@ public class WireFuzzTest {
         return b;
     }
 
-    /** @return {@code seeds} mutated: a few bytes overwritten, then cut or extended (also for other fuzz targets) */
-    public static Arbitrary<byte[]> mutatedOf(List<byte[]> seeds) {
-        return Arbitraries.of(seeds).flatMap(seed -> Combinators.combine(
-                Arbitraries.integers().between(0, seed.length - 1).list().ofMaxSize(6),
-                Arbitraries.bytes().list().ofSize(6),
-                Arbitraries.oneOf(Arbitraries.just(seed.length), Arbitraries.integers().between(0, seed.length + 16)))
-                .as((positions, values, length) -> {
-                    byte[] m = Arrays.copyOf(seed, length);
-                    for (int i = 0; i < positions.size(); i++) {
-                        if (positions.get(i) < m.length) {
-                            m[positions.get(i)] = values.get(i);
-                        }
-                    }
-                    return m;
-                }));
-    }
-
     @Provide
     Arbitrary<byte[]> hellos() {
-        return Arbitraries.oneOf(mutatedOf(seedHellos()), Arbitraries.bytes().array(byte[].class).ofMaxSize(200));
+        return Arbitraries.oneOf(Mutations.of(seedHellos()), Arbitraries.bytes().array(byte[].class).ofMaxSize(200));
     }
 
     @Property
