@@ -6,6 +6,7 @@
  */
 module io.pagewire.transport.spi {
     requires jdk.jfr;
+    requires java.naming;
 
     exports io.pagewire.transport.spi;
     exports io.pagewire.transport.spi.wire;

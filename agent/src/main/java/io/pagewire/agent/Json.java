@@ -1,13 +1,16 @@
 package io.pagewire.agent;
 
 import tools.jackson.core.JacksonException;
+import tools.jackson.databind.DeserializationFeature;
 import tools.jackson.databind.JsonNode;
 import tools.jackson.databind.json.JsonMapper;
 import tools.jackson.databind.node.ObjectNode;
 
 /**
- * Every JSON pagewire writes or reads goes through this one Jackson mapper: text from a peer is
- * parsed, never pasted, and strings are escaped by the library (control characters, quotes).
+ * The JSON the agent writes and the JSON it reads from a peer, through one Jackson mapper: objects are
+ * built as trees and serialized (never concatenated from strings), and text from a peer is parsed before
+ * any of it reaches output, so a hostile peer cannot inject fields, break the document, or smuggle
+ * terminal control sequences (Jackson escapes control characters in strings).
  */
 public final class Json {
     /**
@@ -17,45 +20,54 @@ public final class Json {
      */
     public static final String STATS_SCHEMA = "pagewire.migration-stats/1";
 
-    private static final JsonMapper MAPPER = JsonMapper.builder().build();
+    // Trailing tokens are an error: "{...},\"status\":\"completed\"" from a peer must not parse as its first object.
+    private static final JsonMapper MAPPER = JsonMapper.builder().enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS).build();
 
     private Json() {
     }
 
-    /** @return a new empty JSON object */
+    /** @return a new, empty object */
     public static ObjectNode object() {
         return MAPPER.createObjectNode();
     }
 
-    /** @return {@code node} as compact JSON text on one line */
+    /** @return {@code node} as compact JSON text */
     public static String write(JsonNode node) {
         return MAPPER.writeValueAsString(node);
     }
 
     /**
-     * Parses JSON text that must be one object (e.g. a peer's statistics).
+     * Parses JSON text that came from a peer.
      *
-     * @param text the text
-     * @param what what it is, for the error
-     * @return the object
-     * @throws IllegalArgumentException naming {@code what} when the text is not one JSON object
+     * @param what names it in the error
+     * @return the object it holds
+     * @throws IllegalArgumentException naming {@code what} when it is not exactly one JSON object of at most
+     *         {@code maxChars} characters (the message does not quote the peer's text)
      */
-    public static ObjectNode parseObject(String text, String what) {
-        JsonNode n;
+    public static ObjectNode parseObject(String text, int maxChars, String what) {
+        if (text.length() > maxChars) {
+            throw new IllegalArgumentException(what + " of " + text.length() + " characters exceeds " + maxChars);
+        }
+        JsonNode node;
         try {
-            n = MAPPER.readTree(text);
+            node = MAPPER.readTree(text);
         } catch (JacksonException e) {
             throw new IllegalArgumentException(what + " is not valid JSON: " + e.getOriginalMessage(), e);
         }
-        if (n == null || !n.isObject()) {
-            throw new IllegalArgumentException(what + " is not a JSON object");
+        if (!(node instanceof ObjectNode o)) {
+            throw new IllegalArgumentException(what + " is not a JSON object but " + (node == null ? "empty" : node.getNodeType()));
         }
-        return (ObjectNode) n;
+        return o;
     }
 
-    /** @return {@code v} rounded to {@code digits} decimals, for figures people read */
-    public static double round(double v, int digits) {
-        double f = Math.pow(10, digits);
-        return Math.round(v * f) / f;
+    /** As {@link #parseObject(String, int, String)} for text of our own (files we wrote, tools' output): no length bound. */
+    public static ObjectNode parseObject(String text, String what) {
+        return parseObject(text, Integer.MAX_VALUE, what);
+    }
+
+    /** @return {@code v} rounded to {@code places} decimals (what the text formats showed), for JSON numbers */
+    public static double round(double v, int places) {
+        double scale = Math.pow(10, places);
+        return Math.round(v * scale) / scale;
     }
 }

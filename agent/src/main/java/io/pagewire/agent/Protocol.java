@@ -155,11 +155,14 @@ final class Protocol {
      */
     static long progressDone(String args) {
         String[] a = args.split(" ");
+        if (a.length != 2) { // " ".split(" ") is empty: found by ControlFuzzTest
+            throw new IllegalArgumentException("malformed " + VERIFY_PROGRESS + " message: '" + escape(args) + "' (expected DONE TOTAL)");
+        }
         long done;
         long total;
         try {
             done = Long.parseLong(a[0]);
-            total = a.length == 2 ? Long.parseLong(a[1]) : -1;
+            total = Long.parseLong(a[1]);
         } catch (NumberFormatException e) {
             throw new IllegalArgumentException("malformed " + VERIFY_PROGRESS + " message: '" + escape(args) + "'", e);
         }

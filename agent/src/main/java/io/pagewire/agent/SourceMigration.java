@@ -18,6 +18,7 @@ import io.pagewire.transport.spi.RegionFile;
 import io.pagewire.transport.spi.TransportContext;
 import io.pagewire.transport.spi.TransportException;
 import io.pagewire.transport.spi.Transports;
+import tools.jackson.databind.node.ObjectNode;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -809,7 +810,8 @@ public final class SourceMigration {
                 } else if (text.startsWith(Protocol.POSTCOPY_STATS + " ")) {
                     // Parsed, never pasted: the destination's text reaches our JSON and terminal only as JSON values.
                     try {
-                        postcopyStats = Json.parseObject(text.substring(Protocol.POSTCOPY_STATS.length() + 1), "the destination's postcopy-stats");
+                        postcopyStats = Json.parseObject(text.substring(Protocol.POSTCOPY_STATS.length() + 1), 64 * 1024,
+                                "the destination's postcopy-stats");
                     } catch (IllegalArgumentException e) {
                         postcopyStats = Json.object().put("error", e.getMessage());
                     }

@@ -1,6 +1,7 @@
 package io.pagewire.agent.cli;
 
 import io.pagewire.agent.DestinationMigration;
+import io.pagewire.agent.Json;
 import io.pagewire.agent.MigrationStats;
 import io.pagewire.ramtracker.GuestRam;
 import io.pagewire.ramtracker.RegionSpec;
@@ -9,6 +10,8 @@ import io.pagewire.transport.spi.PeerText;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
+import picocli.CommandLine;
+import tools.jackson.databind.node.ObjectNode;
 
 import java.time.Duration;
 import java.util.concurrent.Callable;

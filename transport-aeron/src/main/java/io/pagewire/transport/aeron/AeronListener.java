@@ -12,9 +12,12 @@ import io.pagewire.transport.spi.TransportContext;
 import io.pagewire.transport.spi.TransportException;
 import io.pagewire.transport.spi.TransportException.Kind;
 import io.pagewire.transport.spi.TransportUri;
+import io.pagewire.transport.spi.kit.AuthExchange;
+import io.pagewire.transport.spi.kit.Authentication;
 import io.pagewire.transport.spi.kit.HandshakeGuard;
 import io.pagewire.transport.spi.kit.Handshakes;
 import io.pagewire.transport.spi.kit.ReadyQueue;
+import io.pagewire.transport.spi.wire.FrameType;
 import io.pagewire.transport.spi.wire.Hello;
 import io.pagewire.transport.spi.wire.Wire;
 import io.pagewire.transport.spi.wire.WireException;
@@ -62,10 +65,13 @@ final class AeronListener implements Listener {
     private final ConcurrentLinkedQueue<Image> arrived = new ConcurrentLinkedQueue<>();
     private final ReadyQueue<Ready> ready = new ReadyQueue<>(MAX_READY);
     private final HandshakeGuard guard;
+    /** Most sources authenticating at once (each holds a thread and a reply publication for at most the connect timeout). */
+    static final int MAX_AUTHENTICATING = 8;
+    private final java.util.concurrent.Semaphore authSlots = new java.util.concurrent.Semaphore(MAX_AUTHENTICATING);
     private volatile boolean closed;
 
     /** A source whose HELLO was accepted, waiting for {@link #accept}. */
-    private record Ready(Hello hello, ExclusivePublication reply, String peer, long arrivedNs) {
+    private record Ready(Hello hello, ExclusivePublication reply, String peer, long arrivedNs, AuthExchange.Result auth) {
     }
 
     /** A CONNECT being collected from one rendezvous image. Listener thread only. */
@@ -222,16 +228,79 @@ final class AeronListener implements Listener {
             LOG.log(System.Logger.Level.WARNING, "aeron: cannot answer the source " + source + " on " + replyChannel + ": " + e);
             return;
         }
-        if (!ready.offer(new Ready(hello, reply, options.ipc() ? "aeron:ipc session " + p.image.sessionId() : source, System.nanoTime()))) {
+        String peer = options.ipc() ? "aeron:ipc session " + p.image.sessionId() : source;
+        if (context.authentication() != null) {
+            if (!authSlots.tryAcquire()) {
+                reply.close();
+                refuse(replyChannel, envelope.replyStream(), "the destination has " + MAX_AUTHENTICATING + " sources authenticating; try again",
+                        source, refusals);
+                return;
+            }
+            Hello h = hello;
+            try {
+                Thread.ofPlatform().daemon().name("pagewire-aeron-auth").start(() -> {
+                    try {
+                        authenticate(h, reply, p.image, peer, p.deadlineNs);
+                    } finally {
+                        authSlots.release();
+                    }
+                });
+            } catch (RuntimeException | OutOfMemoryError e) {
+                authSlots.release();
+                reply.close();
+                throw e;
+            }
+            return;
+        }
+        if (!ready.offer(new Ready(hello, reply, peer, System.nanoTime(), null))) {
             reply.close();
             refuse(replyChannel, envelope.replyStream(), "the destination has " + MAX_READY + " migrations waiting to be accepted; try again",
                     source, refusals);
         }
     }
 
+    /**
+     * The kit's authentication of a source whose CONNECT asked for it ({@link AeronAuth}), on its own thread: AUTH 1
+     * and 3 from its rendezvous image, AUTH 2 on the reply stream. Only then is the layout looked at and the source
+     * queued for {@link #accept}; a refused one is told (tersely, when it failed to prove itself) and its reply closed.
+     */
+    private void authenticate(Hello hello, ExclusivePublication reply, Image image, String peer, long deadlineNs) {
+        String why;
+        try {
+            AuthExchange.Result auth = AuthExchange.destination(context.authentication(), hello,
+                    AeronAuth.channel(reply, image, deadlineNs, "the source"), peer);
+            LOG.log(System.Logger.Level.INFO, "aeron: source " + peer + " authenticated as " + auth.peerIdentity());
+            why = Handshakes.refusal(context, hello);
+            if (why == null) {
+                if (ready.offer(new Ready(hello, reply, peer, System.nanoTime(), auth))) {
+                    return;
+                }
+                why = "the destination has " + MAX_READY + " migrations waiting to be accepted; try again";
+            }
+        } catch (AuthExchange.Refusal e) {
+            LOG.log(System.Logger.Level.WARNING, "refused: " + e.detail());
+            why = e.getMessage();
+        } catch (TransportException | java.io.IOException e) {
+            LOG.log(System.Logger.Level.INFO, "aeron: authentication with " + peer + " broke off: " + e.getMessage());
+            why = AuthExchange.REFUSED;
+        }
+        Await.offer(reply, Handshake.error(why), System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(500));
+        reply.close();
+    }
+
     /** @return null when the HELLO fits this destination, else why not */
     private String check(Hello hello, String source) {
-        String why = Handshakes.refusal(context, hello);
+        Authentication auth = context.authentication();
+        if (auth != null && !hello.authenticated()) {
+            LOG.log(System.Logger.Level.WARNING, "refused: source " + source + " offered no authentication; this destination requires " + auth.mode());
+            return AuthExchange.REFUSED + ": this destination accepts only authenticated sources (docs/security.md)";
+        }
+        if (auth == null && hello.authenticated()) {
+            return "this destination does not authenticate sources (no psk-file= or tls-creds= in its URI); remove the credentials"
+                    + " from the source's URI or add them to the destination's";
+        }
+        // With authentication the layout is checked only once the source has proved itself (start()): a stranger learns nothing of it.
+        String why = auth == null ? Handshakes.refusal(context, hello) : null;
         if (why == null && hello.channels() != 1) {
             why = "aeron carries the background lane on one stream; the HELLO asks for " + hello.channels() + " channels";
         }
@@ -335,8 +404,8 @@ final class AeronListener implements Listener {
                         + AeronConnection.code(written) + ")");
             }
             step = "wait for the source to join the urgent and background streams";
-            Image urgentImage = awaitJoin(urgentSub, h.sessionId(), Handshake.URGENT_STREAM_INDEX, deadline);
-            Image bgImage = awaitJoin(bgSub, h.sessionId(), 0, deadline);
+            Image urgentImage = awaitJoin(urgentSub, h.sessionId(), Handshake.URGENT_STREAM_INDEX, r.auth(), deadline);
+            Image bgImage = awaitJoin(bgSub, h.sessionId(), 0, r.auth(), deadline);
             AeronConnection.Streams streams = new AeronConnection.Streams(leases[0], leases[1], r.reply(), urgentSub, urgentImage,
                     null, bgSub, bgImage);
             AeronConnection c = new AeronConnection(Role.DESTINATION, r.peer(), layout, options, h.dataDigest(), h.maxPagePayload(),
@@ -344,8 +413,13 @@ final class AeronListener implements Listener {
             c.start();
             return c;
         } catch (TransportException e) {
-            LOG.log(System.Logger.Level.INFO, "aeron: could not " + step + " with the source " + r.peer() + ": " + e.getMessage());
-            refuseNow(r, "the destination could not " + step + ": " + e.getMessage());
+            if (e instanceof AuthExchange.Refusal refusal) {
+                LOG.log(System.Logger.Level.WARNING, "refused: " + refusal.detail());
+                refuseNow(r, e.getMessage());
+            } else {
+                LOG.log(System.Logger.Level.INFO, "aeron: could not " + step + " with the source " + r.peer() + ": " + e.getMessage());
+                refuseNow(r, "the destination could not " + step + ": " + e.getMessage());
+            }
             if (urgentSub != null) {
                 urgentSub.close();
             }
@@ -359,7 +433,7 @@ final class AeronListener implements Listener {
     }
 
     /** Waits for the first image on {@code sub} whose first message is the right JOIN; rejects others. */
-    private static Image awaitJoin(Subscription sub, long sessionId, long streamIndex, long deadlineNs) {
+    private static Image awaitJoin(Subscription sub, long sessionId, long streamIndex, AuthExchange.Result auth, long deadlineNs) {
         IdleStrategy idle = Await.idle();
         List<Image> rejected = new ArrayList<>();
         Image candidate = null;
@@ -369,14 +443,14 @@ final class AeronListener implements Listener {
                 for (Image i : sub.images()) {
                     if (!rejected.contains(i)) {
                         candidate = i;
-                        collector = new MessageCollector(Handshake.JOIN_LENGTH * 4);
+                        collector = new MessageCollector(Handshake.JOIN_LENGTH * 4 + AuthExchange.JOIN_MAC_BYTES);
                         break;
                     }
                 }
             }
             if (candidate != null && collector.poll(candidate)) {
                 String why = collector.overflowBytes() > 0 ? "oversized first message"
-                        : Handshake.checkJoin(collector.message(), sessionId, streamIndex);
+                        : Handshake.checkJoin(collector.message(), sessionId, streamIndex, auth);
                 if (why == null) {
                     return candidate;
                 }

@@ -15,7 +15,9 @@ import io.pagewire.transport.spi.TransportException;
 import io.pagewire.transport.spi.TransportException.Kind;
 import io.pagewire.transport.spi.TransportProvider;
 import io.pagewire.transport.spi.TransportUri;
+import io.pagewire.transport.spi.kit.AuthExchange;
 import io.pagewire.transport.spi.kit.Handshakes;
+import io.pagewire.transport.spi.wire.FrameType;
 import io.pagewire.transport.spi.wire.Hello;
 import io.pagewire.transport.spi.wire.Wire;
 import io.pagewire.transport.spi.wire.WireException;
@@ -117,9 +119,14 @@ public final class AeronTransportProvider implements TransportProvider {
                 throw new TransportException(Kind.CONNECT_FAILED, "aeron: could not send the HELLO to '" + uri.text() + "': "
                         + AeronConnection.code(written));
             }
-            step = "wait for the destination's answer";
             Subscription r1 = reply;
             Image[] answerImage = new Image[1];
+            AuthExchange.Result auth = null;
+            if (context.authentication() != null) {
+                step = "authenticate";
+                auth = authenticate(context, hello, uri.text(), rendezvous, r1, answerImage, deadline);
+            }
+            step = "wait for the destination's answer";
             Handshake.Answer answer = awaitAnswer(r1, o.ipc(), answerImage, deadline, uri.text(), timeoutMs);
             if (answer.error() != null) {
                 throw new TransportException(Kind.HANDSHAKE, "the destination " + uri.text() + " refused the migration: " + answer.error());
@@ -143,8 +150,8 @@ public final class AeronTransportProvider implements TransportProvider {
                         + " ms: are those UDP ports reachable?");
             }
             step = "join the streams";
-            if (Await.offer(urgentPub, Handshake.join(sessionId, Handshake.URGENT_STREAM_INDEX), deadline) < 0
-                    || Await.offer(bgPub, Handshake.join(sessionId, 0), deadline) < 0) {
+            if (Await.offer(urgentPub, Handshake.join(sessionId, Handshake.URGENT_STREAM_INDEX, auth), deadline) < 0
+                    || Await.offer(bgPub, Handshake.join(sessionId, 0, auth), deadline) < 0) {
                 throw new TransportException(Kind.CONNECT_FAILED, "aeron: could not JOIN the streams of '" + uri.text() + "'");
             }
             AeronConnection.Streams streams = new AeronConnection.Streams(leases[0], leases[1], urgentPub, reply, answerImage[0],
@@ -161,9 +168,28 @@ public final class AeronTransportProvider implements TransportProvider {
         }
     }
 
+    /**
+     * The source's side of {@link AeronAuth}: AUTH 1 and 3 on the rendezvous stream, AUTH 2 from the reply stream,
+     * before the destination tells where its streams are.
+     */
+    private static AuthExchange.Result authenticate(TransportContext context, Hello hello, String uri, ExclusivePublication rendezvous,
+                                                    Subscription reply, Image[] replyImage, long deadline) {
+        if (!Await.until(() -> reply.imageCount() > 0, deadline)) {
+            throw new TransportException(Kind.CONNECT_FAILED, "aeron: the destination at '" + uri + "' took the HELLO but did not answer"
+                    + " the authentication within the connect timeout (or it cannot reach this host's reply port)");
+        }
+        replyImage[0] = reply.images().getFirst();
+        try {
+            return AuthExchange.source(context.authentication(), hello, AeronAuth.channel(rendezvous, replyImage[0], deadline,
+                    "the destination " + uri), uri);
+        } catch (java.io.IOException e) {
+            throw new TransportException(Kind.CONNECT_FAILED, "aeron: authentication with " + uri + " broke off: " + e.getMessage(), e);
+        }
+    }
+
     private static Handshake.Answer awaitAnswer(Subscription reply, boolean ipc, Image[] imageOut, long deadline, String uri, long timeoutMs) {
         IdleStrategy idle = Await.idle();
-        Image image = null;
+        Image image = imageOut[0]; // known already when the authentication ran on it
         MessageCollector collector = new MessageCollector(Handshake.MAX_ANSWER_LENGTH);
         while (true) {
             if (image == null && reply.imageCount() > 0) {

@@ -1,5 +1,6 @@
 package io.pagewire.transport.aeron;
 
+import io.pagewire.transport.spi.kit.AuthExchange;
 import io.pagewire.transport.spi.wire.FrameHeader;
 import io.pagewire.transport.spi.wire.FrameType;
 import io.pagewire.transport.spi.wire.Hello;
@@ -36,7 +37,11 @@ import static io.pagewire.transport.spi.wire.Wire.U32;
  *
  * JOIN (source -> destination, first message of the per-connection urgent and background streams):
  *  | PREAMBLE | JOIN header: region = 1 (background streams), first = session id,
- *  |          count = 0 (background stream) or -1 (urgent stream)                  |
+ *  |          count = 0 (background stream) or -1 (urgent stream)                  | MAC (32, authenticated only) |
+ *
+ * Authenticated (HELLO flag AUTHENTICATED): between CONNECT and ANSWER, AUTH 1 and AUTH 3 follow the CONNECT on the
+ * rendezvous stream and AUTH 2 comes first on the reply stream ({@link AeronAuth}); the ANSWER, naming the
+ * connection's streams, goes only to a source that proved itself.
  * </pre>
  * Ports are 0 over IPC; all integers are big-endian, as in the wire format.
  */
@@ -229,12 +234,14 @@ final class Handshake {
         return new Answer(new Ack(h.first(), h.count(), up, us, bp, bs), null);
     }
 
-    /** @return a JOIN message for one stream */
-    static byte[] join(long sessionId, long streamIndex) {
-        byte[] b = new byte[JOIN_LENGTH];
+    /** @return a JOIN message for one stream; authenticated, its payload is the session's MAC over (session, stream index, 1) */
+    static byte[] join(long sessionId, long streamIndex, AuthExchange.Result auth) {
+        byte[] mac = auth == null ? new byte[0] : auth.joinMac(sessionId, streamIndex, 1);
+        byte[] b = new byte[JOIN_LENGTH + mac.length];
         MemorySegment s = MemorySegment.ofArray(b);
         Wire.writePreamble(s, Wire.VERSION);
-        new FrameHeader(s.asSlice(Wire.PREAMBLE_LENGTH, FrameHeader.LENGTH)).encode(FrameType.JOIN, 0, 1, sessionId, streamIndex, 0);
+        new FrameHeader(s.asSlice(Wire.PREAMBLE_LENGTH, FrameHeader.LENGTH)).encode(FrameType.JOIN, 0, 1, sessionId, streamIndex, mac.length);
+        System.arraycopy(mac, 0, b, JOIN_LENGTH, mac.length);
         return b;
     }
 
@@ -243,9 +250,10 @@ final class Handshake {
      *
      * @return null when it joins {@code sessionId}'s stream {@code streamIndex}, else what is wrong
      */
-    static String checkJoin(MemorySegment m, long sessionId, long streamIndex) {
-        if (m.byteSize() != JOIN_LENGTH) {
-            return "a first message of " + m.byteSize() + " bytes instead of a " + JOIN_LENGTH + "-byte JOIN";
+    static String checkJoin(MemorySegment m, long sessionId, long streamIndex, AuthExchange.Result auth) {
+        int macLength = auth == null ? 0 : AuthExchange.JOIN_MAC_BYTES;
+        if (m.byteSize() != JOIN_LENGTH + macLength) {
+            return "a first message of " + m.byteSize() + " bytes instead of a " + (JOIN_LENGTH + macLength) + "-byte JOIN";
         }
         try {
             int version = Wire.checkPreamble(m);
@@ -254,9 +262,12 @@ final class Handshake {
             }
             FrameHeader h = new FrameHeader(MemorySegment.ofArray(m.asSlice(Wire.PREAMBLE_LENGTH, FrameHeader.LENGTH)
                     .toArray(ValueLayout.JAVA_BYTE))).decode();
-            if (h.type() != FrameType.JOIN || h.first() != sessionId || h.count() != streamIndex || h.region() != 1 || h.payloadLength() != 0) {
+            if (h.type() != FrameType.JOIN || h.first() != sessionId || h.count() != streamIndex || h.region() != 1 || h.payloadLength() != macLength) {
                 return "expected JOIN(session " + Long.toHexString(sessionId) + ", stream " + streamIndex + "), got " + h
                         + " for session " + Long.toHexString(h.first());
+            }
+            if (auth != null && !auth.checkJoin(sessionId, streamIndex, 1, m.asSlice(JOIN_LENGTH).toArray(ValueLayout.JAVA_BYTE))) {
+                return "JOIN(session " + Long.toHexString(sessionId) + ", stream " + streamIndex + ") without this session's MAC";
             }
             return null;
         } catch (WireException e) {

@@ -152,8 +152,8 @@ final class AeronRawPeer implements RawPeer {
             if (!Await.until(() -> urgent.isConnected() && bg.isConnected(), deadline)) {
                 throw new IOException("raw peer: the connection's streams did not connect");
             }
-            if (Await.offer(urgent, Handshake.join(session, Handshake.URGENT_STREAM_INDEX), deadline) < 0
-                    || Await.offer(bg, Handshake.join(session, 0), deadline) < 0) {
+            if (Await.offer(urgent, Handshake.join(session, Handshake.URGENT_STREAM_INDEX, null), deadline) < 0
+                    || Await.offer(bg, Handshake.join(session, 0, null), deadline) < 0) {
                 throw new IOException("raw peer: JOIN failed");
             }
             s.target = bg;

@@ -57,14 +57,14 @@ class HandshakeTest {
 
     @Test
     void joinIsChecked() {
-        MemorySegment j = MemorySegment.ofArray(Handshake.join(5, 0));
-        assertNull(Handshake.checkJoin(j, 5, 0));
-        assertTrue(Handshake.checkJoin(j, 6, 0).contains("expected JOIN(session 6"), Handshake.checkJoin(j, 6, 0));
-        assertTrue(Handshake.checkJoin(j, 5, Handshake.URGENT_STREAM_INDEX).contains("stream -1"));
-        byte[] bad = Handshake.join(5, 0);
+        MemorySegment j = MemorySegment.ofArray(Handshake.join(5, 0, null));
+        assertNull(Handshake.checkJoin(j, 5, 0, null));
+        assertTrue(Handshake.checkJoin(j, 6, 0, null).contains("expected JOIN(session 6"), Handshake.checkJoin(j, 6, 0, null));
+        assertTrue(Handshake.checkJoin(j, 5, Handshake.URGENT_STREAM_INDEX, null).contains("stream -1"));
+        byte[] bad = Handshake.join(5, 0, null);
         bad[Wire.PREAMBLE_LENGTH + 12] ^= 1;
-        assertTrue(Handshake.checkJoin(MemorySegment.ofArray(bad), 5, 0).contains("CRC32C"));
-        assertTrue(Handshake.checkJoin(MemorySegment.ofArray(Arrays.copyOf(bad, 20)), 5, 0).contains("20 bytes"));
+        assertTrue(Handshake.checkJoin(MemorySegment.ofArray(bad), 5, 0, null).contains("CRC32C"));
+        assertTrue(Handshake.checkJoin(MemorySegment.ofArray(Arrays.copyOf(bad, 20)), 5, 0, null).contains("20 bytes"));
     }
 
     @Test
@@ -76,7 +76,7 @@ class HandshakeTest {
         assertTrue(msg(Arrays.copyOf(good, good.length - 3)).contains("truncated"));
         assertTrue(msg(Arrays.copyOf(good, good.length + 3)).contains("3 unexpected bytes"));
         assertTrue(msg(TransportTck.helloBytes(REGIONS, 7, true, 65536, 1)).contains("version 7"));
-        byte[] join = Handshake.join(1, 0);
+        byte[] join = Handshake.join(1, 0, null);
         assertTrue(msg(join).contains("expected HELLO"));
         byte[] garbage = Arrays.copyOf("not pagewire at all".getBytes(), 64);
         assertTrue(msg(garbage).contains("not a pagewire peer"));

@@ -121,8 +121,14 @@ final class Channel implements AutoCloseable {
     private int peerStagingReleased;
     private int stagingReleased;
     private int reportedStaging;
-    private boolean firstSent;
+    /** Handshake messages this side may still send uncounted, into the peer's handshake buffer (1; 2 when authenticating). */
+    private int handshakeSendsLeft = 1;
     private boolean firstReceived;
+    /** Another handshake message is due in a regular receive buffer ({@link #rearmHandshake}). */
+    private boolean expectHandshake;
+    /** Regular receive buffers that held a handshake message, posted again (uncounted) by {@link #setPeer}. */
+    private final int[] handshakeSlotsTaken = new int[2];
+    private int handshakeSlotsTakenCount;
     private int handshakeLength = -1;
     private boolean stopped;
     // ---- poller thread only
@@ -254,6 +260,15 @@ final class Channel implements AutoCloseable {
     void setPeer(int depth, int stagingSlots) {
         lock.lock();
         try {
+            for (int i = 0; i < handshakeSlotsTakenCount; i++) {
+                try {
+                    postRx(handshakeSlotsTaken[i]);
+                } catch (VerbsException e) {
+                    fail(new TransportException(Kind.CONNECTION_LOST, "posting a receive buffer on the " + name + " queue pair to "
+                            + endpoint.peerAddress() + " failed: " + e.getMessage(), e));
+                }
+            }
+            handshakeSlotsTakenCount = 0;
             peerRxDepth = depth;
             peerStagingSlots = stagingSlots;
             changed.signalAll();
@@ -293,6 +308,41 @@ final class Channel implements AutoCloseable {
                     cq.awaitEvent(Math.min(left, IDLE_POLL_NS));
                 }
             }
+        }
+    }
+
+    /**
+     * Lets this side send {@code n} handshake messages uncounted (the authentication exchange sends two
+     * each way on the urgent queue pair); call before the first post.
+     */
+    void handshakeMessages(int n) {
+        lock.lock();
+        try {
+            handshakeSendsLeft = n;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /**
+     * Expects one more handshake message (the authentication exchange), once the last one was read. A
+     * receive queue is first in, first out, so it lands in a regular receive buffer: it is copied into the
+     * handshake buffer and that receive buffer posted again without counting it (the peer sent it
+     * uncounted, see {@link #handshakeMessages}). The peer sends it only after this side's next message.
+     */
+    void rearmHandshake() throws VerbsException {
+        lock.lock();
+        try {
+            if (handshakeMr == null) {
+                throw new VerbsException("the handshake buffer of the " + name + " queue pair is already released");
+            }
+            if (handshakeSlotsTakenCount + (expectHandshake ? 1 : 0) >= handshakeSlotsTaken.length) {
+                throw new VerbsException("more than " + handshakeSlotsTaken.length + " further handshake messages on the " + name + " queue pair");
+            }
+            handshakeLength = -1;
+            expectHandshake = true;
+        } finally {
+            lock.unlock();
         }
     }
 
@@ -434,7 +484,7 @@ final class Channel implements AutoCloseable {
         if (m.staged && stagedSent - peerStagingReleased >= peerStagingSlots) {
             return false;
         }
-        if (!firstSent) {
+        if (handshakeSendsLeft > 0) {
             return true;
         }
         if (peerRxDepth == 0) {
@@ -473,10 +523,11 @@ final class Channel implements AutoCloseable {
         postedSize++;
         reportedAcked = reposted;
         reportedStaging = stagingReleased;
-        if (firstSent) {
+        if (handshakeSendsLeft > 0) {
+            handshakeSendsLeft--; // lands in the peer's handshake buffer: not counted against its receive credits
+        } else {
             sent++;
         }
-        firstSent = true;
         if (m.staged) {
             stagedSent++;
         }
@@ -810,6 +861,9 @@ final class Channel implements AutoCloseable {
         if (!first && !firstReceived) {
             throw new WireException("message in a regular receive buffer before the handshake on the " + name + " queue pair");
         }
+        if (!first && owner == null && takeHandshake(buf, off, length)) {
+            return; // its buffer is posted again when the handshake completes (setPeer): a refused peer may be gone already
+        }
         firstReceived = true;
         if (owner == null) {
             throw new WireException("a message arrived on the " + name + " queue pair before the handshake completed");
@@ -837,6 +891,24 @@ final class Channel implements AutoCloseable {
         stashSlot[(stashHead + stashSize) % stashSlot.length] = slot;
         stashLength[(stashHead + stashSize) % stashSlot.length] = length;
         stashSize++;
+    }
+
+    /** @return whether a further handshake message was due; if so it is copied into the handshake buffer */
+    private boolean takeHandshake(MemorySegment buf, long off, int length) {
+        lock.lock();
+        try {
+            if (!expectHandshake || handshakeBuf == null) {
+                return false;
+            }
+            expectHandshake = false;
+            handshakeSlotsTaken[handshakeSlotsTakenCount++] = (int) (off / Protocol.RX_BYTES);
+            MemorySegment.copy(buf, off, handshakeBuf, 0, length);
+            handshakeLength = length;
+            changed.signalAll();
+            return true;
+        } finally {
+            lock.unlock();
+        }
     }
 
     /** Applies the envelope's credit returns, checking them against what was sent. */

@@ -49,10 +49,80 @@ final class Handshake {
         new Protocol.Setup(rxDepth).encode(m.buf, m.reserve(Protocol.Setup.LENGTH));
     }
 
-    /** Source, background: preamble, JOIN. */
-    static void join(Message m, long sessionId) {
+    /** Source, urgent, authenticating: preamble, HELLO, RDMA_SETUP, AUTH (the exchange's first message). */
+    static void hello(Message m, Hello hello, int rxDepth, byte[] auth) {
+        int need = Protocol.ENVELOPE + Wire.PREAMBLE_LENGTH + 3 * FrameHeader.LENGTH + hello.encodedLength() + Protocol.Setup.LENGTH + auth.length;
+        if (need > Protocol.RX_BYTES) {
+            throw new TransportException(TransportException.Kind.INVALID_CONFIG, "the HELLO and the first AUTH message need " + need
+                    + " bytes, over rdma://'s " + Protocol.RX_BYTES + "-byte first message; use fewer regions or a shorter certificate chain");
+        }
+        hello(m, hello, rxDepth);
+        m.frame(FrameType.AUTH, 0, 0, 0, 0, auth.length);
+        m.bytes(auth);
+    }
+
+    /** Either side, authenticating: preamble, AUTH. */
+    static void auth(Message m, byte[] auth) {
         preamble(m);
-        m.frame(FrameType.JOIN, 0, 1, sessionId, 0, 0);
+        m.frame(FrameType.AUTH, 0, 0, 0, 0, auth.length);
+        m.bytes(auth);
+    }
+
+    /** Source, background: preamble, JOIN (with the session's MAC when authenticated, else none). */
+    static void join(Message m, long sessionId, byte[] mac) {
+        preamble(m);
+        m.frame(FrameType.JOIN, 0, 1, sessionId, 0, mac == null ? 0 : mac.length);
+        if (mac != null) {
+            m.bytes(mac);
+        }
+    }
+
+    /**
+     * Reads an AUTH message of the exchange (envelope, preamble, AUTH frame) and copies its payload out.
+     *
+     * @throws TransportException {@code HANDSHAKE} when the peer answered ERROR (its text, escaped)
+     */
+    static byte[] authPayload(MemorySegment msg, String peer) {
+        First f = read(msg, io.pagewire.transport.spi.kit.AuthExchange.MAX_MESSAGE_BYTES);
+        if (f.type() == FrameType.ERROR) {
+            throw new TransportException(TransportException.Kind.HANDSHAKE, peer + " refused: "
+                    + io.pagewire.transport.spi.PeerText.escape(f.payload()));
+        }
+        if (f.type() != FrameType.AUTH || f.after().byteSize() != 0) {
+            throw new WireException("expected one AUTH frame, got " + Protocol.name(f.type()) + " and " + f.after().byteSize() + " bytes more");
+        }
+        return f.payload().toArray(java.lang.foreign.ValueLayout.JAVA_BYTE);
+    }
+
+    /**
+     * Reads the RDMA frame that follows the HELLO and what comes after it: nothing, or (authenticating)
+     * one AUTH frame.
+     *
+     * @return {setup payload, AUTH payload or null}
+     */
+    static MemorySegment[] setupAndAuth(MemorySegment after) {
+        if (after.byteSize() < FrameHeader.LENGTH) {
+            return new MemorySegment[]{follow(after, Protocol.RDMA_SETUP, Protocol.Setup.LENGTH), null};
+        }
+        long setupEnd = FrameHeader.LENGTH + Protocol.Setup.LENGTH;
+        if (after.byteSize() <= setupEnd) {
+            return new MemorySegment[]{follow(after, Protocol.RDMA_SETUP, Protocol.Setup.LENGTH), null};
+        }
+        MemorySegment setup = follow(after.asSlice(0, setupEnd), Protocol.RDMA_SETUP, Protocol.Setup.LENGTH);
+        MemorySegment rest = after.asSlice(setupEnd);
+        FrameHeader h = new FrameHeader(Arena.ofAuto());
+        if (rest.byteSize() < FrameHeader.LENGTH) {
+            throw new WireException("the first message ends inside the frame after RDMA_SETUP");
+        }
+        MemorySegment.copy(rest, 0, h.segment(), 0, FrameHeader.LENGTH);
+        h.decode();
+        long payload = Integer.toUnsignedLong(h.payloadLength());
+        if (h.type() != FrameType.AUTH || h.flags() != 0 || payload > io.pagewire.transport.spi.kit.AuthExchange.MAX_MESSAGE_BYTES
+                || payload != rest.byteSize() - FrameHeader.LENGTH) {
+            throw new WireException("expected one AUTH frame after RDMA_SETUP, got " + Protocol.name(h.type()) + " with " + payload
+                    + " payload bytes in " + (rest.byteSize() - FrameHeader.LENGTH));
+        }
+        return new MemorySegment[]{setup, rest.asSlice(FrameHeader.LENGTH, payload)};
     }
 
     /** Destination: preamble, HELLO_ACK, RDMA_REGIONS. */

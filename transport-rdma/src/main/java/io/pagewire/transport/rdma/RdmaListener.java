@@ -11,12 +11,14 @@ import io.pagewire.transport.spi.TransportContext;
 import io.pagewire.transport.spi.TransportException;
 import io.pagewire.transport.spi.TransportException.Kind;
 import io.pagewire.transport.spi.TransportUri;
+import io.pagewire.transport.spi.kit.AuthExchange;
 import io.pagewire.transport.spi.kit.Handshakes;
 import io.pagewire.transport.spi.kit.SessionListener;
 import io.pagewire.transport.spi.wire.FrameType;
 import io.pagewire.transport.spi.wire.Hello;
 import io.pagewire.transport.spi.wire.Wire;
 
+import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.util.HashMap;
 import java.util.Map;
@@ -115,7 +117,7 @@ final class RdmaListener extends SessionListener<Channel, Protocol.Setup> {
     }
 
     @Override
-    protected First<Protocol.Setup> readFirst(Channel ch, long deadlineNs) {
+    protected First<Protocol.Setup> readFirst(Channel ch, long deadlineNs) throws IOException {
         MemorySegment msg;
         try {
             msg = ch.awaitHandshake(deadlineNs);
@@ -129,16 +131,27 @@ final class RdmaListener extends SessionListener<Channel, Protocol.Setup> {
             Handshake.First first = Handshake.read(msg, Wire.MAX_HELLO_BYTES);
             if (first.type() == FrameType.HELLO) {
                 Hello hello = Hello.decode(first.payload(), (int) first.payload().byteSize());
-                String why = Handshakes.refusal(context, hello); // a HELLO that does not fit is refused for that, whatever follows
-                if (why != null) {
-                    throw new TransportException(Kind.HANDSHAKE, why);
+                if (context.authentication() == null) {
+                    // A HELLO that does not fit is refused for that, whatever follows. (With authentication the layout
+                    // is looked at only once the source has proved itself.)
+                    String why = Handshakes.refusal(context, hello);
+                    if (why != null) {
+                        throw new TransportException(Kind.HANDSHAKE, why);
+                    }
                 }
-                Protocol.Setup setup = Protocol.Setup.decode(Handshake.follow(first.after(), Protocol.RDMA_SETUP, Protocol.Setup.LENGTH), 0,
-                        Protocol.Setup.LENGTH);
-                return First.hello(hello, setup);
+                MemorySegment[] setupAndAuth = Handshake.setupAndAuth(first.after());
+                Protocol.Setup setup = Protocol.Setup.decode(setupAndAuth[0], 0, Protocol.Setup.LENGTH);
+                if (hello.authenticated() != (setupAndAuth[1] != null)) {
+                    throw new io.pagewire.transport.spi.wire.WireException("a HELLO " + (hello.authenticated() ? "asking for" : "without")
+                            + " authentication " + (setupAndAuth[1] != null ? "followed" : "not followed") + " by an AUTH frame");
+                }
+                byte[] auth1 = setupAndAuth[1] == null ? null : setupAndAuth[1].toArray(java.lang.foreign.ValueLayout.JAVA_BYTE);
+                return First.hello(hello, setup, authenticate(hello, authChannel(ch, auth1), peerName(ch)));
             }
             if (first.type() == FrameType.JOIN) {
-                return First.join(first.header().first(), first.header().count(), Integer.toUnsignedLong(first.header().region()));
+                long macLength = first.payload().byteSize();
+                return First.join(first.header().first(), first.header().count(), Integer.toUnsignedLong(first.header().region()),
+                        macLength == 0 ? null : first.payload().toArray(java.lang.foreign.ValueLayout.JAVA_BYTE));
             }
             throw new io.pagewire.transport.spi.wire.WireException("expected HELLO or JOIN as the first frame, got " + Protocol.name(first.type()));
         } catch (Handshake.VersionMismatch e) {
@@ -147,6 +160,51 @@ final class RdmaListener extends SessionListener<Channel, Protocol.Setup> {
         } finally {
             ch.releaseHandshake();
         }
+    }
+
+    /**
+     * The destination's side of the kit's authentication on an urgent queue pair: AUTH 1 came with the
+     * HELLO; AUTH 2 is this side's first message (the handshake buffer posted again first, for AUTH 3);
+     * the HELLO_ACK or a refusal is its second.
+     */
+    private AuthExchange.Channel authChannel(Channel ch, byte[] auth1) {
+        long deadline = System.nanoTime() + timeoutNs;
+        return new AuthExchange.Channel() {
+            private byte[] first = auth1;
+
+            @Override
+            public void send(byte[] message) {
+                try {
+                    ch.handshakeMessages(2);
+                    ch.rearmHandshake();
+                } catch (VerbsException e) {
+                    throw new TransportException(Kind.CONNECTION_LOST, "rdma: " + e.getMessage(), e);
+                }
+                Message m = ch.begin();
+                Handshake.auth(m, message);
+                ch.post(m);
+            }
+
+            @Override
+            public byte[] receive(int maxBytes) {
+                if (first != null) {
+                    byte[] f = first;
+                    first = null;
+                    return f;
+                }
+                MemorySegment msg;
+                try {
+                    msg = ch.awaitHandshake(deadline);
+                } catch (VerbsException e) {
+                    throw new TransportException(Kind.CONNECTION_LOST, "authentication with " + ch.endpoint.peerAddress() + " broke off: "
+                            + e.getMessage(), e);
+                }
+                if (msg == null) {
+                    throw new TransportException(Kind.HANDSHAKE, "no AUTH message within " + TimeUnit.NANOSECONDS.toMillis(timeoutNs) + " ms");
+                }
+                return Handshake.authPayload(msg, "the source");
+            }
+        };
     }
 
     @Override

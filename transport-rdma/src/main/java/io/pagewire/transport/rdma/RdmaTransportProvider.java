@@ -16,6 +16,7 @@ import io.pagewire.transport.spi.TransportException;
 import io.pagewire.transport.spi.TransportException.Kind;
 import io.pagewire.transport.spi.TransportProvider;
 import io.pagewire.transport.spi.TransportUri;
+import io.pagewire.transport.spi.kit.AuthExchange;
 import io.pagewire.transport.spi.kit.Handshakes;
 import io.pagewire.transport.spi.wire.FrameType;
 import io.pagewire.transport.spi.wire.Hello;
@@ -154,9 +155,16 @@ public final class RdmaTransportProvider implements TransportProvider {
             ue.connect(left(deadline));
             step = "register the source's RAM";
             localRam = new LocalRam(layout, pd, o);
-            Message m = urgent.begin();
-            Handshake.hello(m, hello, o.queueDepth());
-            urgent.post(m);
+            AuthExchange.Result auth = null;
+            Message m;
+            if (context.authentication() == null) {
+                m = urgent.begin();
+                Handshake.hello(m, hello, o.queueDepth());
+                urgent.post(m);
+            } else {
+                step = "authenticate";
+                auth = authenticate(context, hello, urgent, o.queueDepth(), deadline, uri.text());
+            }
             step = "resolve the background queue pair";
             RdmaEndpoint be = fabric.resolve(host, port, left(deadline));
             if (!be.device().name().equals(ue.device().name())) {
@@ -168,7 +176,7 @@ public final class RdmaTransportProvider implements TransportProvider {
             step = "connect the background queue pair";
             be.connect(left(deadline));
             m = background.begin();
-            Handshake.join(m, sessionId);
+            Handshake.join(m, sessionId, auth == null ? null : auth.joinMac(sessionId, 0, 1));
             background.post(m);
             step = "wait for the destination's answer";
             MemorySegment answer = urgent.awaitHandshake(deadline);
@@ -214,6 +222,68 @@ public final class RdmaTransportProvider implements TransportProvider {
         } catch (RuntimeException e) {
             cleanup(urgent, background, localRam, pd);
             throw e;
+        }
+    }
+
+    /**
+     * The source's side of the kit's authentication on the urgent queue pair: its first message is
+     * HELLO, RDMA_SETUP and AUTH 1; the destination's first is AUTH 2; then AUTH 3, and the destination's
+     * HELLO_ACK (or ERROR) lands in the handshake buffer posted again for it.
+     */
+    private static AuthExchange.Result authenticate(TransportContext context, Hello hello, Channel urgent, int rxDepth, long deadline,
+                                                    String uri) {
+        urgent.handshakeMessages(2);
+        String peer = "the destination " + uri;
+        AuthExchange.Channel ch = new AuthExchange.Channel() {
+            private boolean helloSent;
+
+            @Override
+            public void send(byte[] message) {
+                Message m = urgent.begin();
+                if (!helloSent) {
+                    Handshake.hello(m, hello, rxDepth, message);
+                    helloSent = true;
+                } else {
+                    try {
+                        urgent.rearmHandshake(); // for the HELLO_ACK
+                    } catch (VerbsException e) {
+                        throw new TransportException(Kind.CONNECT_FAILED, "rdma: " + e.getMessage(), e);
+                    }
+                    Handshake.auth(m, message);
+                }
+                urgent.post(m);
+            }
+
+            @Override
+            public void refuse(String why) {
+                Message m = urgent.begin();
+                Handshake.refuse(m, why);
+                urgent.post(m);
+                try {
+                    urgent.awaitAllSent(System.nanoTime() + TimeUnit.SECONDS.toNanos(1));
+                } catch (VerbsException e) {
+                    throw new TransportException(Kind.CONNECTION_LOST, "rdma: could not tell " + peer + " why: " + e.getMessage(), e);
+                }
+            }
+
+            @Override
+            public byte[] receive(int maxBytes) {
+                MemorySegment msg;
+                try {
+                    msg = urgent.awaitHandshake(deadline);
+                } catch (VerbsException e) {
+                    throw new TransportException(Kind.CONNECT_FAILED, "rdma: authentication with " + uri + " broke off: " + e.getMessage(), e);
+                }
+                if (msg == null) {
+                    throw new TransportException(Kind.CONNECT_FAILED, "rdma: " + peer + " did not answer the authentication in time");
+                }
+                return Handshake.authPayload(msg, peer);
+            }
+        };
+        try {
+            return AuthExchange.source(context.authentication(), hello, ch, uri);
+        } catch (java.io.IOException e) {
+            throw new TransportException(Kind.CONNECT_FAILED, "rdma: authentication with " + uri + " broke off: " + e.getMessage(), e);
         }
     }
 

@@ -1,5 +1,7 @@
 package io.pagewire.transport.spi;
 
+import io.pagewire.transport.spi.kit.Authentication;
+
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -19,6 +21,7 @@ import java.util.concurrent.TimeUnit;
 public final class TransportContext {
     private RamLayout layout;
     private MessageHandler handler;
+    private Authentication authentication;
     private long connectTimeoutNs = msProperty("pagewire.connect.timeout.ms", 10_000);
     private long heartbeatIntervalNs = msProperty("pagewire.heartbeat.interval.ms", 500);
     private long peerTimeoutNs = msProperty("pagewire.peer.timeout.ms", 5_000);
@@ -56,6 +59,21 @@ public final class TransportContext {
     /** @param handler receives the peer's messages @return this */
     public TransportContext handler(MessageHandler handler) {
         this.handler = handler;
+        return this;
+    }
+
+    /**
+     * @return how this side proves itself and what it demands of the peer, or null for no
+     *         authentication (set from the URI's {@code psk-file}, {@code tls-creds}, ... options by
+     *         {@link Transports}, or here by an embedding agent)
+     */
+    public Authentication authentication() {
+        return authentication;
+    }
+
+    /** @param authentication this side's credentials, or null for none @return this */
+    public TransportContext authentication(Authentication authentication) {
+        this.authentication = authentication;
         return this;
     }
 

@@ -1,5 +1,9 @@
 package io.pagewire.transport.spi;
 
+import io.pagewire.transport.spi.kit.Authentication;
+
+import java.net.InetAddress;
+import java.net.UnknownHostException;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -17,6 +21,7 @@ import java.util.TreeMap;
  * }</pre>
  */
 public final class Transports {
+    private static final System.Logger LOG = System.getLogger(Transports.class.getName());
     private Transports() {
     }
 
@@ -59,17 +64,20 @@ public final class Transports {
         }
         List<String> unknown = new ArrayList<>();
         for (String name : uri.options().keySet()) {
-            if (!p.options().containsKey(name)) {
+            if (!p.options().containsKey(name) && !Authentication.OPTIONS.containsKey(name)) {
                 unknown.add(name);
             }
         }
         if (!unknown.isEmpty()) {
             String name = unknown.getFirst();
-            String hint = closest(name, p.options().keySet());
+            List<String> known = new ArrayList<>(p.options().keySet());
+            known.addAll(Authentication.OPTIONS.keySet());
+            String hint = closest(name, known);
             throw new TransportException(TransportException.Kind.INVALID_URI,
                     "unknown option '" + name + "' for " + uri.scheme() + ": URIs in '" + uri.text() + "'"
                             + (hint == null ? "" : " (did you mean '" + hint + "'?)")
-                            + "; known options: " + (p.options().isEmpty() ? "none" : String.join(", ", new TreeMap<>(p.options()).keySet())));
+                            + "; known options: " + (p.options().isEmpty() ? "none" : String.join(", ", new TreeMap<>(p.options()).keySet()))
+                            + "; authentication (every transport): " + String.join(", ", Authentication.OPTIONS.keySet()));
         }
         String cause = p.unavailabilityCause();
         if (cause != null) {
@@ -89,6 +97,7 @@ public final class Transports {
     public static Connection connect(String uri, TransportContext context) {
         TransportUri parsed = TransportUri.parse(uri);
         TransportProvider p = provider(parsed);
+        withAuthentication(context, parsed, Role.SOURCE);
         return p.connect(parsed, context.conclude());
     }
 
@@ -102,7 +111,57 @@ public final class Transports {
     public static Listener listen(String uri, TransportContext context) {
         TransportUri parsed = TransportUri.parse(uri);
         TransportProvider p = provider(parsed);
-        return p.listen(parsed, context.conclude());
+        withAuthentication(context, parsed, Role.DESTINATION);
+        Listener l = p.listen(parsed, context.conclude());
+        String risk = unauthenticatedRisk(parsed, context);
+        if (risk != null) {
+            LOG.log(System.Logger.Level.WARNING, risk);
+        }
+        return l;
+    }
+
+    /**
+     * @return a warning naming the risk when a listener on {@code uri} takes sources without authentication from
+     *         beyond this machine (a non-loopback host, or Aeron endpoint), else null
+     */
+    public static String unauthenticatedRisk(TransportUri uri, TransportContext context) {
+        if (context.authentication() != null) {
+            return null;
+        }
+        String host = uri.host();
+        String endpoint = uri.options().get("endpoint");
+        if (host == null && endpoint != null && endpoint.lastIndexOf(':') > 0) {
+            host = endpoint.substring(0, endpoint.lastIndexOf(':')).replace("[", "").replace("]", "");
+        }
+        if (host == null || loopback(host)) {
+            return null; // unix sockets: the socket file's permissions decide; loopback: this machine only
+        }
+        return "listening on " + uri.text() + " WITHOUT AUTHENTICATION: anyone who can reach " + host + " can become the source"
+                + " and write any content into this RAM; add psk-file=PATH or tls-creds=DIR (docs/security.md)";
+    }
+
+    /** Sets the context's authentication from the URI's options unless the caller set one. */
+    private static void withAuthentication(TransportContext context, TransportUri uri, Role role) {
+        Authentication a = Authentication.fromUri(uri, role);
+        if (a != null) {
+            if (context.authentication() != null) {
+                throw new TransportException(TransportException.Kind.INVALID_CONFIG, "'" + uri.text()
+                        + "' names credentials, and so does the context: give them once");
+            }
+            context.authentication(a);
+        }
+    }
+
+    /** @return whether {@code host} is a loopback address (only this machine can reach it) */
+    public static boolean loopback(String host) {
+        if (host.equalsIgnoreCase("localhost")) {
+            return true;
+        }
+        try {
+            return InetAddress.getByName(host).isLoopbackAddress();
+        } catch (UnknownHostException e) {
+            return false;
+        }
     }
 
     /** Nearest name by edit distance, if it is close enough to be a likely typo. */

@@ -54,6 +54,14 @@ class TransportsTest {
     }
 
     @Test
+    void authenticationOptionsAreAcceptedByEveryProviderAndSuggested() {
+        assertSame(providers.get("tcp"), Transports.provider(TransportUri.parse("tcp://h:1?psk-file=/k&channels=2"), providers));
+        TransportException e = assertThrows(TransportException.class,
+                () -> Transports.provider(TransportUri.parse("tcp://h:1?psk-fil=/k"), providers));
+        assertTrue(e.getMessage().contains("did you mean 'psk-file'") && e.getMessage().contains("tls-authz"), e.getMessage());
+    }
+
+    @Test
     void unknownOptionListsTheKnownOnesAndSuggests() {
         TransportException e = assertThrows(TransportException.class,
                 () -> Transports.provider(TransportUri.parse("tcp://h:1?chanels=2"), providers));

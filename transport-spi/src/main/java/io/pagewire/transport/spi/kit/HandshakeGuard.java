@@ -5,7 +5,9 @@ import io.pagewire.transport.spi.wire.Hello;
 /**
  * The destination's say on who may migrate in, asked by every listener of the kit at the same two
  * points: a HELLO that passed every format and layout check, before HELLO_ACK; and each JOIN of an
- * admitted session. This is where authentication plugs in (issue 13); {@link #OPEN} admits everyone.
+ * admitted session. Authentication runs before it (the kit's {@link AuthExchange}, from the URI's
+ * credentials), so a guard sees only sources that proved themselves; it is left for further policy.
+ * {@link #OPEN} admits everyone.
  */
 public interface HandshakeGuard {
     /** Admits every source: no authentication configured. */

@@ -55,6 +55,9 @@ public final class Handshakes {
         }
         int heartbeatMs = (int) Math.max(1, TimeUnit.NANOSECONDS.toMillis(context.heartbeatIntervalNs()));
         int peerTimeoutMs = (int) TimeUnit.NANOSECONDS.toMillis(context.peerTimeoutNs());
+        if (context.authentication() != null) {
+            flags |= Hello.FLAG_AUTHENTICATED;
+        }
         Hello hello = new Hello(RANDOM.nextLong() | 1, flags, channels, maxPayload, heartbeatMs, peerTimeoutMs, layout.descriptors());
         if (hello.encodedLength() > Wire.MAX_HELLO_BYTES) {
             throw new TransportException(Kind.INVALID_CONFIG, "the RAM layout needs a " + hello.encodedLength()
@@ -97,7 +100,7 @@ public final class Handshakes {
         return null;
     }
 
-    /** @return the destination's guard: who may migrate in (authentication plugs in here, issue 13) */
+    /** @return the destination's guard: further policy on sources (authentication itself is {@link AuthExchange}) */
     public static HandshakeGuard guard(TransportContext context) {
         return HandshakeGuard.OPEN;
     }

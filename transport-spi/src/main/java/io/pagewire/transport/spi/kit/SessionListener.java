@@ -58,16 +58,30 @@ import java.util.concurrent.locks.ReentrantLock;
 public abstract class SessionListener<E, A> implements Listener {
     private static final System.Logger LOG = System.getLogger(SessionListener.class.getName());
 
-    /** The first message on an endpoint: a HELLO (with what the transport read besides) or a JOIN. */
-    public record First<A>(int type, Hello hello, A attachment, long sessionId, long stream, long streams) {
-        /** @return a HELLO */
+    /**
+     * The first message on an endpoint: a HELLO (with what the transport read besides, and the result
+     * of its authentication when the listener demands it) or a JOIN (with its MAC, if any).
+     */
+    public record First<A>(int type, Hello hello, A attachment, long sessionId, long stream, long streams, AuthExchange.Result auth,
+                           byte[] joinMac) {
+        /** @return an unauthenticated HELLO */
         public static <A> First<A> hello(Hello hello, A attachment) {
-            return new First<>(FrameType.HELLO, hello, attachment, hello.sessionId(), -1, hello.channels());
+            return hello(hello, attachment, null);
         }
 
-        /** @return a JOIN of background stream {@code stream} of {@code streams} */
+        /** @return a HELLO and its authentication ({@link SessionListener#authenticate}) */
+        public static <A> First<A> hello(Hello hello, A attachment, AuthExchange.Result auth) {
+            return new First<>(FrameType.HELLO, hello, attachment, hello.sessionId(), -1, hello.channels(), auth, null);
+        }
+
+        /** @return a JOIN of background stream {@code stream} of {@code streams} without a MAC */
         public static <A> First<A> join(long sessionId, long stream, long streams) {
-            return new First<>(FrameType.JOIN, null, null, sessionId, stream, streams);
+            return join(sessionId, stream, streams, null);
+        }
+
+        /** @return a JOIN of background stream {@code stream} of {@code streams} with its MAC (null: none) */
+        public static <A> First<A> join(long sessionId, long stream, long streams, byte[] mac) {
+            return new First<>(FrameType.JOIN, null, null, sessionId, stream, streams, null, mac);
         }
     }
 
@@ -80,13 +94,15 @@ public abstract class SessionListener<E, A> implements Listener {
         private final A attachment;
         private final String identity;
         private final long startedNs = System.nanoTime();
+        private final AuthExchange.Result auth;
         private int joined;        // guarded by the listener lock
         private boolean abandoned; // guarded by the listener lock
         private String contested;  // guarded by the listener lock: why both claims to this session are refused
         private Connection connection; // guarded by the listener lock: once started
 
-        Session(Hello hello, E urgent, String peer, String identity, A attachment) {
+        Session(Hello hello, E urgent, String peer, String identity, A attachment, AuthExchange.Result auth) {
             this.hello = hello;
+            this.auth = auth;
             this.urgent = urgent;
             this.background = new Object[hello.channels()];
             this.peer = peer;
@@ -127,6 +143,11 @@ public abstract class SessionListener<E, A> implements Listener {
         /** @return what the transport read with the HELLO */
         public A attachment() {
             return attachment;
+        }
+
+        /** @return the session's authentication (its key), or null when the listener demands none */
+        public AuthExchange.Result auth() {
+            return auth;
         }
     }
 
@@ -254,6 +275,42 @@ public abstract class SessionListener<E, A> implements Listener {
 
     /** Frees the listening endpoint, after the acceptor ended. */
     protected abstract void closeListening();
+
+    /**
+     * Authenticates a source: the transport calls this right after decoding its HELLO, before it
+     * reads anything else the source sends with it and before the layout is looked at (a stranger
+     * learns nothing of it), with a channel that carries AUTH messages on the HELLO's endpoint.
+     *
+     * @return the session's keys, or null when this listener demands no authentication
+     * @throws TransportException when the source is refused: the destination logs the full reason, the
+     *         source is told little
+     */
+    protected final AuthExchange.Result authenticate(Hello hello, AuthExchange.Channel channel, String peer) throws IOException {
+        Authentication auth = context.authentication();
+        if (auth == null) {
+            if (hello.authenticated()) {
+                throw new TransportException(Kind.HANDSHAKE, "this destination does not authenticate sources (no psk-file= or tls-creds="
+                        + " in its URI); remove the credentials from the source's URI or add them to the destination's");
+            }
+            return null;
+        }
+        if (!hello.authenticated()) {
+            throw refusal(new AuthExchange.Refusal("source " + peer + " offered no authentication; this destination requires "
+                    + auth.mode(), AuthExchange.REFUSED + ": this destination accepts only authenticated sources (docs/security.md)"));
+        }
+        try {
+            AuthExchange.Result r = AuthExchange.destination(auth, hello, channel, peer);
+            LOG.log(System.Logger.Level.INFO, "source " + peer + " authenticated as " + r.peerIdentity());
+            return r;
+        } catch (AuthExchange.Refusal e) {
+            throw refusal(e);
+        }
+    }
+
+    private static AuthExchange.Refusal refusal(AuthExchange.Refusal e) {
+        LOG.log(System.Logger.Level.WARNING, "refused: " + e.detail());
+        return e;
+    }
 
     /** @return why this transport refuses a HELLO that passed the common checks, or null */
     protected String transportRefusal(Hello hello) {
@@ -413,6 +470,10 @@ public abstract class SessionListener<E, A> implements Listener {
             }
             switch (first.type()) {
                 case FrameType.HELLO -> {
+                    if (context.authentication() != null && first.auth() == null) {
+                        // a transport that forgot to call authenticate(): never let such a session in
+                        throw new IllegalStateException(getClass().getName() + " read a HELLO without authenticating it");
+                    }
                     if (!takeOut(a)) {
                         releaseAttachment(first.attachment());
                         closeEndpoint(e); // evicted just as its HELLO arrived
@@ -453,7 +514,7 @@ public abstract class SessionListener<E, A> implements Listener {
             refuse(e, why);
             return;
         }
-        Session<E, A> s = new Session<>(hello, e, peer, peerIdentity(e), first.attachment());
+        Session<E, A> s = new Session<>(hello, e, peer, peerIdentity(e), first.attachment(), first.auth());
         String id = Long.toHexString(hello.sessionId());
         lock.lock();
         try {
@@ -563,6 +624,11 @@ public abstract class SessionListener<E, A> implements Listener {
                 return;
             }
             String why = joinRefusal(s, e);
+            if (why == null && s.auth != null && !s.auth.checkJoin(first.sessionId(), stream, first.streams(), first.joinMac())) {
+                LOG.log(System.Logger.Level.WARNING, "refused: JOIN from " + peer + " for channel " + stream + " of session "
+                        + Long.toHexString(first.sessionId()) + " (source " + s.peer + ") does not carry that session's MAC");
+                why = AuthExchange.REFUSED + ": JOIN not authenticated for this session";
+            }
             if (why == null) {
                 why = guard.admitJoin(s.hello, (int) stream, peer);
             }

@@ -6,7 +6,9 @@
  * background lane rules; {@link io.pagewire.transport.spi.kit.FrameDispatcher} the way from a validated
  * frame to the handler; {@link io.pagewire.transport.spi.kit.SessionListener} and
  * {@link io.pagewire.transport.spi.kit.ReadyQueue} session admission; {@link io.pagewire.transport.spi.kit.Handshakes}
- * the handshake rules, with {@link io.pagewire.transport.spi.kit.HandshakeGuard} as the seam for authentication.
+ * the handshake rules; {@link io.pagewire.transport.spi.kit.Authentication} and
+ * {@link io.pagewire.transport.spi.kit.AuthExchange} the mutual authentication every transport runs before it
+ * looks at a source's layout ({@link io.pagewire.transport.spi.kit.HandshakeGuard} stays for further policy).
  *
  * <h2>Invariants</h2>
  * <ul>
@@ -16,6 +18,8 @@
  * <li>{@code failure()} is null while healthy and after a clean end; {@code isClosed()} is true after any end.</li>
  * <li>Nothing received reaches the handler before it was validated, nor after a failure.</li>
  * <li>One rule bounds page payloads: a power of two from the smallest page size to 16 MiB, at least every region's page size.</li>
+ * <li>With credentials configured, a listener looks at a source's layout, answers HELLO_ACK or admits a JOIN only
+ *     after the source proved itself; a JOIN must carry its session's MAC.</li>
  * </ul>
  *
  * <h2>Threading</h2>

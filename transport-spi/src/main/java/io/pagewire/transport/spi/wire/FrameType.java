@@ -44,9 +44,14 @@ public final class FrameType {
      * in the same order.
      */
     public static final int MEMORY = 14;
+    /**
+     * Either way, during the handshake only, after a HELLO with {@link Hello#FLAG_AUTHENTICATED}: one
+     * message of the kit's authentication exchange (payload: the message, at most 32 KiB).
+     */
+    public static final int AUTH = 15;
 
     /** Highest type number. */
-    public static final int MAX = MEMORY;
+    public static final int MAX = AUTH;
 
     /** @return a name for messages */
     public static String name(int type) {
@@ -65,6 +70,7 @@ public final class FrameType {
             case HEARTBEAT -> "HEARTBEAT";
             case PAGE_LIST -> "PAGE_LIST";
             case MEMORY -> "MEMORY";
+            case AUTH -> "AUTH";
             default -> "unknown(" + type + ")";
         };
     }

@@ -168,7 +168,7 @@ public final class FrameValidator {
                 expectLane(h, lane, LaneKind.URGENT);
                 expectNoPayload(h, payload);
             }
-            case FrameType.HELLO, FrameType.HELLO_ACK, FrameType.JOIN, FrameType.MEMORY ->
+            case FrameType.HELLO, FrameType.HELLO_ACK, FrameType.JOIN, FrameType.MEMORY, FrameType.AUTH ->
                     throw err(h, "handshake frame after the handshake");
             default -> throw err(h, "unknown frame type " + type + " (this side speaks wire version " + Wire.VERSION
                     + ": types 1.." + FrameType.MAX + ")");

@@ -31,7 +31,8 @@ import static io.pagewire.transport.spi.wire.Wire.U64;
  *  then per region: name length (u16), name (UTF-8), size bytes (u64), page size (u32)
  *  flags: bit 0 = data digest on PAGES frames; bit 1 = shared channel (no urgent connection:
  *         urgent frames travel on background channel 0, flagged URGENT_LANE); bit 2 = shared memory
- *         (a MEMORY frame with file descriptors follows on this connection: unix sockets only)
+ *         (a MEMORY frame with file descriptors follows on this connection: unix sockets only);
+ *         bit 3 = authenticated (AUTH frames follow; JOINs carry a MAC)
  * </pre>
  *
  * @param sessionId random id chosen by the source; JOIN frames repeat it
@@ -57,7 +58,12 @@ public record Hello(long sessionId, int flags, int channels, int maxPagePayload,
      * descriptors follows this HELLO on the same connection (a transport that passes descriptors).
      */
     public static final int FLAG_SHARED_MEMORY = 4;
-    private static final int KNOWN_FLAGS = FLAG_DATA_DIGEST | FLAG_SHARED_CHANNEL | FLAG_SHARED_MEMORY;
+    /**
+     * The source authenticates: AUTH frames follow this HELLO on the same connection (the kit's
+     * {@code AuthExchange}), and every JOIN carries a MAC keyed from the session's key.
+     */
+    public static final int FLAG_AUTHENTICATED = 8;
+    private static final int KNOWN_FLAGS = FLAG_DATA_DIGEST | FLAG_SHARED_CHANNEL | FLAG_SHARED_MEMORY | FLAG_AUTHENTICATED;
     private static final int FIXED = 28;
 
     /** @return whether data digests were asked for */
@@ -73,6 +79,11 @@ public record Hello(long sessionId, int flags, int channels, int maxPagePayload,
     /** @return whether a MEMORY frame with file descriptors follows (regions handed over, not copied) */
     public boolean sharedMemory() {
         return (flags & FLAG_SHARED_MEMORY) != 0;
+    }
+
+    /** @return whether the source authenticates (AUTH frames follow) */
+    public boolean authenticated() {
+        return (flags & FLAG_AUTHENTICATED) != 0;
     }
 
     /** @return the encoded length */

@@ -33,10 +33,8 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
-import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.Deque;
 import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
@@ -124,30 +122,15 @@ public abstract class TransportTck {
         return listener.uri();
     }
 
-    private final Deque<AutoCloseable> cleanup = new ArrayDeque<>();
+    private final Closer cleanup = new Closer();
 
     @AfterEach
     final void closeEverything() throws Exception {
-        Exception first = null;
-        while (!cleanup.isEmpty()) {
-            try {
-                cleanup.pop().close();
-            } catch (Exception e) {
-                if (first == null) {
-                    first = e;
-                } else {
-                    first.addSuppressed(e);
-                }
-            }
-        }
-        if (first != null) {
-            throw first;
-        }
+        cleanup.closeAll();
     }
 
     protected <T extends AutoCloseable> T closeLater(T c) {
-        cleanup.push(c);
-        return c;
+        return cleanup.add(c);
     }
 
     // ======================================================================= helpers

@@ -5,6 +5,7 @@ import io.pagewire.transport.spi.TransportContext;
 import io.pagewire.transport.spi.TransportException;
 import io.pagewire.transport.spi.TransportException.Kind;
 import io.pagewire.transport.spi.kit.HandshakeBudget;
+import io.pagewire.transport.spi.kit.AuthExchange;
 import io.pagewire.transport.spi.kit.Handshakes;
 import io.pagewire.transport.spi.kit.KitConnection;
 import io.pagewire.transport.spi.linux.NativeSocket;
@@ -30,9 +31,12 @@ import java.util.concurrent.TimeUnit;
  * <pre>
  * source                                   destination
  *   urgent:  PREAMBLE, HELLO  ---------->
+ *   (authenticated: AUTH 1 ---->, <---- PREAMBLE, AUTH 2, AUTH 3 ---->: {@link AuthExchange})
  *   bg 0..n: PREAMBLE, JOIN   ---------->    (checks version, layout, limits; waits for all JOINs)
  *            <----------  PREAMBLE, HELLO_ACK   or   PREAMBLE, ERROR (then close)
  * </pre>
+ * The destination writes its preamble once, before the first frame it sends on a socket (AUTH 2
+ * when the source authenticates).
  */
 public final class StreamHandshake {
     private StreamHandshake() {
@@ -91,6 +95,7 @@ public final class StreamHandshake {
         NativeSocket urgent = null;
         NativeSocket[] background = new NativeSocket[channels];
         String step = shared ? "connect the shared channel 0" : "connect the urgent connection";
+        boolean preambleRead = false;
         try {
             urgent = dialer.dial(timeoutMs);
             if (shared) {
@@ -103,17 +108,24 @@ public final class StreamHandshake {
             hello.encode(MemorySegment.ofArray(payload));
             step = "send HELLO";
             write(urgent, FrameType.HELLO, 0, 0, 0, payload);
+            AuthExchange.Result auth = null;
+            if (context.authentication() != null) {
+                step = "authenticate";
+                urgent.receiveTimeoutMs(timeoutMs);
+                auth = AuthExchange.source(context.authentication(), hello, new AuthChannel(urgent, true), uri);
+                preambleRead = true;
+            }
             dialer.afterHello(urgent, hello);
             for (int c = shared ? 1 : 0; c < channels; c++) {
                 step = "connect background channel " + c;
                 background[c] = dialer.dial(timeoutMs);
                 dialer.background(background[c]);
-                write(background[c], FrameType.JOIN, channels, hello.sessionId(), c, null);
+                write(background[c], FrameType.JOIN, channels, hello.sessionId(), c, auth == null ? null : auth.joinMac(hello.sessionId(), c, channels));
             }
             dialer.joined(background);
             step = "wait for the destination's answer";
             urgent.receiveTimeoutMs(timeoutMs);
-            long version = readPreamble(urgent);
+            long version = preambleRead ? Wire.VERSION : readPreamble(urgent);
             if (version < 0) {
                 throw new TransportException(Kind.HANDSHAKE, "the destination " + uri + " closed the connection without answering");
             }
@@ -135,7 +147,7 @@ public final class StreamHandshake {
             return c;
         } catch (IOException e) {
             // A destination that refuses at once closes while this side still sends: its reason may be waiting.
-            String refusal = urgent == null ? null : refusal(urgent, e);
+            String refusal = urgent == null ? null : refusal(urgent, preambleRead, e);
             closeAll(urgent, background);
             if (refusal != null) {
                 throw new TransportException(Kind.HANDSHAKE, "the destination " + uri + " refused the migration: " + refusal, e);
@@ -148,10 +160,10 @@ public final class StreamHandshake {
     }
 
     /** @return the text of an ERROR the destination sent before closing, or null (what went wrong reading is kept with {@code cause}) */
-    private static String refusal(NativeSocket urgent, IOException cause) {
+    private static String refusal(NativeSocket urgent, boolean preambleRead, IOException cause) {
         try {
             urgent.receiveTimeoutMs(1000);
-            if (readPreamble(urgent) < 0) {
+            if (!preambleRead && readPreamble(urgent) < 0) {
                 return null;
             }
             Frame f = readFrame(urgent, 0);
@@ -175,13 +187,21 @@ public final class StreamHandshake {
 
     /** Writes the preamble and a frame with an optional payload in one call. */
     public static void write(NativeSocket s, int type, int region, long first, long count, byte[] payload) throws IOException {
+        write(s, true, type, region, first, count, payload);
+    }
+
+    /** Writes a frame with an optional payload, after the preamble when {@code preamble}, in one call. */
+    public static void write(NativeSocket s, boolean preamble, int type, int region, long first, long count, byte[] payload) throws IOException {
         try (Arena arena = Arena.ofConfined()) {
             int len = payload == null ? 0 : payload.length;
-            MemorySegment buf = arena.allocate(Wire.PREAMBLE_LENGTH + FrameHeader.LENGTH + len, 8);
-            Wire.writePreamble(buf, Wire.VERSION);
-            new FrameHeader(buf.asSlice(Wire.PREAMBLE_LENGTH, FrameHeader.LENGTH)).encode(type, 0, region, first, count, len);
+            int at = preamble ? Wire.PREAMBLE_LENGTH : 0;
+            MemorySegment buf = arena.allocate(at + FrameHeader.LENGTH + len, 8);
+            if (preamble) {
+                Wire.writePreamble(buf, Wire.VERSION);
+            }
+            new FrameHeader(buf.asSlice(at, FrameHeader.LENGTH)).encode(type, 0, region, first, count, len);
             if (len > 0) {
-                MemorySegment.copy(payload, 0, buf, ValueLayout.JAVA_BYTE, Wire.PREAMBLE_LENGTH + FrameHeader.LENGTH, len);
+                MemorySegment.copy(payload, 0, buf, ValueLayout.JAVA_BYTE, at + FrameHeader.LENGTH, len);
             }
             s.sendFully(buf, 0, buf.byteSize());
         }
@@ -189,7 +209,67 @@ public final class StreamHandshake {
 
     /** Writes the preamble and an ERROR frame; the caller closes the socket after. */
     public static void writeError(NativeSocket s, String text) throws IOException {
-        write(s, FrameType.ERROR, 0, 0, 0, KitConnection.errorText(text));
+        writeError(s, true, text);
+    }
+
+    /** Writes an ERROR frame, after the preamble when {@code preamble}; the caller closes the socket after. */
+    public static void writeError(NativeSocket s, boolean preamble, String text) throws IOException {
+        write(s, preamble, FrameType.ERROR, 0, 0, 0, KitConnection.errorText(text));
+    }
+
+    /**
+     * AUTH messages on a socket during the handshake. The source's preamble went out with its HELLO;
+     * the destination's goes out with its first AUTH message, and the source reads it before the first
+     * one it receives.
+     */
+    static final class AuthChannel implements AuthExchange.Channel {
+        private final NativeSocket s;
+        private final boolean source;
+        private boolean preambleDone;
+
+        /** @param source whether this is the source's end */
+        AuthChannel(NativeSocket s, boolean source) {
+            this.s = s;
+            this.source = source;
+        }
+
+        /** @return whether this side's preamble (destination) went out, or the peer's (source) was read */
+        boolean preambleDone() {
+            return preambleDone;
+        }
+
+        @Override
+        public void send(byte[] message) throws IOException {
+            boolean preamble = !source && !preambleDone;
+            write(s, preamble, FrameType.AUTH, 0, 0, 0, message);
+            if (preamble) {
+                preambleDone = true;
+            }
+        }
+
+        @Override
+        public void refuse(String why) throws IOException {
+            write(s, false, FrameType.ERROR, 0, 0, 0, KitConnection.errorText(why));
+        }
+
+        @Override
+        public byte[] receive(int maxBytes) throws IOException {
+            if (source && !preambleDone) {
+                long version = readPreamble(s);
+                if (version < 0) {
+                    throw new TransportException(Kind.HANDSHAKE, "the destination closed the connection without answering the authentication");
+                }
+                preambleDone = true;
+            }
+            Frame f = readFrame(s, maxBytes);
+            if (f.type() == FrameType.ERROR) {
+                throw new TransportException(Kind.HANDSHAKE, (source ? "the destination" : "the source") + " refused: " + f.text());
+            }
+            if (f.type() != FrameType.AUTH) {
+                throw new WireException("expected AUTH during the authentication, got " + FrameType.name(f.type()));
+            }
+            return f.payload();
+        }
     }
 
     /**

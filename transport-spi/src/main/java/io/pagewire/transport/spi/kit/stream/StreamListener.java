@@ -7,6 +7,7 @@ import io.pagewire.transport.spi.Role;
 import io.pagewire.transport.spi.TransportContext;
 import io.pagewire.transport.spi.TransportException;
 import io.pagewire.transport.spi.TransportUri;
+import io.pagewire.transport.spi.kit.AuthExchange;
 import io.pagewire.transport.spi.kit.Handshakes;
 import io.pagewire.transport.spi.kit.KitConnection;
 import io.pagewire.transport.spi.kit.SessionListener;
@@ -19,6 +20,7 @@ import io.pagewire.transport.spi.wire.WireException;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -43,6 +45,8 @@ public abstract class StreamListener<A> extends SessionListener<NativeSocket, A>
             + "); however slowly a peer sends, it holds a handshake slot no longer";
 
     private final NativeSocket server;
+    /** Sockets this side already sent its preamble on (with AUTH 2): their answer goes without one. */
+    private final Set<NativeSocket> answered = ConcurrentHashMap.newKeySet();
     private final String scheme;
     private final long timeoutMs;
 
@@ -117,13 +121,23 @@ public abstract class StreamListener<A> extends SessionListener<NativeSocket, A>
             case FrameType.HELLO -> {
                 Hello hello = Hello.decode(MemorySegment.ofArray(f.payload()), f.payload().length, true);
                 s.receiveTimeoutMs(Math.max(1, TimeUnit.NANOSECONDS.toMillis(deadlineNs - System.nanoTime())));
-                yield First.hello(hello, afterHello(s, hello));
+                StreamHandshake.AuthChannel channel = new StreamHandshake.AuthChannel(s, false);
+                AuthExchange.Result auth;
+                try {
+                    auth = authenticate(hello, channel, peerName(s));
+                } finally {
+                    if (channel.preambleDone()) {
+                        answered.add(s);
+                    }
+                }
+                yield First.hello(hello, afterHello(s, hello), auth);
             }
             case FrameType.JOIN -> {
-                if (f.payload().length != 0) {
-                    throw new WireException("invalid JOIN frame: payload of " + f.payload().length + " bytes (a JOIN has none)");
+                if (f.payload().length != 0 && context.authentication() == null) {
+                    // With authentication a JOIN carries its session's MAC; without, it has no payload.
+                    throw new WireException("invalid JOIN frame: payload of " + f.payload().length + " bytes (a JOIN has none without authentication)");
                 }
-                yield First.join(f.first(), f.count(), Integer.toUnsignedLong(f.region()));
+                yield First.join(f.first(), f.count(), Integer.toUnsignedLong(f.region()), f.payload().length == 0 ? null : f.payload());
             }
             default -> throw new WireException("expected HELLO or JOIN as the first frame, got " + FrameType.name(f.type()));
         };
@@ -149,7 +163,7 @@ public abstract class StreamListener<A> extends SessionListener<NativeSocket, A>
     protected void refuse(NativeSocket s, String why) {
         try {
             s.sendTimeoutMs(1000);
-            StreamHandshake.writeError(s, why);
+            StreamHandshake.writeError(s, !answered.remove(s), why);
         } catch (IOException e) {
             LOG.log(System.Logger.Level.DEBUG, "could not send the refusal \"" + why + "\" to a source: " + e.getMessage());
         } finally {
@@ -159,6 +173,7 @@ public abstract class StreamListener<A> extends SessionListener<NativeSocket, A>
 
     @Override
     protected void closeEndpoint(NativeSocket s) {
+        answered.remove(s);
         s.close();
     }
 
@@ -191,11 +206,13 @@ public abstract class StreamListener<A> extends SessionListener<NativeSocket, A>
                     context.heartbeatIntervalNs(), context.peerTimeoutNs(), h.maxPagePayload(), h.dataDigest(), h.sharedChannel(),
                     h.channels(), capabilities(h), 0);
             c = connection(setup, s, background);
-            StreamHandshake.write(s.urgent(), FrameType.HELLO_ACK, 0, h.sessionId(), Handshakes.heartbeatMs(context), null);
+            StreamHandshake.write(s.urgent(), !answered.remove(s.urgent()), FrameType.HELLO_ACK, 0, h.sessionId(),
+                    Handshakes.heartbeatMs(context), null);
             c.start();
             return c;
         } catch (IOException e) {
             LOG.log(System.Logger.Level.DEBUG, "source " + s.peer() + " went away before HELLO_ACK: " + e.getMessage());
+            answered.remove(s.urgent());
             if (c != null) {
                 c.close(); // releases the sockets
             } else {
