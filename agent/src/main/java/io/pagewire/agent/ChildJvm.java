@@ -32,6 +32,9 @@ public final class ChildJvm {
      */
     public static final String JVM_FLAGS_PROPERTY = "pagewire.child.jvm-flags";
 
+    /** The agent's module name (also when this JVM runs it from the class path, in the unnamed module). */
+    static final String MODULE = "io.pagewire.agent";
+
     /** @return the command line that runs {@code pagewire args...} in a new JVM like this one */
     public static List<String> command(List<String> args) {
         List<String> cmd = new ArrayList<>();
@@ -67,9 +70,6 @@ public final class ChildJvm {
         cmd.addAll(args);
         return cmd;
     }
-
-    /** The agent's module name (also when this JVM runs it from the class path, in the unnamed module). */
-    static final String MODULE = "io.pagewire.agent";
 
     /** A started child and the first line it printed that starts with a prefix. */
     public record Started(Process process, String line) {
