@@ -28,8 +28,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * What strangers can make an authenticating listener spend: connections that never say a word hold a
- * handshake slot each, at most {@code 2 x 64 + 8} of them and each for at most the connect timeout; the
- * next stranger is refused at once, and once the silent ones are gone a real source gets in.
+ * handshake slot each, at most {@code 2 x 64 + 8} of them and each for at most the handshake deadline; the
+ * next stranger takes the oldest one's slot (evicted), and once the silent ones are gone a real source gets in.
  */
 class HandshakeBoundsTest {
     private static final int SLOTS = 2 * 64 + 8; // StreamListener.MAX_HANDSHAKES
@@ -50,14 +50,19 @@ class HandshakeBoundsTest {
                     s.connect(at, 5000);
                     silent.add(s);
                 }
-                String answer = "";
-                // The acceptor takes connections in order: once it reaches this one, every slot is held.
+                String answer;
+                String evicted;
+                // Every slot is held. The next stranger takes the slot of the oldest one, which is let go (issue 18's
+                // eviction: silent strangers cannot lock a real source out); the newcomer is held to the handshake deadline.
                 try (Socket one = new Socket()) {
                     one.connect(at, 5000);
+                    silent.getFirst().setSoTimeout(15_000);
+                    evicted = readAll(silent.getFirst().getInputStream());
                     one.setSoTimeout(15_000);
                     answer = readAll(one.getInputStream());
                 }
-                assertTrue(answer.contains("handshakes in progress"), "the stranger past the bound was told: " + answer);
+                assertTrue(!evicted.startsWith("(nothing"), "the oldest silent stranger was let go when every slot was held: " + evicted);
+                assertTrue(answer.contains("did not complete in time"), "the newcomer holds its slot only until the handshake deadline: " + answer);
             } finally {
                 for (Socket s : silent) {
                     s.close();
