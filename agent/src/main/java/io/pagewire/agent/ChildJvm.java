@@ -80,6 +80,14 @@ public final class ChildJvm {
      * child's stderr goes to ours, less the JVM's incubator notice (see {@link #INCUBATOR_NOTICE}).
      */
     public static Started start(List<String> args, String prefix) throws IOException {
+        return start(args, prefix, System.out);
+    }
+
+    /**
+     * As {@link #start(List, String)}, the child's later standard output going to {@code rest} (the demo
+     * with {@code --json} keeps its own standard output for the one JSON document).
+     */
+    public static Started start(List<String> args, String prefix, java.io.PrintStream rest) throws IOException {
         Process p = new ProcessBuilder(command(args)).start();
         BufferedReader err = new BufferedReader(new InputStreamReader(p.getErrorStream(), StandardCharsets.UTF_8));
         Thread.ofPlatform().daemon().name("pagewire-child-stderr").start(() -> forwardStderr(err));
@@ -87,7 +95,7 @@ public final class ChildJvm {
         String line;
         while ((line = r.readLine()) != null) {
             if (line.startsWith(prefix)) {
-                Thread.ofPlatform().daemon().name("pagewire-child-output").start(() -> drain(r));
+                Thread.ofPlatform().daemon().name("pagewire-child-output").start(() -> drain(r, rest));
                 return new Started(p, line);
             }
         }
@@ -115,11 +123,11 @@ public final class ChildJvm {
         }
     }
 
-    private static void drain(BufferedReader r) {
+    private static void drain(BufferedReader r, java.io.PrintStream rest) {
         try {
             String line;
             while ((line = r.readLine()) != null) {
-                System.out.println("  [destination] " + line);
+                rest.println("  [destination] " + line);
             }
         } catch (IOException e) {
             System.err.println("  [destination] output ended: " + e.getMessage());

@@ -54,7 +54,7 @@ final class DemoCommand implements Callable<Integer> {
                 receive.addAll(List.of("--hgrm", hgrm.toAbsolutePath().toString()));
             }
         }
-        ChildJvm.Started dst = ChildJvm.start(receive, "LISTENING ");
+        ChildJvm.Started dst = ChildJvm.start(receive, "LISTENING ", migrate.json ? System.err : System.out); // --json: stdout is the document
         try {
             String target = dst.line().substring("LISTENING ".length());
             // With --json, standard output carries the one JSON document; this line goes to standard error.
