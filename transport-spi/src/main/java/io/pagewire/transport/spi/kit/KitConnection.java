@@ -156,6 +156,8 @@ public abstract class KitConnection implements Connection {
 
     private final List<Thread> threads = new ArrayList<>();
     private final AtomicInteger liveThreads = new AtomicInteger();
+    /** Calls of {@link #fail} in progress: the connection is not released under one that is still telling the peer. */
+    private final AtomicInteger failing = new AtomicInteger();
     private final Object lifecycle = new Object();
     private boolean opened;   // guarded by lifecycle
     private boolean released; // guarded by lifecycle
@@ -346,25 +348,31 @@ public abstract class KitConnection implements Connection {
         if (role == Role.DESTINATION) {
             verdict.compareAndSet(UNDECIDED, FAILED); // before the failure is visible: no acknowledgement after this
         }
-        if (!failure.compareAndSet(null, cause)) {
-            return;
-        }
-        failed.countDown();
-        TransportEvents.connectionFailed(role.name(), peer, cause.kind().name(), origin.name(), cause.getMessage());
-        if (origin.tellsPeer()) {
-            tellPeer(cause);
-        }
-        stopAll();
-        if (origin.notifiesHandler() && !completed && errorReported.compareAndSet(false, true)) {
-            try {
-                handler.onError(cause);
-            } catch (RuntimeException e) {
-                cause.addSuppressed(e);
-                LOG.log(System.Logger.Level.WARNING, "the message handler's onError threw: " + e, e);
+        // Once the failure is visible every thread stops, and the last one releases the streams: not before the
+        // peer has been told why (an ERROR written after the release would never leave).
+        failing.incrementAndGet();
+        try {
+            if (!failure.compareAndSet(null, cause)) {
+                return;
             }
-        }
-        if (liveThreads.get() == 0) {
-            endIfOver();
+            failed.countDown();
+            TransportEvents.connectionFailed(role.name(), peer, cause.kind().name(), origin.name(), cause.getMessage());
+            if (origin.tellsPeer()) {
+                tellPeer(cause);
+            }
+            stopAll();
+            if (origin.notifiesHandler() && !completed && errorReported.compareAndSet(false, true)) {
+                try {
+                    handler.onError(cause);
+                } catch (RuntimeException e) {
+                    cause.addSuppressed(e);
+                    LOG.log(System.Logger.Level.WARNING, "the message handler's onError threw: " + e, e);
+                }
+            }
+        } finally {
+            if (failing.decrementAndGet() == 0 && liveThreads.get() == 0) {
+                endIfOver();
+            }
         }
     }
 
@@ -372,6 +380,8 @@ public abstract class KitConnection implements Connection {
         try {
             // Another thread may be stuck writing the urgent path; do not wait for it long.
             if (!urgentLock.tryLock(100, TimeUnit.MILLISECONDS)) {
+                cause.addSuppressed(new TransportException(Kind.TIMEOUT, "the " + otherSide()
+                        + " was not told why: the urgent path stayed busy for 100 ms"));
                 return;
             }
             try {
@@ -438,7 +448,7 @@ public abstract class KitConnection implements Connection {
     /** Once the connection has ended and no thread runs: release (once), then tell the handler (once). */
     private void endIfOver() {
         synchronized (lifecycle) {
-            if (ended || liveThreads.get() > 0 || !isClosed()) {
+            if (ended || liveThreads.get() > 0 || failing.get() > 0 || !isClosed()) {
                 return;
             }
             ended = true;
@@ -590,14 +600,22 @@ public abstract class KitConnection implements Connection {
         if (now - lastSentNs < heartbeatNs || !urgentLock.tryLock()) {
             return; // recent traffic, or a writer is busy: either way the peer hears from us
         }
+        IOException broken = null;
         try {
             if (!urgentClosed && failure.get() == null && writeHeartbeat(now)) {
                 lastSentNs = now;
             }
         } catch (IOException e) {
-            fail(ioFailure("heartbeat", e), FailureOrigin.PEER);
+            broken = e;
         } finally {
             urgentLock.unlock();
+        }
+        if (broken != null) {
+            if (endedInOrder()) {
+                peerEnded(); // after completion the peer may close at any time: its end, not a failure
+            } else {
+                fail(ioFailure("heartbeat", broken), FailureOrigin.PEER);
+            }
         }
     }
 
