@@ -16,7 +16,6 @@ import java.nio.file.Path;
 import java.time.LocalDateTime;
 import java.time.format.DateTimeFormatter;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -64,6 +63,13 @@ public final class AeronBench implements Callable<Integer> {
     /** Aeron's sample, run by its class name from {@link #aeronReferenceJar()} (pagewire's class path does not hold it). */
     private static final String AERON_SAMPLE = "io.aeron.samples.EmbeddedExclusiveThroughput";
 
+    /** The Aeron settings of pagewire's background stream, as system properties of Aeron's samples. */
+    public static final List<String> PAGEWIRE_SETTINGS = List.of("-Daeron.mtu.length=65504", "-Daeron.term.buffer.length=16m",
+            "-Daeron.socket.so_sndbuf=2m", "-Daeron.socket.so_rcvbuf=4m", "-Daeron.rcv.initial.window.length=2m",
+            "-Daeron.term.buffer.sparse.file=false");
+    /** The size of one pagewire page frame (15 pages of 4 KiB, header, digest): the message length of the references. */
+    public static final int PAGEWIRE_FRAME_BYTES = 61476;
+
     /** Aeron settings: its own throughput profile, and the one pagewire's background stream uses. */
     static final Map<String, List<String>> AERON_PROFILES = new LinkedHashMap<>();
 
@@ -71,11 +77,10 @@ public final class AeronBench implements Callable<Integer> {
         AERON_PROFILES.put("Aeron throughput profile (mtu 8k, 2m buffers, 2m window)", List.of(
                 "-Daeron.mtu.length=8k", "-Daeron.socket.so_sndbuf=2m", "-Daeron.socket.so_rcvbuf=2m",
                 "-Daeron.rcv.initial.window.length=2m", "-Daeron.term.buffer.sparse.file=false"));
-        List<String> pagewire = List.of("-Daeron.mtu.length=65504", "-Daeron.term.buffer.length=16m", "-Daeron.socket.so_sndbuf=2m",
-                "-Daeron.socket.so_rcvbuf=4m", "-Daeron.rcv.initial.window.length=2m", "-Daeron.term.buffer.sparse.file=false");
+        List<String> pagewire = PAGEWIRE_SETTINGS;
         AERON_PROFILES.put("pagewire's settings (mtu 65504, term 16m, sndbuf 2m, rcvbuf 4m, window 2m)", pagewire);
         List<String> frames = new ArrayList<>(pagewire);
-        frames.add("-Daeron.sample.messageLength=61476"); // one pagewire frame: 15 pages of 4 KiB, header, digest
+        frames.add("-Daeron.sample.messageLength=" + PAGEWIRE_FRAME_BYTES);
         AERON_PROFILES.put("pagewire's settings, 61476-byte messages (the size of pagewire's frames)", frames);
     }
 
@@ -178,7 +183,7 @@ public final class AeronBench implements Callable<Integer> {
         return 0;
     }
 
-    private static List<String> jvmFlags() {
+    static List<String> jvmFlags() {
         List<String> flags = new ArrayList<>();
         for (String a : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
             if (a.startsWith("--enable-native-access") || a.startsWith("--add-opens") || a.startsWith("-XX:") || a.startsWith("-Xm")
@@ -215,29 +220,49 @@ public final class AeronBench implements Callable<Integer> {
 
     /** Runs Aeron's sample in a child JVM; returns its steady-state payload bytes per second (median of its reports). */
     static double aeronThroughput(List<String> settings, long messages) throws IOException, InterruptedException {
-        String jar = aeronReferenceJar().toString();
+        List<String> props = new ArrayList<>();
+        props.add("-Daeron.dir=" + Path.of(System.getProperty("java.io.tmpdir"), "pagewire-aeron-bench-" + ProcessHandle.current().pid()));
+        props.add("-Daeron.dir.delete.on.start=true");
+        props.add("-Daeron.dir.delete.on.shutdown=true");
+        props.add("-Daeron.threading.mode=SHARED");
+        if (settings.stream().noneMatch(x -> x.startsWith("-Daeron.sample.messageLength="))) {
+            props.add("-Daeron.sample.messages=" + messages);
+            props.add("-Daeron.sample.messageLength=4096");
+        } else {
+            props.add("-Daeron.sample.messages=" + messages * 4096 / PAGEWIRE_FRAME_BYTES);
+        }
+        props.addAll(settings);
+        System.out.println("== Aeron EmbeddedExclusiveThroughput " + String.join(" ", settings));
+        Process p = startSample(AERON_SAMPLE, props);
+        List<Double> rates = readRates(p, "  ");
+        if (!p.waitFor(10, TimeUnit.MINUTES)) {
+            p.destroyForcibly();
+            throw new IllegalStateException("Aeron's sample did not finish within 10 minutes");
+        }
+        return steadyMedian(rates, "Aeron's sample (exit " + p.exitValue() + "); give more --aeron-messages");
+    }
+
+    /**
+     * Starts one of Aeron's samples, by class name, from {@link #aeronReferenceJar()} in a child JVM with
+     * {@code properties} ({@code -D...}); its "Execute again? (y/n)" is answered "n" up front.
+     */
+    public static Process startSample(String sampleClass, List<String> properties) throws IOException {
         List<String> cmd = new ArrayList<>();
         cmd.add(ProcessHandle.current().info().command().orElse("java"));
         cmd.addAll(jvmFlags());
-        cmd.add("-Daeron.dir=" + Path.of(System.getProperty("java.io.tmpdir"), "pagewire-aeron-bench-" + ProcessHandle.current().pid()));
-        cmd.add("-Daeron.dir.delete.on.start=true");
-        cmd.add("-Daeron.dir.delete.on.shutdown=true");
-        cmd.add("-Daeron.threading.mode=SHARED");
-        cmd.add("-Daeron.sample.messages=" + messages);
-        if (settings.stream().noneMatch(x -> x.startsWith("-Daeron.sample.messageLength="))) {
-            cmd.add("-Daeron.sample.messageLength=4096");
-        } else {
-            cmd.set(cmd.size() - 1, "-Daeron.sample.messages=" + messages * 4096 / 61476);
-        }
-        cmd.addAll(settings);
+        cmd.addAll(properties);
         cmd.add("-cp");
-        cmd.add(jar);
-        cmd.add(AERON_SAMPLE);
-        System.out.println("== Aeron EmbeddedExclusiveThroughput " + String.join(" ", settings));
+        cmd.add(aeronReferenceJar().toString());
+        cmd.add(sampleClass);
         Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
         try (OutputStream in = p.getOutputStream()) {
             in.write("n\n".getBytes(StandardCharsets.US_ASCII)); // "Execute again? (y/n)"
         }
+        return p;
+    }
+
+    /** Reads a sample's output to its end: the bytes per second of each rate report; other lines are echoed after {@code prefix}. */
+    public static List<Double> readRates(Process p, String prefix) throws IOException {
         List<Double> rates = new ArrayList<>();
         try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
             String line;
@@ -246,25 +271,34 @@ public final class AeronBench implements Callable<Integer> {
                 if (m.find()) {
                     rates.add(Double.parseDouble(m.group(2)));
                 } else if (!line.isBlank()) {
-                    System.out.println("  " + line);
+                    System.out.println(prefix + line);
                 }
             }
         }
-        if (!p.waitFor(10, TimeUnit.MINUTES)) {
-            p.destroyForcibly();
-            throw new IllegalStateException("Aeron's sample did not finish within 10 minutes");
+        return rates;
+    }
+
+    /**
+     * @param rates a sample's per-second reports, bytes per second
+     * @param what names the sample in the error when there are too few reports
+     * @return the median of the steady reports: the first (start-up) and the last (a partial second) are left out;
+     *     with fewer than three reports, the best one
+     */
+    public static double steadyMedian(List<Double> rates, String what) {
+        if (rates.isEmpty()) {
+            throw new IllegalStateException("no rate report from " + what + " (it ran for less than a second, or not at all)");
         }
-        if (rates.size() < 3) {
-            throw new IllegalStateException("Aeron's sample printed " + rates.size() + " rate lines (exit " + p.exitValue()
-                    + "); give more --aeron-messages");
+        if (rates.size() < 3) { // no steady second to take: the best one, said as such
+            double best = rates.stream().mapToDouble(Double::doubleValue).max().orElseThrow();
+            System.out.printf(Locale.ROOT, "  per second (GB/s): %s -> only %d reports, the best %.2f GB/s (more messages for a steady figure)%n",
+                    rates.stream().map(x -> String.format(Locale.ROOT, "%.2f", x / 1e9)).toList(), rates.size(), best / 1e9);
+            return best;
         }
-        // The first report covers start-up; the last may be a partial second.
         List<Double> steady = new ArrayList<>(rates.subList(1, rates.size() - 1));
         double[] s = steady.stream().mapToDouble(Double::doubleValue).sorted().toArray();
         double median = s[s.length / 2];
         System.out.printf(Locale.ROOT, "  per second (GB/s): %s -> median %.2f GB/s%n",
-                Arrays.stream(rates.stream().mapToDouble(Double::doubleValue).toArray()).mapToObj(x -> String.format(Locale.ROOT, "%.2f", x / 1e9)).toList(),
-                median / 1e9);
+                rates.stream().map(x -> String.format(Locale.ROOT, "%.2f", x / 1e9)).toList(), median / 1e9);
         return median;
     }
 

@@ -2,29 +2,36 @@ package io.pagewire.perf.e2e;
 
 import io.pagewire.transport.spi.TransportUri;
 
+import io.pagewire.perf.aeron.AeronBench;
+
 import java.io.IOException;
+import java.io.OutputStream;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
+import java.util.concurrent.TimeUnit;
 
 /**
  * The reference figure of a two-host benchmark for transports other than TCP (TCP's is iperf3,
  * measured by {@link TransportBench} itself): for {@code rdma://}, perftest's {@code ib_write_bw}
  * (one-sided RDMA WRITE, as pagewire's data path) when it is installed on both hosts; for
- * {@code aeron:}, how to run Aeron's own two-host samples.
+ * {@code aeron:}, Aeron's own {@code StreamingPublisher} here to its {@code RateSubscriber} that {@code bench --serve}
+ * keeps running there, both unmodified from the {@code aeron-all} jar of the same Aeron release, each with an embedded
+ * driver and pagewire's Aeron settings, with messages the size of pagewire's frames.
  */
 final class Reference {
     private Reference() {
     }
 
     /** @return a sentence with the reference measured (or why there is none), or null for tcp (iperf3 covers it) */
-    static String forRemote(String to, boolean wanted) throws InterruptedException {
+    static String forRemote(String to, boolean wanted, int aeronPort, long aeronMessages) throws InterruptedException {
         TransportUri u = TransportUri.parse(to);
         return switch (u.scheme()) {
             case "tcp" -> null;
             case "rdma" -> wanted ? ibWriteBw(u.host()) : "reference not measured (--iperf false)";
-            case "aeron" -> "no automatic two-host reference for aeron: run Aeron's samples between the hosts"
-                    + " (io.aeron.samples.StreamingPublisher here, RateSubscriber there; docs/aeron.md)";
+            case "aeron" -> wanted ? aeronStreaming(aeronHost(u), aeronPort, aeronMessages) : "reference not measured (--iperf false)";
             default -> "no reference figure for " + u.scheme() + ": URIs";
         };
     }
@@ -74,5 +81,80 @@ final class Reference {
                 Thread.currentThread().interrupt();
             }
         });
+    }
+
+    /** Aeron's samples' stream id (theirs: {@code aeron.sample.streamId}). */
+    private static final int AERON_SAMPLE_STREAM = 1001;
+
+    /** @return the host of an {@code aeron:udp?endpoint=host:port} URI */
+    static String aeronHost(TransportUri u) {
+        String endpoint = u.options().get("endpoint");
+        if (endpoint == null || endpoint.lastIndexOf(':') <= 0) {
+            throw new IllegalArgumentException("the two-host Aeron reference needs an aeron:udp?endpoint=HOST:PORT URI, not " + u.text());
+        }
+        return endpoint.substring(0, endpoint.lastIndexOf(':'));
+    }
+
+    private static List<String> aeronSampleProperties(String channel, String what) {
+        List<String> props = new ArrayList<>(AeronBench.PAGEWIRE_SETTINGS);
+        props.add("-Daeron.sample.embeddedMediaDriver=true");
+        props.add("-Daeron.dir=" + Path.of(System.getProperty("java.io.tmpdir"), "pagewire-aeron-ref-" + what + "-" + ProcessHandle.current().pid()));
+        props.add("-Daeron.dir.delete.on.start=true");
+        props.add("-Daeron.dir.delete.on.shutdown=true");
+        props.add("-Daeron.sample.channel=" + channel);
+        props.add("-Daeron.sample.streamId=" + AERON_SAMPLE_STREAM);
+        return props;
+    }
+
+    /**
+     * {@code bench --serve} on {@code aeron:}: Aeron's {@code RateSubscriber} on {@code host:port} for the sources'
+     * references, for as long as this JVM runs; its own output is dropped (the source reports the rate).
+     *
+     * @return the subscriber, or null (with the reason on stderr) when the reference jar is missing
+     */
+    static Process aeronSubscriber(String host, int port) {
+        try {
+            List<String> props = aeronSampleProperties("aeron:udp?endpoint=" + host + ":" + port, "sub");
+            // The sample's default busy-spins a core for as long as it runs: back off while no reference streams, so
+            // pagewire's own runs on this host do not compete with an idle subscriber.
+            props.add("-Daeron.sample.idleStrategy=org.agrona.concurrent.BackoffIdleStrategy");
+            Process p = AeronBench.startSample("io.aeron.samples.RateSubscriber", props);
+            Thread.ofPlatform().daemon().name("aeron-reference-subscriber-output").start(() -> {
+                try (var in = p.getInputStream()) {
+                    in.transferTo(OutputStream.nullOutputStream());
+                } catch (IOException e) {
+                    System.err.println("Aeron's RateSubscriber: its output broke off: " + e.getMessage());
+                }
+            });
+            System.err.println("Aeron's RateSubscriber on " + host + ":" + port + " (the source's reference); --iperf false to do without");
+            return p;
+        } catch (IOException | IllegalStateException e) {
+            System.err.println("no Aeron reference here (" + e.getMessage() + "): sources get no aeron: reference figure");
+            return null;
+        }
+    }
+
+    /** Streams {@code messages} pagewire-frame-sized messages with Aeron's {@code StreamingPublisher} to {@code host:port}. */
+    static String aeronStreaming(String host, int port, long messages) throws InterruptedException {
+        String channel = "aeron:udp?endpoint=" + host + ":" + port;
+        List<String> props = aeronSampleProperties(channel, "pub");
+        props.add("-Daeron.sample.messages=" + messages);
+        props.add("-Daeron.sample.messageLength=" + AeronBench.PAGEWIRE_FRAME_BYTES);
+        System.out.println("== Aeron StreamingPublisher to " + channel + " (reference)");
+        try {
+            Process p = AeronBench.startSample("io.aeron.samples.StreamingPublisher", props);
+            List<Double> rates = AeronBench.readRates(p, "  ");
+            if (!p.waitFor(1, TimeUnit.MINUTES)) {
+                p.destroyForcibly();
+                return "no reference: Aeron's StreamingPublisher to " + channel + " did not finish within a minute";
+            }
+            double median = AeronBench.steadyMedian(rates, "Aeron's StreamingPublisher (exit " + p.exitValue()
+                    + "; is 'bench --serve' running there, on --aeron-reference-port " + port + "?)");
+            return String.format(Locale.ROOT, "Aeron's StreamingPublisher to RateSubscriber at %s (%d-byte messages, pagewire's Aeron"
+                    + " settings, embedded drivers): %.2f GB/s median of its per-second reports", channel, AeronBench.PAGEWIRE_FRAME_BYTES,
+                    median / 1e9);
+        } catch (IOException | IllegalStateException e) {
+            return "no reference: Aeron's StreamingPublisher to " + channel + ": " + e.getMessage();
+        }
     }
 }

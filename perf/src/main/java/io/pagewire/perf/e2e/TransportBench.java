@@ -111,6 +111,13 @@ public final class TransportBench implements Callable<Integer> {
     @Option(names = "--iperf-port", defaultValue = "5201", paramLabel = "PORT",
             description = "two hosts: the iperf3 server's port (--serve starts it; --to uses it) (default ${DEFAULT-VALUE})")
     int iperfPort;
+    @Option(names = "--aeron-reference-port", defaultValue = "40124", paramLabel = "PORT",
+            description = {"two hosts, aeron: URIs: the UDP port of the reference, Aeron's own RateSubscriber (--serve starts it;",
+                    "--to streams to it with Aeron's StreamingPublisher) (default ${DEFAULT-VALUE})"})
+    int aeronReferencePort;
+    @Option(names = "--aeron-reference-messages", defaultValue = "50000", paramLabel = "N",
+            description = "two hosts, aeron: URIs: messages of the reference stream, each the size of a pagewire frame (default ${DEFAULT-VALUE})")
+    long aeronReferenceMessages;
 
     public static void main(String[] args) {
         BenchCli.main(new TransportBench(), args);
@@ -154,7 +161,7 @@ public final class TransportBench implements Callable<Integer> {
         boolean iperfHere = iperf && (to == null || to.startsWith("tcp:"));
         Double iperfBefore = iperfHere ? iperf3(iperfHost, iperfSeconds, 1) : null;
         Double iperfParallel = iperfHere ? iperf3(iperfHost, iperfSeconds, 2) : null;
-        String otherReference = to == null ? null : Reference.forRemote(to, iperf);
+        String otherReference = to == null ? null : Reference.forRemote(to, iperf, aeronReferencePort, aeronReferenceMessages);
         List<Result> results = new ArrayList<>();
         for (String uri : uris) {
             results.add(benchOne(uri, to != null, layout, bytes, runs, rtt, rttGapUs, warmup, repeat, out, stamp, dstExec));
@@ -590,12 +597,16 @@ public final class TransportBench implements Callable<Integer> {
         if (listen.startsWith("rdma:") && iperf) {
             Reference.ibWriteBwServer();
         }
-        Process started = iperfServer;
-        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-            if (started != null) {
-                started.destroyForcibly();
+        Process aeronSubscriber = listen.startsWith("aeron:") && iperf
+                ? Reference.aeronSubscriber(Reference.aeronHost(io.pagewire.transport.spi.TransportUri.parse(listen)), aeronReferencePort)
+                : null;
+        List<Process> started = new ArrayList<>();
+        for (Process p : new Process[] {iperfServer, aeronSubscriber}) {
+            if (p != null) {
+                started.add(p);
             }
-        }));
+        }
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> started.forEach(Process::destroyForcibly)));
         BenchDestination.serveForever(listen, bytes);
         return 0;
     }

@@ -8,8 +8,11 @@ import org.junit.jupiter.api.io.TempDir;
 import tools.jackson.databind.JsonNode;
 
 import java.io.BufferedReader;
+import java.io.IOException;
 import java.io.InputStreamReader;
 import java.lang.management.ManagementFactory;
+import java.net.DatagramSocket;
+import java.net.InetAddress;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -31,21 +34,9 @@ class TwoHostBenchTest {
 
     @Test
     void serveAndToMeasureEveryUriOfTheSweepAndWriteAReportThatRenders(@TempDir Path dir) throws Exception {
-        List<String> cmd = new ArrayList<>();
-        cmd.add(ProcessHandle.current().info().command().orElseThrow());
-        for (String a : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
-            if (a.startsWith("--enable-native-access") || a.startsWith("--add-opens") || a.startsWith("--add-modules")) {
-                cmd.add(a);
-            }
-        }
-        cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), TransportBench.class.getName(),
-                "--serve", "--listen", "tcp://127.0.0.1:0", "--bytes", "16m", "--iperf", "false"));
-        Process server = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.INHERIT).start();
+        Process server = serve("tcp://127.0.0.1:0", "--iperf", "false");
         try {
-            BufferedReader out = new BufferedReader(new InputStreamReader(server.getInputStream(), StandardCharsets.UTF_8));
-            String line = out.readLine();
-            assertTrue(line != null && line.startsWith("LISTENING "), "the server prints where it listens: " + line);
-            String uri = line.substring("LISTENING ".length());
+            String uri = listening(server);
 
             Path reports = dir.resolve("reports");
             int rc = BenchCli.commandLine(new TransportBench()).execute("--to", uri, "--bytes", "16m", "--runs", "1", "--rtt", "20",
@@ -71,6 +62,62 @@ class TwoHostBenchTest {
         } finally {
             server.destroyForcibly();
             server.waitFor(10, TimeUnit.SECONDS);
+        }
+    }
+
+    /** {@code bench --serve} in a child JVM (the other host). */
+    private static Process serve(String listen, String... more) throws IOException {
+        List<String> cmd = new ArrayList<>();
+        cmd.add(ProcessHandle.current().info().command().orElseThrow());
+        for (String a : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
+            if (a.startsWith("--enable-native-access") || a.startsWith("--add-opens") || a.startsWith("--add-modules")) {
+                cmd.add(a);
+            }
+        }
+        cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), TransportBench.class.getName(),
+                "--serve", "--listen", listen, "--bytes", "16m"));
+        cmd.addAll(List.of(more));
+        return new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.INHERIT).start();
+    }
+
+    /** @return the URI the server listens on, from its first line */
+    private static String listening(Process server) throws IOException {
+        BufferedReader out = new BufferedReader(new InputStreamReader(server.getInputStream(), StandardCharsets.UTF_8));
+        String line = out.readLine();
+        assertTrue(line != null && line.startsWith("LISTENING "), "the server prints where it listens: " + line);
+        return line.substring("LISTENING ".length());
+    }
+
+    /**
+     * {@code aeron:}: the reference is Aeron's own StreamingPublisher (here) to its RateSubscriber (started by
+     * {@code bench --serve} there), both unmodified from the aeron-all jar; its figure lands in the report.
+     */
+    @Test
+    void anAeronSourceMeasuresAeronsOwnSamplesAsTheReference(@TempDir Path dir) throws Exception {
+        int referencePort;
+        try (DatagramSocket s = new DatagramSocket(0, InetAddress.getLoopbackAddress())) {
+            referencePort = s.getLocalPort(); // free now; the server binds it a moment later
+        }
+        Process server = serve("aeron:udp?endpoint=127.0.0.1:0", "--aeron-reference-port", Integer.toString(referencePort));
+        try {
+            String uri = listening(server);
+            Path reports = dir.resolve("reports");
+            int rc = BenchCli.commandLine(new TransportBench()).execute("--to", uri, "--bytes", "16m", "--runs", "1", "--rtt", "20",
+                    "--aeron-reference-port", Integer.toString(referencePort), "--aeron-reference-messages", "20000",
+                    "--out", reports.toString());
+            assertEquals(0, rc);
+            Path json;
+            try (var files = Files.list(reports)) {
+                json = files.filter(f -> f.getFileName().toString().endsWith(".json")).findFirst().orElseThrow();
+            }
+            String reference = Json.parseObject(Files.readString(json), "the report's raw results").get("facts").get("reference").asString();
+            assertTrue(reference.matches("Aeron's StreamingPublisher to RateSubscriber at aeron:udp\\?endpoint=127\\.0\\.0\\.1:"
+                    + referencePort + " .*: [0-9]+\\.[0-9]{2} GB/s .*"), reference);
+            assertTrue(!reference.contains(": 0.00 GB/s"), "the reference moved data: " + reference);
+        } finally {
+            server.destroy(); // its shutdown hook stops the RateSubscriber
+            server.waitFor(10, TimeUnit.SECONDS);
+            server.destroyForcibly();
         }
     }
 
