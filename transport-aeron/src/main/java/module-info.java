@@ -6,10 +6,11 @@
  * <p>Built on {@code aeron-client}, {@code aeron-driver} and {@code agrona} (automatic modules {@code io.aeron.client},
  * {@code io.aeron.driver}, {@code org.agrona}). Agrona 2.x needs {@code --add-opens java.base/jdk.internal.misc=org.agrona}
  * on the module path ({@code =ALL-UNNAMED} on the class path); the background threads' nice value and timer slack need
- * {@code --enable-native-access=io.pagewire.transport.spi} (the native layer lives there).
+ * {@code --enable-native-access=io.pagewire.linux} (the native layer lives there).
  */
 module io.pagewire.transport.aeron {
     requires io.pagewire.transport.spi;
+    requires io.pagewire.linux;
     requires io.aeron.client;
     requires io.aeron.driver;
     requires org.agrona;

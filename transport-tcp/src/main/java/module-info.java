@@ -4,6 +4,7 @@
  */
 module io.pagewire.transport.tcp {
     requires io.pagewire.transport.spi;
+    requires io.pagewire.linux;
 
     provides io.pagewire.transport.spi.TransportProvider with io.pagewire.transport.tcp.TcpTransportProvider;
 }

@@ -5,6 +5,7 @@
  */
 module io.pagewire.transport.unix {
     requires io.pagewire.transport.spi;
+    requires io.pagewire.linux;
 
     provides io.pagewire.transport.spi.TransportProvider with io.pagewire.transport.unix.UnixTransportProvider;
 }

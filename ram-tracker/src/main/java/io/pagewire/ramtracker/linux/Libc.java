@@ -3,11 +3,8 @@ package io.pagewire.ramtracker.linux;
 import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.Linker;
-import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.SymbolLookup;
 import java.lang.invoke.MethodHandle;
-import java.lang.invoke.VarHandle;
 import java.util.Locale;
 
 import static java.lang.foreign.ValueLayout.ADDRESS;
@@ -16,13 +13,14 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
 /**
  * The C calls and kernel ABI we use, mirrored as closely as Java allows (Linux, LP64: x86_64 and
- * aarch64). This is the only class of the module that touches {@link Linker}; the intent-level
+ * aarch64), linked through pagewire's one native layer ({@link io.pagewire.linux.Libc}, module
+ * io.pagewire.linux, which also captures errno per thread). The intent-level
  * classes of this package ({@link NativeFile}, {@link Mappings}, {@link Userfaultfd},
  * {@link PageMap}) are built on it.
  *
- * <p>errno is captured per call ({@code Linker.Option.captureCallState("errno")}) into a
- * per-thread state segment, never a shared static one: a thread reads only what its own last
- * call wrote. Small argument structs go into a per-thread scratch segment for the same reason.
+ * <p>errno is captured per call by the native layer into a per-thread state segment, never a
+ * shared static one: a thread reads only what its own last call wrote. Small argument structs go
+ * into a per-thread scratch segment for the same reason.
  *
  * <p>Debian 12's headers predate several constants we need (UFFD_FEATURE_WP_ASYNC, PAGEMAP_SCAN,
  * ...): they are defined here from the kernel's include/uapi/linux/userfaultfd.h and fs.h.
@@ -167,62 +165,47 @@ final class Libc {
     static final MethodHandle SYSCONF;
     static final MethodHandle READ;
     static final MethodHandle POLL;
-    static final MethodHandle GETTID;
     static final MethodHandle MEMCHR;
     static final MethodHandle MEMCPY;
     static final MethodHandle MEMCMP;
 
-    private static final MemoryLayout CAPTURE_LAYOUT;
-    private static final VarHandle ERRNO_HANDLE;
 
     static {
         String failure = null;
         MethodHandle memfd = null, open = null, close = null, ftruncate = null, fallocate = null, lseek = null, fstatfs = null,
                 mmap = null, munmap = null, madvise = null, ioctl = null, syscall = null, sysconf = null, read = null, poll = null,
-                gettid = null, memchr = null, memcpy = null, memcmp = null;
-        MemoryLayout captureLayout = null;
-        VarHandle errnoHandle = null;
+                memchr = null, memcpy = null, memcmp = null;
         try {
-            Linker linker = Linker.nativeLinker();
-            SymbolLookup libc = linker.defaultLookup();
-            Linker.Option errno = Linker.Option.captureCallState("errno");
-            captureLayout = Linker.Option.captureStateLayout();
-            errnoHandle = captureLayout.varHandle(MemoryLayout.PathElement.groupElement("errno"));
-            memfd = handle(linker, libc, "memfd_create", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT), errno);
+            memfd = link("memfd_create", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
             // int open(const char *path, int flags, ...): mode is the variadic third argument.
-            open = handle(linker, libc, "open", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT), errno,
+            open = link("open", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT),
                     Linker.Option.firstVariadicArg(2));
-            close = handle(linker, libc, "close", FunctionDescriptor.of(JAVA_INT, JAVA_INT), errno);
-            ftruncate = handle(linker, libc, "ftruncate", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG), errno);
-            fallocate = handle(linker, libc, "fallocate", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG), errno);
-            lseek = handle(linker, libc, "lseek", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT), errno);
-            fstatfs = handle(linker, libc, "fstatfs", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS), errno);
-            mmap = handle(linker, libc, "mmap",
-                    FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG), errno);
-            munmap = handle(linker, libc, "munmap", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG), errno);
-            madvise = handle(linker, libc, "madvise", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_INT), errno);
+            close = link("close", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
+            ftruncate = link("ftruncate", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG));
+            fallocate = link("fallocate", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG));
+            lseek = link("lseek", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT));
+            fstatfs = link("fstatfs", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS));
+            mmap = link("mmap", FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG));
+            munmap = link("munmap", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG));
+            madvise = link("madvise", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_INT));
             // int ioctl(int fd, unsigned long request, ...): we always pass one pointer.
-            ioctl = handle(linker, libc, "ioctl", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG, ADDRESS), errno,
+            ioctl = link("ioctl", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG, ADDRESS),
                     Linker.Option.firstVariadicArg(2));
             // long syscall(long number, ...): one long argument.
-            syscall = handle(linker, libc, "syscall", FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG), errno,
+            syscall = link("syscall", FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG),
                     Linker.Option.firstVariadicArg(1));
-            sysconf = handle(linker, libc, "sysconf", FunctionDescriptor.of(JAVA_LONG, JAVA_INT), errno);
-            read = handle(linker, libc, "read", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG), errno);
-            poll = handle(linker, libc, "poll", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT), errno);
-            gettid = handle(linker, libc, "gettid", FunctionDescriptor.of(JAVA_INT), errno);
+            sysconf = link("sysconf", FunctionDescriptor.of(JAVA_LONG, JAVA_INT));
+            read = link("read", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG));
+            poll = link("poll", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT));
             // Deliberately not a critical call: the thread must be "in native" while it may block in a page fault.
-            memchr = linker.downcallHandle(libc.find("memchr").orElseThrow(() -> new UnsatisfiedLinkError("memchr")),
-                    FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_INT, JAVA_LONG));
+            memchr = io.pagewire.linux.Libc.linkWithoutErrno("memchr", FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_INT, JAVA_LONG));
             // The same for memcpy and memcmp (NativeMemory): a fault inside them blocks a thread in native.
-            memcpy = linker.downcallHandle(libc.find("memcpy").orElseThrow(() -> new UnsatisfiedLinkError("memcpy")),
-                    FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG));
-            memcmp = linker.downcallHandle(libc.find("memcmp").orElseThrow(() -> new UnsatisfiedLinkError("memcmp")),
-                    FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG));
+            memcpy = io.pagewire.linux.Libc.linkWithoutErrno("memcpy", FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG));
+            memcmp = io.pagewire.linux.Libc.linkWithoutErrno("memcmp", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG));
         } catch (IllegalCallerException e) {
             failure = "native access is not enabled for " + moduleName() + " (" + e.getMessage() + "); add "
                     + nativeAccessFlag() + " to the java command line";
-        } catch (UnsatisfiedLinkError | UnsupportedOperationException | IllegalArgumentException e) {
+        } catch (LinkageError | UnsupportedOperationException | IllegalArgumentException e) {
             failure = "cannot link the C library calls pagewire needs on " + System.getProperty("os.name") + "/"
                     + System.getProperty("os.arch") + ": " + e.getMessage() + " (pagewire's RAM tracker needs Linux on x86_64 or aarch64)";
         }
@@ -242,46 +225,37 @@ final class Libc {
         SYSCONF = sysconf;
         READ = read;
         POLL = poll;
-        GETTID = gettid;
         MEMCHR = memchr;
         MEMCPY = memcpy;
         MEMCMP = memcmp;
-        CAPTURE_LAYOUT = captureLayout;
-        ERRNO_HANDLE = errnoHandle;
     }
 
-    @SuppressWarnings("restricted") // the one place that links C calls; see the class comment
-    private static MethodHandle handle(Linker linker, SymbolLookup lookup, String name, FunctionDescriptor fd, Linker.Option... options) {
-        MemorySegment symbol = lookup.find(name).orElseThrow(() -> new UnsatisfiedLinkError("the C library has no symbol " + name));
-        return linker.downcallHandle(symbol, fd, options);
+    /** Links through the one native layer (module io.pagewire.linux), errno captured. */
+    private static MethodHandle link(String name, FunctionDescriptor fd, Linker.Option... options) {
+        return io.pagewire.linux.Libc.link(name, fd, options);
     }
 
-    /** @return the name of this module, or "the unnamed module" on the class path */
+    /** @return the modules that need native access (the native layer links, this one maps), or "the unnamed module" */
     static String moduleName() {
         Module m = Libc.class.getModule();
-        return m.isNamed() ? "module " + m.getName() : "the unnamed module (class path)";
+        return m.isNamed() ? "modules " + io.pagewire.linux.Libc.class.getModule().getName() + " and " + m.getName()
+                : "the unnamed module (class path)";
     }
 
-    /** @return the {@code --enable-native-access=...} flag that enables native access for this code */
+    /** @return the {@code --enable-native-access=...} flag that enables native access for this code and the native layer */
     static String nativeAccessFlag() {
         Module m = Libc.class.getModule();
-        return "--enable-native-access=" + (m.isNamed() ? m.getName() : "ALL-UNNAMED");
+        return "--enable-native-access=" + (m.isNamed() ? io.pagewire.linux.Libc.class.getModule().getName() + "," + m.getName() : "ALL-UNNAMED");
     }
 
     // ------------------------------------------------------------ per-thread state
 
-    /**
-     * Per-thread errno capture state and a scratch area for small argument structs. Each
-     * thread reads only what its own calls wrote, so nothing here is shared.
-     */
-    private static final ThreadLocal<MemorySegment[]> STATE = ThreadLocal.withInitial(() -> {
-        Arena arena = Arena.ofAuto();
-        return new MemorySegment[] {arena.allocate(CAPTURE_LAYOUT), arena.allocate(256, 16)};
-    });
+    /** Per-thread scratch area for small argument structs: each thread reads only what its own calls wrote. */
+    private static final ThreadLocal<MemorySegment> SCRATCH = ThreadLocal.withInitial(() -> Arena.ofAuto().allocate(256, 16));
 
-    /** @return this thread's errno capture segment, passed as the first argument of every call */
+    /** @return this thread's errno capture segment (the native layer's), passed as the first argument of every call */
     static MemorySegment capture() {
-        return STATE.get()[0];
+        return io.pagewire.linux.Libc.capture();
     }
 
     /**
@@ -289,11 +263,11 @@ final class Libc {
      *         thread's next call that uses it (callers use it for one call and read the results at once)
      */
     static MemorySegment scratch() {
-        return STATE.get()[1];
+        return SCRATCH.get();
     }
 
     /** @return errno of this thread's last call */
     static int errno(MemorySegment capture) {
-        return (int) ERRNO_HANDLE.get(capture, 0L);
+        return io.pagewire.linux.Libc.errno(capture);
     }
 }

@@ -424,11 +424,7 @@ public final class Userfaultfd implements AutoCloseable {
 
     /** @return the calling thread's kernel thread id (what {@link #faultThreadId} reports) */
     public static int currentThreadId() {
-        try {
-            return (int) Libc.GETTID.invokeExact(Libc.capture());
-        } catch (Throwable t) {
-            throw Linux.unexpected("gettid", t);
-        }
+        return io.pagewire.linux.ThreadTuning.tid();
     }
 
     /**

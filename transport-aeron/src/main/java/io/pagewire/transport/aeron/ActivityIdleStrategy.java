@@ -9,7 +9,7 @@ import java.util.concurrent.locks.LockSupport;
  * The idle strategy of this transport's threads and embedded drivers: a few spins and yields, then short parks
  * while the lane they serve is busy in this process ("hot"), and longer parks once it has been quiet for a while,
  * so an idle connection costs little CPU. A park's length is the latency it may add at that hop; urgent threads
- * lower their timer slack ({@link io.pagewire.transport.spi.linux.ThreadTuning#timerSlack}) so the kernel keeps to it.
+ * lower their timer slack ({@link io.pagewire.linux.ThreadTuning#timerSlack}) so the kernel keeps to it.
  *
  * <p>Hotness is a process-wide {@link Activity} per lane kind, touched by the code that sends and receives real
  * traffic (heartbeats do not count), because the embedded drivers are shared by every connection of the process:

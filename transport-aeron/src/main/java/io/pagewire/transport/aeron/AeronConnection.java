@@ -16,7 +16,7 @@ import io.pagewire.transport.spi.kit.FailureOrigin;
 import io.pagewire.transport.spi.kit.FrameDispatcher;
 import io.pagewire.transport.spi.kit.KitConnection;
 import io.pagewire.transport.spi.kit.SourceLane;
-import io.pagewire.transport.spi.linux.ThreadTuning;
+import io.pagewire.linux.ThreadTuning;
 import io.pagewire.transport.spi.MessageHandler;
 import io.pagewire.transport.spi.wire.FrameType;
 import org.agrona.concurrent.BackoffIdleStrategy;

@@ -8,7 +8,7 @@ import io.aeron.exceptions.ConductorServiceTimeoutException;
 import io.aeron.exceptions.DriverTimeoutException;
 import io.pagewire.transport.spi.TransportException;
 import io.pagewire.transport.spi.TransportException.Kind;
-import io.pagewire.transport.spi.linux.ThreadTuning;
+import io.pagewire.linux.ThreadTuning;
 
 import java.io.File;
 import java.io.IOException;

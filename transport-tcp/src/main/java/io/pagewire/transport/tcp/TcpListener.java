@@ -3,7 +3,7 @@ package io.pagewire.transport.tcp;
 import io.pagewire.transport.spi.Capability;
 import io.pagewire.transport.spi.TransportContext;
 import io.pagewire.transport.spi.kit.stream.StreamListener;
-import io.pagewire.transport.spi.linux.NativeSocket;
+import io.pagewire.linux.NativeSocket;
 import io.pagewire.transport.spi.wire.Hello;
 
 import java.io.IOException;

@@ -13,7 +13,7 @@ import io.pagewire.transport.spi.kit.Handshakes;
 import io.pagewire.transport.spi.kit.KitConnection;
 import io.pagewire.transport.spi.kit.stream.StreamConnection;
 import io.pagewire.transport.spi.kit.stream.StreamHandshake;
-import io.pagewire.transport.spi.linux.NativeSocket;
+import io.pagewire.linux.NativeSocket;
 import io.pagewire.transport.spi.wire.Hello;
 
 import java.io.IOException;

@@ -1,7 +1,7 @@
 package io.pagewire.transport.unix;
 
 import io.pagewire.transport.spi.kit.stream.StreamConnection;
-import io.pagewire.transport.spi.linux.NativeSocket;
+import io.pagewire.linux.NativeSocket;
 
 import java.util.Set;
 

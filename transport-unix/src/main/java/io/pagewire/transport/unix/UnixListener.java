@@ -7,7 +7,7 @@ import io.pagewire.transport.spi.TransportException.Kind;
 import io.pagewire.transport.spi.kit.KitConnection;
 import io.pagewire.transport.spi.kit.stream.StreamConnection;
 import io.pagewire.transport.spi.kit.stream.StreamListener;
-import io.pagewire.transport.spi.linux.NativeSocket;
+import io.pagewire.linux.NativeSocket;
 import io.pagewire.transport.spi.wire.Hello;
 
 import java.io.IOException;

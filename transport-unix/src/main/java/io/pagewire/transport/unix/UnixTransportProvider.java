@@ -13,8 +13,8 @@ import io.pagewire.transport.spi.kit.Handshakes;
 import io.pagewire.transport.spi.kit.KitConnection;
 import io.pagewire.transport.spi.kit.stream.StreamConnection;
 import io.pagewire.transport.spi.kit.stream.StreamHandshake;
-import io.pagewire.transport.spi.linux.ErrnoException;
-import io.pagewire.transport.spi.linux.NativeSocket;
+import io.pagewire.linux.ErrnoException;
+import io.pagewire.linux.NativeSocket;
 import io.pagewire.transport.spi.wire.Hello;
 
 import java.io.IOException;

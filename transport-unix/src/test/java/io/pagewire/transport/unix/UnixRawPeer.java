@@ -2,8 +2,8 @@ package io.pagewire.transport.unix;
 
 import io.pagewire.transport.spi.RegionDescriptor;
 import io.pagewire.transport.spi.TransportUri;
-import io.pagewire.transport.spi.linux.ErrnoException;
-import io.pagewire.transport.spi.linux.NativeSocket;
+import io.pagewire.linux.ErrnoException;
+import io.pagewire.linux.NativeSocket;
 import io.pagewire.transport.spi.tck.RawPeer;
 import io.pagewire.transport.spi.tck.TransportTck;
 import io.pagewire.transport.spi.wire.FrameHeader;

@@ -4,7 +4,7 @@ import io.pagewire.transport.spi.RamRegion;
 import io.pagewire.transport.spi.wire.FrameHeader;
 import io.pagewire.transport.spi.wire.FrameType;
 import io.pagewire.transport.spi.wire.Wire;
-import io.pagewire.transport.spi.linux.NativeSocket;
+import io.pagewire.linux.NativeSocket;
 
 import java.io.IOException;
 import java.lang.foreign.Arena;

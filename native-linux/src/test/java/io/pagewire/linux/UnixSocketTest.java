@@ -1,4 +1,4 @@
-package io.pagewire.transport.spi.linux;
+package io.pagewire.linux;
 
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;

@@ -1,4 +1,4 @@
-package io.pagewire.transport.spi.linux;
+package io.pagewire.linux;
 
 import java.io.EOFException;
 import java.io.IOException;

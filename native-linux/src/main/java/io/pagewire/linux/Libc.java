@@ -1,4 +1,4 @@
-package io.pagewire.transport.spi.linux;
+package io.pagewire.linux;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;
@@ -20,7 +20,7 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  * only what its own last call wrote. Package-private: {@link NativeSocket}, {@link FileDescriptors}
  * and {@link ThreadTuning} are the intent-level API.
  */
-final class Libc {
+public final class Libc {
     private Libc() {
     }
 
@@ -141,20 +141,47 @@ final class Libc {
             || System.getProperty("os.arch", "").equals("x86_64") ? 314 : 274;
 
     private static MethodHandle handle(String name, FunctionDescriptor fd, Linker.Option... more) {
-        MemorySegment symbol = LIBC.find(name).orElseThrow(() -> new UnsatisfiedLinkError("libc has no symbol " + name));
         Linker.Option[] options = new Linker.Option[more.length + 1];
         options[0] = ERRNO;
         System.arraycopy(more, 0, options, 1, more.length);
+        return downcall(name, fd, options);
+    }
+
+    @SuppressWarnings("restricted") // the one place of pagewire that links C calls
+    private static MethodHandle downcall(String name, FunctionDescriptor fd, Linker.Option... options) {
+        MemorySegment symbol = LIBC.find(name).orElseThrow(() -> new UnsatisfiedLinkError("the C library has no symbol " + name));
         return LINKER.downcallHandle(symbol, fd, options);
     }
 
+    /**
+     * Links a C library call for another pagewire module (the RAM tracker's mappings, userfaultfd and
+     * pagemap calls): errno is captured, so the handle takes {@link #capture()} as its first argument.
+     *
+     * @param name the symbol
+     * @param fd its C signature
+     * @param more further options (e.g. {@code Linker.Option.firstVariadicArg})
+     * @return the downcall handle
+     * @throws UnsatisfiedLinkError when the C library has no such symbol
+     */
+    public static MethodHandle link(String name, FunctionDescriptor fd, Linker.Option... more) {
+        return handle(name, fd, more);
+    }
+
+    /**
+     * Links a C library call that sets no errno worth reading (memchr, memcpy, memcmp). Deliberately not a
+     * critical call: the thread stays "in native" while it may block in a page fault (userfaultfd).
+     */
+    public static MethodHandle linkWithoutErrno(String name, FunctionDescriptor fd) {
+        return downcall(name, fd);
+    }
+
     /** @return this thread's capture segment, passed as the first argument of every call */
-    static MemorySegment capture() {
+    public static MemorySegment capture() {
         return CAPTURE.get();
     }
 
     /** @return errno of this thread's last call */
-    static int errno(MemorySegment capture) {
+    public static int errno(MemorySegment capture) {
         return (int) ERRNO_HANDLE.get(capture, 0L);
     }
 

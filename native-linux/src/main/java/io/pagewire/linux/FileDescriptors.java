@@ -1,4 +1,4 @@
-package io.pagewire.transport.spi.linux;
+package io.pagewire.linux;
 
 import java.io.IOException;
 import java.lang.foreign.Arena;

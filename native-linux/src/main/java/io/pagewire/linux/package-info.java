@@ -5,14 +5,14 @@
  * scheduling hints. Not part of the SPI: exported only to the transport modules.
  *
  * <h2>Invariants</h2>
- * {@link io.pagewire.transport.spi.linux.Libc} is the only class that touches {@code java.lang.foreign.Linker};
+ * {@link io.pagewire.linux.Libc} is the only class that touches {@code java.lang.foreign.Linker};
  * errno is captured per call into per-thread state. Every failure is an
- * {@link io.pagewire.transport.spi.linux.ErrnoException} naming the call, what it was doing and the errno.
+ * {@link io.pagewire.linux.ErrnoException} naming the call, what it was doing and the errno.
  * The one system call number (sched_setattr, which glibc before 2.41 does not wrap) is chosen by
  * architecture in one place.
  *
  * <h2>Threading</h2>
- * A {@link io.pagewire.transport.spi.linux.NativeSocket} may be read by one thread and written by another;
+ * A {@link io.pagewire.linux.NativeSocket} may be read by one thread and written by another;
  * {@code shutdown()} is safe from any thread and wakes both; {@code close()} only after its users stopped.
  */
-package io.pagewire.transport.spi.linux;
+package io.pagewire.linux;

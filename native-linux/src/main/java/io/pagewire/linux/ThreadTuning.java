@@ -1,4 +1,4 @@
-package io.pagewire.transport.spi.linux;
+package io.pagewire.linux;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
