@@ -85,6 +85,37 @@ class CommandLineTest {
         assertTrue(r.out.contains("loaded into fresh memory") && r.out.contains("RESTORED ok"), r.out);
     }
 
+    /** {@code restore --to}: a snapshot file becomes a stopped guest migrated onward to a {@code receive} in another JVM. */
+    @Test
+    void aRestoredSnapshotMigratesOnwardAndVerifies(@org.junit.jupiter.api.io.TempDir Path dir) throws Exception {
+        String missing = io.pagewire.ramtracker.linux.Userfaultfd.missingFeatures(io.pagewire.ramtracker.snapshot.WriteProtectedRam.REQUIRED_FEATURES
+                | io.pagewire.ramtracker.linux.Userfaultfd.FEATURE_WP_HUGETLBFS_SHMEM);
+        org.junit.jupiter.api.Assumptions.assumeTrue(missing == null,
+                "synchronous userfaultfd write-protection of shmem (UFFD_FEATURE_WP_UNPOPULATED, WP_HUGETLBFS_SHMEM): " + missing);
+        Path file = dir.resolve("g.pwsnap");
+        Run r = run("snapshot", "--ram", "32M", "--vcpus", "1", "--dirty-rate", "0", "--working-set", "8M", "--warmup", "0.1",
+                "--to", "file:" + file);
+        assertEquals(0, r.exit, r.out + r.err);
+        Process dst = new ProcessBuilder(ChildJvm.command(List.of("receive", "--listen", "tcp://127.0.0.1:0", "--ram", "32M")))
+                .redirectError(ProcessBuilder.Redirect.INHERIT).start();
+        try {
+            java.io.BufferedReader lines = new java.io.BufferedReader(new java.io.InputStreamReader(dst.getInputStream(), StandardCharsets.UTF_8));
+            String listening = lines.readLine();
+            assertTrue(listening != null && listening.startsWith("LISTENING "), "receive prints where it listens: " + listening);
+            r = run("restore", file.toString(), "--to", listening.substring("LISTENING ".length()), "--json");
+            assertEquals(0, r.exit, r.out + r.err);
+            var doc = Json.parseObject(r.out, "restore --to --json output");
+            assertEquals("completed", doc.get("status").asString(), r.out);
+            assertTrue(doc.get("verified").asBoolean(), "the destination's RAM equals the restored image: " + r.out);
+            assertEquals(32L << 20, doc.get("ram").get("total").asLong());
+            assertTrue(r.err.contains("loaded into fresh memfd memory") && r.err.contains("RESTORED ok"), r.err);
+            assertTrue(dst.waitFor(60, TimeUnit.SECONDS), "the destination ends after the migration");
+            assertEquals(0, dst.exitValue());
+        } finally {
+            dst.destroyForcibly();
+        }
+    }
+
     @Test
     void badSnapshotOptionsAndFilesAreNamed(@org.junit.jupiter.api.io.TempDir Path dir) throws IOException {
         Run r = run("snapshot", "--ram", "4M", "--policy", "fastest", "--to", "file:" + dir.resolve("x"));

@@ -27,46 +27,56 @@ final class SourceRunner {
                      page -> !image.balloon().isBallooned(page))) {
             guest.start();
             SourceMigration migration = new SourceMigration(image.ram(), guest, image.balloons(), m.config());
-            // With --json, standard output carries the one JSON document and nothing else.
-            PrintWriter text = m.json ? err : out;
-            if (m.monitorStdio) {
-                Thread.ofPlatform().daemon().name("pagewire-commands").start(() -> commands(migration, text));
-            }
-            Thread progress = null;
-            if (!m.json && System.console() != null) {
-                progress = Thread.ofPlatform().daemon().name("pagewire-progress").start(() -> progress(migration.stats()));
-            }
-            MigrationStats stats;
-            try (StatsTicker ticker = StatsTicker.start(migration.stats(), m.statsInterval, m.statsFile, err)) {
-                stats = migration.run(uri);
-            }
-            if (progress != null) {
-                progress.interrupt();
-                System.err.print("\r\033[K");
-            }
-            Boolean verified = migration.verified();
-            if (m.json) {
-                ObjectNode doc = stats.toJson();
-                if (migration.postcopyStatsNode() != null) {
-                    doc.set("postcopy", migration.postcopyStatsNode());
-                }
-                if (verified != null) { // absent when verification was not asked
-                    doc.put("verified", verified.booleanValue());
-                }
-                if (migration.verification() != null) {
-                    doc.put("verification", migration.verification());
-                }
-                out.println(Json.write(doc));
-            } else {
-                out.println(stats.infoMigrate());
-                if (migration.postcopyStats() != null) {
-                    out.println("postcopy at the destination: " + migration.postcopyStats());
-                }
-                out.println("verified: " + (verified == null ? "not checked" : verified + (verified ? "" : " (" + PeerText.escape(migration.verification()) + ")")));
-            }
-            out.flush();
-            return ExitCode.of(stats, verified).code();
+            return migrate(out, err, m, migration, uri);
         }
+    }
+
+    /**
+     * Runs {@code migration} to {@code uri} with the monitor commands, progress line and periodic statistics
+     * {@code m} asks for, then reports it (text, or with {@code --json} one JSON document on {@code out}).
+     *
+     * @return the process exit code ({@link ExitCode})
+     */
+    static int migrate(PrintWriter out, PrintWriter err, MigrateOptions m, SourceMigration migration, String uri) {
+        // With --json, standard output carries the one JSON document and nothing else.
+        PrintWriter text = m.json ? err : out;
+        if (m.monitorStdio) {
+            Thread.ofPlatform().daemon().name("pagewire-commands").start(() -> commands(migration, text));
+        }
+        Thread progress = null;
+        if (!m.json && System.console() != null) {
+            progress = Thread.ofPlatform().daemon().name("pagewire-progress").start(() -> progress(migration.stats()));
+        }
+        MigrationStats stats;
+        try (StatsTicker ticker = StatsTicker.start(migration.stats(), m.statsInterval, m.statsFile, err)) {
+            stats = migration.run(uri);
+        }
+        if (progress != null) {
+            progress.interrupt();
+            System.err.print("\r\033[K");
+        }
+        Boolean verified = migration.verified();
+        if (m.json) {
+            ObjectNode doc = stats.toJson();
+            if (migration.postcopyStatsNode() != null) {
+                doc.set("postcopy", migration.postcopyStatsNode());
+            }
+            if (verified != null) { // absent when verification was not asked
+                doc.put("verified", verified.booleanValue());
+            }
+            if (migration.verification() != null) {
+                doc.put("verification", migration.verification());
+            }
+            out.println(Json.write(doc));
+        } else {
+            out.println(stats.infoMigrate());
+            if (migration.postcopyStats() != null) {
+                out.println("postcopy at the destination: " + migration.postcopyStats());
+            }
+            out.println("verified: " + (verified == null ? "not checked" : verified + (verified ? "" : " (" + PeerText.escape(migration.verification()) + ")")));
+        }
+        out.flush();
+        return ExitCode.of(stats, verified).code();
     }
 
     /** Monitor commands, one per line on standard input (QEMU's names); ends at end of input. */
