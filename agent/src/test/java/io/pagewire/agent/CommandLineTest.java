@@ -68,10 +68,7 @@ class CommandLineTest {
 
     @Test
     void snapshotThenRestoreByMapAndByLoad(@org.junit.jupiter.api.io.TempDir Path dir) {
-        String missing = io.pagewire.ramtracker.linux.Userfaultfd.missingFeatures(io.pagewire.ramtracker.snapshot.WriteProtectedRam.REQUIRED_FEATURES
-                | io.pagewire.ramtracker.linux.Userfaultfd.FEATURE_WP_HUGETLBFS_SHMEM);
-        org.junit.jupiter.api.Assumptions.assumeTrue(missing == null,
-                "synchronous userfaultfd write-protection of shmem (UFFD_FEATURE_WP_UNPOPULATED, WP_HUGETLBFS_SHMEM): " + missing);
+        assumeSnapshotsOfShmem();
         Path file = dir.resolve("g.pwsnap");
         Run r = run("snapshot", "--ram", "32M", "--vcpus", "2", "--dirty-rate", "0", "--working-set", "8M", "--warmup", "0.1",
                 "--to", "file:" + file + "?rate=64M", "--json");
@@ -85,13 +82,18 @@ class CommandLineTest {
         assertTrue(r.out.contains("loaded into fresh memory") && r.out.contains("RESTORED ok"), r.out);
     }
 
-    /** {@code restore --to}: a snapshot file becomes a stopped guest migrated onward to a {@code receive} in another JVM. */
-    @Test
-    void aRestoredSnapshotMigratesOnwardAndVerifies(@org.junit.jupiter.api.io.TempDir Path dir) throws Exception {
+    /** The live snapshot needs synchronous userfaultfd write-protection of shmem (the memfd guest). */
+    private static void assumeSnapshotsOfShmem() {
         String missing = io.pagewire.ramtracker.linux.Userfaultfd.missingFeatures(io.pagewire.ramtracker.snapshot.WriteProtectedRam.REQUIRED_FEATURES
                 | io.pagewire.ramtracker.linux.Userfaultfd.FEATURE_WP_HUGETLBFS_SHMEM);
         org.junit.jupiter.api.Assumptions.assumeTrue(missing == null,
                 "synchronous userfaultfd write-protection of shmem (UFFD_FEATURE_WP_UNPOPULATED, WP_HUGETLBFS_SHMEM): " + missing);
+    }
+
+    /** {@code restore --to}: a snapshot file becomes a stopped guest migrated onward to a {@code receive} in another JVM. */
+    @Test
+    void aRestoredSnapshotMigratesOnwardAndVerifies(@org.junit.jupiter.api.io.TempDir Path dir) throws Exception {
+        assumeSnapshotsOfShmem();
         Path file = dir.resolve("g.pwsnap");
         Run r = run("snapshot", "--ram", "32M", "--vcpus", "1", "--dirty-rate", "0", "--working-set", "8M", "--warmup", "0.1",
                 "--to", "file:" + file);
