@@ -10,6 +10,7 @@ import io.pagewire.ramtracker.GuestRam;
 import io.pagewire.perf.BenchCli;
 import io.pagewire.perf.report.HtmlReport;
 import io.pagewire.ramtracker.RegionSpec;
+import io.pagewire.transport.spi.PeerText;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -17,8 +18,12 @@ import picocli.CommandLine.Option;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStreamReader;
+import java.io.PrintStream;
 import java.io.PrintWriter;
 import java.lang.management.ManagementFactory;
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -49,11 +54,14 @@ import java.util.concurrent.TimeUnit;
  * only run when named).
  * {@code --warm-memory} touches and frees that much memory first: inside a VM the first touch of
  * guest memory the hypervisor has not backed yet costs ~9 us per 4 KiB page, whatever the program.
+ * <p>Two hosts: {@code MigrationBench --serve [--control 0.0.0.0:5301]} on the destination host receives in its
+ * own JVM what {@code MigrationBench --to dsthost:5301 [--uri tcp://dsthost:4444]} sends, the same cases and
+ * commands over a TCP control connection instead of a child's stdin.
  */
 @Command(name = "MigrationBench", mixinStandardHelpOptions = true, sortOptions = false,
         description = "Whole migrations between two JVMs on the cases docs/benchmarks.md reports, with QEMU's figures beside them.")
 public final class MigrationBench implements Callable<Integer> {
-    private MigrationBench() {
+    MigrationBench() {
     }
 
     private record Case(String name, String qemu, String target, long ram, double zero, boolean writeZeros, SyntheticGuest.Config guest,
@@ -114,6 +122,18 @@ public final class MigrationBench implements Callable<Integer> {
     String dstExec;
     @Option(names = "--dst-backing", defaultValue = "anonymous", paramLabel = "B", description = "destination RAM: anonymous or memfd (default ${DEFAULT-VALUE})")
     String dstBacking;
+    @Option(names = "--serve", description = {"two hosts, destination side: accept MigrationBench --to control connections on --control and",
+            "receive their migrations in this JVM, one after another, until stopped (an unauthenticated benchmarking port, as iperf3 -s)"})
+    boolean serve;
+    @Option(names = "--control", defaultValue = "0.0.0.0:5301", paramLabel = "HOST:PORT",
+            description = "with --serve: the control port's address (default ${DEFAULT-VALUE}; port 0 picks one, printed as SERVING)")
+    String control;
+    @Option(names = "--max-ram", defaultValue = "16g", paramLabel = "SIZE",
+            description = "with --serve: the most RAM one migration may ask this host for (default ${DEFAULT-VALUE})")
+    long maxRam;
+    @Option(names = "--to", paramLabel = "HOST:PORT", description = {"two hosts, source side: the control address of a 'MigrationBench --serve';",
+            "the destination listens on --uri there (default: tcp://HOST:0)"})
+    String to;
 
     /** The case names, for --help and for checking --cases. */
     static final class CaseNames implements Iterable<String> {
@@ -131,6 +151,21 @@ public final class MigrationBench implements Callable<Integer> {
     public Integer call() throws Exception {
         if (!dstBacking.equals("anonymous") && !dstBacking.equals("memfd")) {
             throw new CommandLine.ParameterException(new CommandLine(this), "--dst-backing " + dstBacking + " is not one of anonymous, memfd");
+        }
+        if (serve) {
+            if (to != null) {
+                throw new CommandLine.ParameterException(new CommandLine(this), "--serve (the destination host) and --to (the source host) exclude each other");
+            }
+            return serve(hostPort(control, "--control"), maxRam, dstBacking);
+        }
+        if (to != null) {
+            if (!dstExec.isBlank()) {
+                throw new CommandLine.ParameterException(new CommandLine(this), "--dst-exec starts a local destination; --to uses a remote one");
+            }
+            hostPort(to, "--to");
+            if (uri.equals("tcp://127.0.0.1:0")) {
+                uri = "tcp://" + to.substring(0, to.lastIndexOf(':')) + ":0";
+            }
         }
         if (only != null) {
             List<String> known = cases().stream().map(c -> c.name).toList();
@@ -152,7 +187,7 @@ public final class MigrationBench implements Callable<Integer> {
         }
         Map<String, List<MigrationStats>> results = new LinkedHashMap<>();
         Map<String, Run> lastRuns = new LinkedHashMap<>();
-        try (Destination dst = new Destination(dstExec, dstBacking)) {
+        try (Destination dst = to != null ? Destination.remote(to) : Destination.local(dstExec, dstBacking)) {
             // Warm-up: both JVMs run a small migration before anything is measured.
             for (int i = 0; i < 3; i++) {
                 run(dst, uri, new Case("warm-up", "", "", 64 * MIB, 0.3, false,
@@ -179,7 +214,8 @@ public final class MigrationBench implements Callable<Integer> {
         String stamp = LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss"));
         md.append("# Migration benchmark ").append(stamp).append("\n\n");
         md.append(String.format(Locale.ROOT, "URI `%s`; medians of %d runs; %d cores; memory warmed: %s; destination RAM: %s.%n%n", uri, runs,
-                Runtime.getRuntime().availableProcessors(), warm > 0 ? (warm >> 30) + " GiB" : "no", dstBacking));
+                Runtime.getRuntime().availableProcessors(), warm > 0 ? (warm >> 30) + " GiB" : "no",
+                to != null ? "that of the MigrationBench --serve at " + to : dstBacking));
         md.append("| case | QEMU 7.2 here | target | total ms | setup ms | downtime ms | transferred MiB | rounds | status |\n");
         md.append("|---|---|---|---|---|---|---|---|---|\n");
         for (Case c : selected) {
@@ -205,7 +241,8 @@ public final class MigrationBench implements Callable<Integer> {
         HtmlReport r = new HtmlReport("pagewire migration benchmark");
         r.fact("URI", uri);
         r.fact("runs per case", Integer.toString(runs));
-        r.fact("destination", (dstExec.isBlank() ? "a JVM on this host" : "a JVM started through '" + dstExec + "'") + ", RAM " + dstBacking);
+        r.fact("destination", to != null ? "MigrationBench --serve at " + to + " (its own --dst-backing)"
+                : (dstExec.isBlank() ? "a JVM on this host" : "a JVM started through '" + dstExec + "'") + ", RAM " + dstBacking);
         r.fact("memory warmed", warm > 0 ? (warm >> 30) + " GiB" : "no");
         List<String> names = selected.stream().map(c -> c.name).toList();
         var raw = r.results().putArray("cases");
@@ -339,13 +376,67 @@ public final class MigrationBench implements Callable<Integer> {
         System.out.printf(Locale.ROOT, "warmed %d GiB of memory in %d ms%n", bytes >> 30, (System.nanoTime() - t0) / 1_000_000);
     }
 
-    /** The long-lived destination JVM. */
+    /** @return {@code text} as an address, or a usage error naming {@code option} */
+    private InetSocketAddress hostPort(String text, String option) {
+        int colon = text.lastIndexOf(':');
+        try {
+            if (colon <= 0) {
+                throw new IllegalArgumentException("no port");
+            }
+            int port = Integer.parseInt(text.substring(colon + 1));
+            if (port < 0 || port > 65535) {
+                throw new IllegalArgumentException("port out of range 0..65535");
+            }
+            return new InetSocketAddress(text.substring(0, colon).replaceAll("^\\[|\\]$", ""), port);
+        } catch (IllegalArgumentException e) {
+            throw new CommandLine.ParameterException(new CommandLine(this), option + " '" + text + "' is not HOST:PORT (" + e.getMessage() + ")");
+        }
+    }
+
+    /**
+     * {@code --serve}: the destination host of a two-host run. Control connections come one after another;
+     * each sends {@link MigrationBenchDestination}'s commands, and its migrations are received in this JVM.
+     */
+    private static int serve(InetSocketAddress address, long maxRam, String backing) throws Exception {
+        try (ServerSocket server = new ServerSocket()) {
+            server.bind(address);
+            System.out.println("SERVING " + server.getInetAddress().getHostAddress() + ":" + server.getLocalPort());
+            System.out.flush();
+            while (true) {
+                try (Socket s = server.accept()) {
+                    String peer = s.getRemoteSocketAddress().toString();
+                    System.err.println("MigrationBench source " + peer + " connected");
+                    PrintStream out = new PrintStream(s.getOutputStream(), true, StandardCharsets.UTF_8);
+                    try {
+                        MigrationBenchDestination.serve(new BufferedReader(new InputStreamReader(s.getInputStream(), StandardCharsets.UTF_8)),
+                                out, maxRam, backing);
+                    } catch (IOException | RuntimeException e) { // this source's session ends; the next one is served
+                        System.err.println("MigrationBench source " + peer + ": " + e);
+                        out.println("ERROR " + PeerText.escape(String.valueOf(e.getMessage())));
+                    }
+                    System.err.println("MigrationBench source " + peer + " done");
+                }
+            }
+        }
+    }
+
+    /** The long-lived destination: a child JVM on this host, or a {@code --serve} on another. */
     private static final class Destination implements AutoCloseable {
-        private final Process process;
         private final PrintWriter in;
         private final BufferedReader out;
+        private final String what;
+        private final Process process; // null: remote
+        private final Socket socket; // null: local
 
-        Destination(String exec, String backing) throws IOException {
+        private Destination(PrintWriter in, BufferedReader out, String what, Process process, Socket socket) {
+            this.in = in;
+            this.out = out;
+            this.what = what;
+            this.process = process;
+            this.socket = socket;
+        }
+
+        static Destination local(String exec, String backing) throws IOException {
             List<String> jvm = new ArrayList<>();
             if (!exec.isBlank()) {
                 jvm.addAll(Arrays.asList(exec.strip().split("\\s+")));
@@ -358,9 +449,24 @@ public final class MigrationBench implements Callable<Integer> {
             }
             jvm.addAll(List.of("-Dpagewire.bench.backing=" + backing, "-cp", System.getProperty("java.class.path"),
                     MigrationBenchDestination.class.getName()));
-            process = new ProcessBuilder(jvm).redirectError(ProcessBuilder.Redirect.INHERIT).start();
-            in = new PrintWriter(process.getOutputStream(), true, StandardCharsets.UTF_8);
-            out = new BufferedReader(new InputStreamReader(process.getInputStream(), StandardCharsets.UTF_8));
+            Process process = new ProcessBuilder(jvm).redirectError(ProcessBuilder.Redirect.INHERIT).start();
+            return new Destination(new PrintWriter(process.getOutputStream(), true, StandardCharsets.UTF_8),
+                    new BufferedReader(new InputStreamReader(process.getInputStream(), StandardCharsets.UTF_8)), "the destination JVM", process, null);
+        }
+
+        static Destination remote(String hostPort) throws IOException {
+            int colon = hostPort.lastIndexOf(':');
+            Socket socket = new Socket();
+            try {
+                socket.connect(new InetSocketAddress(hostPort.substring(0, colon), Integer.parseInt(hostPort.substring(colon + 1))),
+                        (int) TimeUnit.SECONDS.toMillis(10));
+            } catch (IOException e) {
+                socket.close();
+                throw new IOException("no MigrationBench --serve answered at " + hostPort + ": " + e.getMessage(), e);
+            }
+            return new Destination(new PrintWriter(socket.getOutputStream(), true, StandardCharsets.UTF_8),
+                    new BufferedReader(new InputStreamReader(socket.getInputStream(), StandardCharsets.UTF_8)),
+                    "MigrationBench --serve at " + hostPort, null, socket);
         }
 
         String start(String uri, long ram, String populate, SyntheticGuest.Config postcopyGuest) throws IOException {
@@ -379,14 +485,19 @@ public final class MigrationBench implements Callable<Integer> {
                 if (line.startsWith(prefix)) {
                     return line.substring(prefix.length());
                 }
+                if (line.startsWith("ERROR ")) {
+                    throw new IOException(what + " refused: " + PeerText.escape(line.substring("ERROR ".length())));
+                }
             }
-            throw new IOException("the destination JVM ended (exit " + (process.isAlive() ? "-" : process.exitValue()) + ")");
+            throw new IOException(what + " ended" + (process == null ? " the control connection" : " (exit " + (process.isAlive() ? "-" : process.exitValue()) + ")"));
         }
 
         @Override
-        public void close() throws InterruptedException {
+        public void close() throws InterruptedException, IOException {
             in.println("exit");
-            if (!process.waitFor(10, TimeUnit.SECONDS)) {
+            if (socket != null) {
+                socket.close();
+            } else if (!process.waitFor(10, TimeUnit.SECONDS)) {
                 process.destroyForcibly();
             }
         }

@@ -67,15 +67,8 @@ class TwoHostBenchTest {
 
     /** {@code bench --serve} in a child JVM (the other host). */
     private static Process serve(String listen, String... more) throws IOException {
-        List<String> cmd = new ArrayList<>();
-        cmd.add(ProcessHandle.current().info().command().orElseThrow());
-        for (String a : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
-            if (a.startsWith("--enable-native-access") || a.startsWith("--add-opens") || a.startsWith("--add-modules")) {
-                cmd.add(a);
-            }
-        }
-        cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), TransportBench.class.getName(),
-                "--serve", "--listen", listen, "--bytes", "16m"));
+        List<String> cmd = new ArrayList<>(jvm());
+        cmd.addAll(List.of(TransportBench.class.getName(), "--serve", "--listen", listen, "--bytes", "16m"));
         cmd.addAll(List.of(more));
         return new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.INHERIT).start();
     }
@@ -119,6 +112,57 @@ class TwoHostBenchTest {
             server.waitFor(10, TimeUnit.SECONDS);
             server.destroyForcibly();
         }
+    }
+
+    /**
+     * Whole migrations across hosts: {@code MigrationBench --serve} in a child JVM receives what {@code MigrationBench --to}
+     * sends (warm-ups and one case), every migration verified; a malformed command is refused by name, not fatal.
+     */
+    @Test
+    void migrationBenchServeAndToRunWholeMigrationsAcrossTheControlConnection(@TempDir Path dir) throws Exception {
+        List<String> cmd = new ArrayList<>(jvm());
+        cmd.addAll(List.of(MigrationBench.class.getName(), "--serve", "--control", "127.0.0.1:0", "--max-ram", "4g"));
+        Process server = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.INHERIT).start();
+        try {
+            BufferedReader out = new BufferedReader(new InputStreamReader(server.getInputStream(), StandardCharsets.UTF_8));
+            String line = out.readLine();
+            assertTrue(line != null && line.startsWith("SERVING 127.0.0.1:"), "the server prints its control address: " + line);
+            String control = line.substring("SERVING ".length());
+            try (java.net.Socket s = new java.net.Socket("127.0.0.1", Integer.parseInt(control.substring(control.lastIndexOf(':') + 1)))) {
+                java.io.PrintWriter w = new java.io.PrintWriter(s.getOutputStream(), true, StandardCharsets.UTF_8);
+                BufferedReader r = new BufferedReader(new InputStreamReader(s.getInputStream(), StandardCharsets.UTF_8));
+                w.println("receive tcp://127.0.0.1:0 99999999999999 hinted");
+                String refused = r.readLine();
+                assertTrue(refused != null && refused.startsWith("ERROR RAM 99999999999999 is outside") && refused.contains("--max-ram"), refused);
+                w.println("exit");
+            }
+            Path reports = dir.resolve("reports");
+            int rc = BenchCli.commandLine(new MigrationBench()).execute("--to", control, "--cases", "never-written-4g", "--runs", "1",
+                    "--out", reports.toString());
+            assertEquals(0, rc, "every migration completed and verified (MigrationBench fails otherwise)");
+            try (var files = Files.list(reports)) {
+                Path json = files.filter(f -> f.getFileName().toString().endsWith(".json")).findFirst().orElseThrow();
+                String destination = Json.parseObject(Files.readString(json), "the report's raw results").get("facts").get("destination").asString();
+                assertEquals("MigrationBench --serve at " + control + " (its own --dst-backing)", destination);
+            }
+            assertTrue(server.isAlive(), "the server serves one source after another");
+        } finally {
+            server.destroyForcibly();
+            server.waitFor(10, TimeUnit.SECONDS);
+        }
+    }
+
+    /** @return this JVM's java command, its native-access/opens/modules flags and class path */
+    private static List<String> jvm() {
+        List<String> cmd = new ArrayList<>();
+        cmd.add(ProcessHandle.current().info().command().orElseThrow());
+        for (String a : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
+            if (a.startsWith("--enable-native-access") || a.startsWith("--add-opens") || a.startsWith("--add-modules")) {
+                cmd.add(a);
+            }
+        }
+        cmd.addAll(List.of("-cp", System.getProperty("java.class.path")));
+        return cmd;
     }
 
     /** Opens {@code html} in headless Chromium: {@code charts} charts drawn as SVG, no script error. */
