@@ -35,9 +35,13 @@ final class TcpListener extends StreamListener<Void> {
         String peer = peerName(s);
         try {
             TlsLayer.server(s, tls, peer, deadlineNs);
+        } catch (TlsLayer.NotTlsException e) {
+            LOG.log(System.Logger.Level.WARNING, "refused: source " + peer + ": " + e.getMessage());
+            throw new TransportException(TransportException.Kind.HANDSHAKE, "this destination takes only TLS sources: add tls=on and"
+                    + " certificates of its CA to the source's URI", e);
         } catch (SSLException e) {
             LOG.log(System.Logger.Level.WARNING, "refused: source " + peer + ": TLS handshake failed: " + e.getMessage());
-            // Sent in clear after the TLS alert: a source without tls=on reads it; a TLS one has its alert.
+            // Sent in clear after the TLS alert that told a TLS source why (it reads no further).
             throw new TransportException(TransportException.Kind.HANDSHAKE, "TLS handshake failed: this destination takes only"
                     + " TLS sources (tls=on) with a certificate of its CA", e);
         }

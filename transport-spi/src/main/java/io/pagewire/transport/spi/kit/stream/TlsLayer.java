@@ -45,6 +45,16 @@ import java.util.concurrent.locks.ReentrantLock;
  * plaintext record, about 200 KiB, allocated at connect or accept (bounded by the handshake slots).
  */
 public final class TlsLayer implements NativeSocket.Layer {
+    /** The content type of a TLS handshake record: the first byte a TLS client sends. */
+    private static final byte HANDSHAKE_RECORD = 22;
+
+    /** The peer's first bytes are not TLS (a source without {@code tls=on}): no alert was sent, a plain answer may follow. */
+    public static final class NotTlsException extends SSLException {
+        NotTlsException(String message) {
+            super(message);
+        }
+    }
+
     /** Records buffered each way: larger sends and receives per system call. */
     static final int BUFFER_RECORDS = 4;
 
@@ -141,6 +151,12 @@ public final class TlsLayer implements NativeSocket.Layer {
                 switch (hs) {
                     case NEED_WRAP -> wrapAndFlush(NO_DATA);
                     case NEED_UNWRAP, NEED_UNWRAP_AGAIN -> {
+                        if (netIn.hasRemaining() && netIn.get(netIn.position()) != HANDSHAKE_RECORD && !engine.getUseClientMode()
+                                && engine.getHandshakeSession() == null) {
+                            // Not even a TLS record where the ClientHello belongs: a peer in clear, told so in clear (no alert).
+                            throw new NotTlsException(peer + " does not speak TLS (its first byte is 0x"
+                                    + Integer.toHexString(netIn.get(netIn.position()) & 0xff) + ", not a TLS handshake record)");
+                        }
                         appIn.compact();
                         SSLEngineResult r;
                         try {
@@ -161,6 +177,8 @@ public final class TlsLayer implements NativeSocket.Layer {
                     }
                 }
             }
+        } catch (NotTlsException x) {
+            throw x;
         } catch (SSLException x) {
             sendAlert(x);
             throw x;
