@@ -258,6 +258,10 @@ public final class TlsLayer implements NativeSocket.Layer {
                     break;
                 }
             }
+            if (netOut.position() == 0 && remaining(src)) {
+                throw new SSLException("the TLS engine for " + peer + " takes no more data (handshake status "
+                        + engine.getHandshakeStatus() + ")");
+            }
             if (netOut.position() > 0) {
                 socket.rawSendFully(netOutSegment, 0, netOut.position());
             }
