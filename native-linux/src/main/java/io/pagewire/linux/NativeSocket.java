@@ -31,6 +31,34 @@ public final class NativeSocket implements AutoCloseable {
     private final int family;
     private final AtomicBoolean shutdown = new AtomicBoolean();
     private final AtomicBoolean closed = new AtomicBoolean();
+    /** A record layer (TLS) every data call goes through once {@link #secure} installed it; null: the bytes go as they are. */
+    private volatile Layer layer;
+
+    /**
+     * A record layer over this socket (TLS): once installed, the data calls ({@code send*}, {@code recv*},
+     * {@link #pollReadable}) go through it, and it moves its own bytes with {@link #rawSendFully},
+     * {@link #rawRecvSome} and {@link #rawPollReadable}. Its threading is the socket's: one thread
+     * may send while another receives.
+     */
+    public interface Layer {
+        /** As {@link NativeSocket#sendFully}. */
+        void sendFully(MemorySegment data, long offset, long length) throws IOException;
+
+        /** As {@link NativeSocket#sendvFully}: gathers the {@code count} iovecs of {@code iov}. */
+        void sendv(MemorySegment iov, int count, long totalBytes) throws IOException;
+
+        /** As {@link NativeSocket#recvFully}. */
+        long recvFully(MemorySegment dst, long offset, long length) throws IOException;
+
+        /** As {@link NativeSocket#recvvFully}: scatters into the {@code count} iovecs of {@code iov}. */
+        void recvv(MemorySegment iov, int count, long totalBytes) throws IOException;
+
+        /** As {@link NativeSocket#recvSome}. */
+        long recvSome(MemorySegment dst, long offset, long length) throws IOException;
+
+        /** As {@link NativeSocket#pollReadable}: true when the layer has bytes for the caller. */
+        boolean pollReadable(long timeoutMs) throws IOException;
+    }
 
     private NativeSocket(int fd, int family) {
         this.fd = fd;
@@ -40,6 +68,22 @@ public final class NativeSocket implements AutoCloseable {
     /** @return true for a unix domain socket */
     public boolean isUnix() {
         return family == Libc.AF_UNIX;
+    }
+
+    /**
+     * Installs a record layer: from now on every data call goes through it. Call before the socket
+     * is shared with other threads (the handshake thread that made the layer installs it).
+     */
+    public void secure(Layer layer) {
+        if (this.layer != null) {
+            throw new IllegalStateException("a record layer is already installed on " + this);
+        }
+        this.layer = layer;
+    }
+
+    /** @return whether a record layer (TLS) carries this socket's data */
+    public boolean isSecured() {
+        return layer != null;
     }
 
     /** @return the file descriptor (for diagnostics) */
@@ -620,6 +664,16 @@ public final class NativeSocket implements AutoCloseable {
      * @throws IOException on any error, naming the errno (EPIPE, ECONNRESET, EAGAIN on send timeout)
      */
     public void sendFully(MemorySegment data, long offset, long length) throws IOException {
+        Layer l = layer;
+        if (l != null) {
+            l.sendFully(data, offset, length);
+            return;
+        }
+        rawSendFully(data, offset, length);
+    }
+
+    /** {@link #sendFully} on the socket itself, under any record layer (for the layer's own bytes). */
+    public void rawSendFully(MemorySegment data, long offset, long length) throws IOException {
         MemorySegment cap = Libc.capture();
         long done = 0;
         try {
@@ -647,6 +701,15 @@ public final class NativeSocket implements AutoCloseable {
      * track partial sends; {@code msghdr} is scratch space of {@link #MSGHDR_BYTES}.
      */
     public void sendvFully(MemorySegment msghdr, MemorySegment iov, int count, long totalBytes) throws IOException {
+        Layer l = layer;
+        if (l != null) {
+            l.sendv(iov, count, totalBytes);
+            return;
+        }
+        rawSendvFully(msghdr, iov, count, totalBytes);
+    }
+
+    private void rawSendvFully(MemorySegment msghdr, MemorySegment iov, int count, long totalBytes) throws IOException {
         MemorySegment cap = Libc.capture();
         msghdr.fill((byte) 0);
         int first = 0;
@@ -680,6 +743,15 @@ public final class NativeSocket implements AutoCloseable {
      * @throws EOFException when the peer closed before all arrived
      */
     public void recvvFully(MemorySegment msghdr, MemorySegment iov, int count, long totalBytes) throws IOException {
+        Layer l = layer;
+        if (l != null) {
+            l.recvv(iov, count, totalBytes);
+            return;
+        }
+        rawRecvvFully(msghdr, iov, count, totalBytes);
+    }
+
+    private void rawRecvvFully(MemorySegment msghdr, MemorySegment iov, int count, long totalBytes) throws IOException {
         MemorySegment cap = Libc.capture();
         msghdr.fill((byte) 0);
         int first = 0;
@@ -733,6 +805,16 @@ public final class NativeSocket implements AutoCloseable {
         iov.set(ValueLayout.JAVA_LONG, i * Libc.IOVEC_SIZE + 8, length);
     }
 
+    /** @return the address iovec {@code i} of {@code iov} starts at */
+    public static long iovecBase(MemorySegment iov, int i) {
+        return iov.get(ValueLayout.JAVA_LONG, i * Libc.IOVEC_SIZE);
+    }
+
+    /** @return the length of iovec {@code i} of {@code iov} */
+    public static long iovecLength(MemorySegment iov, int i) {
+        return iov.get(ValueLayout.JAVA_LONG, i * Libc.IOVEC_SIZE + 8);
+    }
+
     /** Size of the msghdr scratch segment for {@link #sendvFully}. */
     public static final long MSGHDR_BYTES = Libc.MSGHDR_SIZE;
     /** Size of one iovec. */
@@ -752,6 +834,15 @@ public final class NativeSocket implements AutoCloseable {
      * @throws IOException on errors; {@link ErrnoException#isTimeout()} when SO_RCVTIMEO expired
      */
     public long recvFully(MemorySegment dst, long offset, long length) throws IOException {
+        Layer l = layer;
+        if (l != null) {
+            return l.recvFully(dst, offset, length);
+        }
+        return rawRecvFully(dst, offset, length);
+    }
+
+    /** {@link #recvFully} on the socket itself, under any record layer (for the layer's own bytes). */
+    public long rawRecvFully(MemorySegment dst, long offset, long length) throws IOException {
         MemorySegment cap = Libc.capture();
         long done = 0;
         try {
@@ -789,6 +880,15 @@ public final class NativeSocket implements AutoCloseable {
      * @throws IOException on errors; {@link ErrnoException#isTimeout()} when SO_RCVTIMEO expired
      */
     public long recvSome(MemorySegment dst, long offset, long length) throws IOException {
+        Layer l = layer;
+        if (l != null) {
+            return l.recvSome(dst, offset, length);
+        }
+        return rawRecvSome(dst, offset, length);
+    }
+
+    /** {@link #recvSome} on the socket itself, under any record layer (for the layer's own bytes). */
+    public long rawRecvSome(MemorySegment dst, long offset, long length) throws IOException {
         MemorySegment cap = Libc.capture();
         try {
             while (true) {
@@ -815,6 +915,15 @@ public final class NativeSocket implements AutoCloseable {
      * @return true when readable
      */
     public boolean pollReadable(long timeoutMs) throws IOException {
+        Layer l = layer;
+        if (l != null) {
+            return l.pollReadable(timeoutMs);
+        }
+        return rawPollReadable(timeoutMs);
+    }
+
+    /** {@link #pollReadable} on the socket itself, under any record layer (for the layer's own bytes). */
+    public boolean rawPollReadable(long timeoutMs) throws IOException {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment pfd = arena.allocate(8, 4);
             pfd.set(ValueLayout.JAVA_INT, 0, fd);

@@ -12,6 +12,7 @@ import io.pagewire.transport.spi.RamRegion;
 import io.pagewire.transport.spi.Role;
 import io.pagewire.transport.spi.TransportException;
 import io.pagewire.transport.spi.TransportException.Kind;
+import io.pagewire.transport.spi.kit.AuthExchange;
 import io.pagewire.transport.spi.kit.FailureOrigin;
 import io.pagewire.transport.spi.kit.FrameDispatcher;
 import io.pagewire.transport.spi.kit.KitConnection;
@@ -69,10 +70,12 @@ final class AeronConnection extends KitConnection {
     private final FrameSender urgentSender;     // guarded by the urgent lock
     private final FrameSender backgroundSender; // source: the producer thread's
     private final Consumer<Throwable> fatalListener = this::onDriverFatal;
+    /** {@code frame-mac=on}: the authenticated session the MAC keys come from; null: off. */
+    private final AuthExchange.Result frameMacKeys;
     private long disconnectedSinceNs; // urgent thread only
 
     AeronConnection(Role role, String peer, RamLayout layout, AeronOptions options, boolean dataDigest, int maxPayload,
-                    MessageHandler handler, long heartbeatNs, long peerTimeoutNs, Streams streams) {
+                    MessageHandler handler, long heartbeatNs, long peerTimeoutNs, Streams streams, AuthExchange.Result frameMacKeys) {
         super(new Setup(role, peer, layout, handler, heartbeatNs, peerTimeoutNs, maxPayload, dataDigest, false, 1,
                 capabilities(dataDigest), role == Role.SOURCE
                 // Offered, unsent data: at most the publication window, plus one message that may overshoot its limit.
@@ -80,10 +83,28 @@ final class AeronConnection extends KitConnection {
         this.options = options;
         this.stallTimeoutNs = TimeUnit.MILLISECONDS.toNanos(options.stallTimeoutMs());
         this.streams = streams;
+        this.frameMacKeys = frameMacKeys;
+        String self = role == Role.SOURCE ? "source" : "destination";
         this.urgentSender = new FrameSender(streams.urgentPub(), dataDigest, maxPayload, streams.urgentPub().termBufferLength() / 2,
-                this::awaitUrgent);
+                this::awaitUrgent, frameMac(self, "urgent"));
         this.backgroundSender = role == Role.SOURCE
-                ? new FrameSender(streams.backgroundPub(), dataDigest, maxPayload, options.pubWindow(), this::awaitBackgroundSplit) : null;
+                ? new FrameSender(streams.backgroundPub(), dataDigest, maxPayload, options.pubWindow(), this::awaitBackgroundSplit,
+                frameMac(self, "background")) : null;
+    }
+
+    /** @return the MAC of frames {@code from} writes on {@code stream} ({@code frame-mac=on}), or null when off */
+    private FrameMac frameMac(String from, String stream) {
+        return frameMacKeys == null ? null : new FrameMac(frameMacKeys, from, stream);
+    }
+
+    /** @return who writes the stream this side reads */
+    private String peerSide() {
+        return role == Role.SOURCE ? "destination" : "source";
+    }
+
+    /** Test fault injection: the next frame with a payload this side sends on its urgent stream (or, source, background) is changed after its MAC. */
+    void tamperWithNextFrame(boolean urgent) {
+        (urgent ? urgentSender : backgroundSender).tamperWithNextFrame();
     }
 
     private static Set<Capability> capabilities(boolean dataDigest) {
@@ -238,7 +259,7 @@ final class AeronConnection extends KitConnection {
         IdleStrategy idle = new ActivityIdleStrategy(ActivityIdleStrategy.URGENT);
         Image image = streams.urgentImage();
         try (FrameDispatcher dispatcher = new FrameDispatcher(this, 0)) {
-            FrameReader reader = new FrameReader(layout, dispatcher, LaneKind.URGENT);
+            FrameReader reader = new FrameReader(layout, dispatcher, LaneKind.URGENT, frameMac(peerSide(), "urgent"));
             while (running()) {
                 int work = reader.poll(image, 16);
                 long now = System.nanoTime();
@@ -292,7 +313,7 @@ final class AeronConnection extends KitConnection {
         IdleStrategy idle = new ActivityIdleStrategy(ActivityIdleStrategy.BULK);
         Image image = streams.backgroundImage();
         try (FrameDispatcher dispatcher = new FrameDispatcher(this, 0)) {
-            FrameReader reader = new FrameReader(layout, dispatcher, LaneKind.BACKGROUND);
+            FrameReader reader = new FrameReader(layout, dispatcher, LaneKind.BACKGROUND, frameMac(peerSide(), "background"));
             while (running()) {
                 int work = reader.poll(image, 64);
                 if (work > 0) {

@@ -295,6 +295,12 @@ final class AeronListener implements Listener {
             LOG.log(System.Logger.Level.WARNING, "refused: source " + source + " offered no authentication; this destination requires " + auth.mode());
             return AuthExchange.REFUSED + ": this destination accepts only authenticated sources (docs/security.md)";
         }
+        if (options.frameMac() && !hello.frameMac()) {
+            return "this destination takes only sources with frame-mac=on (a MAC after every frame); add frame-mac=on to the source's URI";
+        }
+        if (hello.frameMac() && !hello.authenticated()) {
+            return "invalid HELLO: frame-mac without authentication (the MAC keys come from the authenticated handshake)";
+        }
         if (auth == null && hello.authenticated()) {
             return "this destination does not authenticate sources (no psk-file= or tls-creds= in its URI); remove the credentials"
                     + " from the source's URI or add them to the destination's";
@@ -409,7 +415,7 @@ final class AeronListener implements Listener {
             AeronConnection.Streams streams = new AeronConnection.Streams(leases[0], leases[1], r.reply(), urgentSub, urgentImage,
                     null, bgSub, bgImage);
             AeronConnection c = new AeronConnection(Role.DESTINATION, r.peer(), layout, options, h.dataDigest(), h.maxPagePayload(),
-                    handler, context.heartbeatIntervalNs(), context.peerTimeoutNs(), streams);
+                    handler, context.heartbeatIntervalNs(), context.peerTimeoutNs(), streams, h.frameMac() ? r.auth() : null);
             c.start();
             return c;
         } catch (TransportException e) {

@@ -2,6 +2,7 @@ package io.pagewire.transport.aeron;
 
 import io.pagewire.transport.spi.TransportException;
 import io.pagewire.transport.spi.TransportException.Kind;
+import io.pagewire.transport.spi.TransportContext;
 import io.pagewire.transport.spi.TransportUri;
 import io.pagewire.transport.spi.wire.Wire;
 
@@ -46,7 +47,7 @@ import java.util.Set;
  */
 record AeronOptions(boolean ipc, String host, int port, String aeronDir, int streamId, boolean streamIdGiven, boolean dataDigest,
                     int batchBytes, int backgroundNice, boolean separateUrgentDriver, long stallTimeoutMs, int mtu, int termLength, int pubWindow,
-                    int rcvWindow, int soSndbuf, int soRcvbuf, boolean sparse, Map<String, String> passThrough) {
+                    int rcvWindow, int soSndbuf, int soRcvbuf, boolean sparse, Map<String, String> passThrough, boolean frameMac) {
 
     /** The listener's stream id unless {@code stream-id} says otherwise. */
     static final int DEFAULT_STREAM_ID = 0x5057_0001;
@@ -76,6 +77,9 @@ record AeronOptions(boolean ipc, String host, int port, String aeronDir, int str
         m.put("data-digest", "true|false: CRC32C over page data (default true; source only)");
         m.put("batch-bytes", "largest page batch per PAGES frame and per page request, a power of two from 4k to 16m (default 256k;"
                 + " source only)");
+        m.put("frame-mac", "on|off (default off): a 16-byte HMAC-SHA256 after every frame, keyed per session, direction and stream from"
+                + " the authenticated handshake; a changed, spoofed or replayed frame fails the connection. Needs psk-file= or certificates."
+                + " The source asks for it; a destination with on refuses sources without it");
         m.put("background-nice", "nice value of the destination's background receiver thread, 0..19 (default " + DEFAULT_BACKGROUND_NICE + ")");
         m.put("stall-timeout-ms", "a blocking background send fails (TIMEOUT) after this many ms without progress, though the peer"
                 + " answers heartbeats (default " + DEFAULT_STALL_TIMEOUT_MS + "; 0 = wait as long as the peer lives)");
@@ -91,6 +95,23 @@ record AeronOptions(boolean ipc, String host, int port, String aeronDir, int str
         m.put("nak-delay", "Aeron: delay before a NAK for lost data, e.g. 100us (udp)");
         m.put("max-resend", "Aeron: most retransmissions in flight per stream (udp)");
         DESCRIPTIONS = Map.copyOf(m);
+    }
+
+    private static boolean frameMac(TransportUri uri) {
+        String v = uri.stringOption("frame-mac", "off");
+        return switch (v) {
+            case "on" -> true;
+            case "off" -> false;
+            default -> throw uri.badOption("frame-mac", v, "on (a MAC after every frame; needs authentication) or off");
+        };
+    }
+
+    /** @throws TransportException {@code INVALID_URI} for {@code frame-mac=on} without credentials */
+    void checkFrameMac(TransportUri uri, TransportContext context) {
+        if (frameMac && context.authentication() == null) {
+            throw new TransportException(Kind.INVALID_URI, "'" + uri.text() + "': frame-mac=on needs authentication (psk-file=PATH,"
+                    + " tls-creds=DIR or cert=,key=,ca=): its keys come from the authenticated handshake");
+        }
     }
 
     /**
@@ -205,7 +226,8 @@ record AeronOptions(boolean ipc, String host, int port, String aeronDir, int str
         }
         return new AeronOptions(ipc, host, port, dir, streamId, uri.options().containsKey("stream-id"), uri.booleanOption("data-digest", true),
                 batch, uri.intOption("background-nice", DEFAULT_BACKGROUND_NICE, 0, 19), urgentDriver.equals("separate"),
-                uri.longOption("stall-timeout-ms", DEFAULT_STALL_TIMEOUT_MS, 0, 24L * 3600 * 1000), mtu, termLength, pubWindow, rcvWindow, sndbuf, rcvbuf, sparse, Map.copyOf(pass));
+                uri.longOption("stall-timeout-ms", DEFAULT_STALL_TIMEOUT_MS, 0, 24L * 3600 * 1000), mtu, termLength, pubWindow, rcvWindow, sndbuf, rcvbuf, sparse, Map.copyOf(pass),
+                frameMac(uri));
     }
 
     /** @return {@code host:port}, with brackets around an IPv6 host */

@@ -83,14 +83,17 @@ public final class AeronTransportProvider implements TransportProvider {
     @Override
     public Listener listen(TransportUri uri, TransportContext context) {
         AeronOptions options = AeronOptions.parse(uri, true);
+        options.checkFrameMac(uri, context);
         return new AeronListener(uri, options, context);
     }
 
     @Override
     public Connection connect(TransportUri uri, TransportContext context) {
         AeronOptions o = AeronOptions.parse(uri, false);
+        o.checkFrameMac(uri, context);
         RamLayout layout = context.layout();
-        Hello hello = Handshakes.hello(context, uri.text(), "batch-bytes", o.dataDigest() ? Hello.FLAG_DATA_DIGEST : 0, 1, o.batchBytes());
+        int flags = (o.dataDigest() ? Hello.FLAG_DATA_DIGEST : 0) | (o.frameMac() ? Hello.FLAG_FRAME_MAC : 0);
+        Hello hello = Handshakes.hello(context, uri.text(), "batch-bytes", flags, 1, o.batchBytes());
         long sessionId = hello.sessionId();
         long deadline = System.nanoTime() + context.connectTimeoutNs();
         long timeoutMs = TimeUnit.NANOSECONDS.toMillis(context.connectTimeoutNs());
@@ -157,7 +160,7 @@ public final class AeronTransportProvider implements TransportProvider {
             AeronConnection.Streams streams = new AeronConnection.Streams(leases[0], leases[1], urgentPub, reply, answerImage[0],
                     bgPub, null, null);
             AeronConnection c = new AeronConnection(Role.SOURCE, uri.text(), layout, o, o.dataDigest(), o.batchBytes(),
-                    context.handler(), context.heartbeatIntervalNs(), context.peerTimeoutNs(), streams);
+                    context.handler(), context.heartbeatIntervalNs(), context.peerTimeoutNs(), streams, o.frameMac() ? auth : null);
             c.start();
             return c;
         } catch (RuntimeException e) {

@@ -45,6 +45,12 @@ final class FrameReader implements FragmentHandler {
     private static final int SMALL = 3;
     private static final int LIST_INDICES = 4;
     private static final int LIST_DATA = 5;
+    private static final int MAC = 6;
+    // What to do once a frame's MAC checked out (frame-mac=on).
+    private static final int DONE_PAGES = 1;
+    private static final int DONE_LIST = 2;
+    private static final int DONE_SMALL = 3;
+    private static final int DONE_HEADER_ONLY = 4;
 
     private final RamLayout layout;
     private final FrameDispatcher dispatcher;
@@ -69,8 +75,23 @@ final class FrameReader implements FragmentHandler {
     private int listIndex;       // PAGE_LIST: the page being received
     private long listPageDone;   // PAGE_LIST: bytes of that page received
     private RuntimeException failed;
+    /** {@code frame-mac=on}: the MAC trailing every frame; null: off. */
+    private final FrameMac mac;
+    private final int macBytes;
+    private final byte[] macReceived = new byte[FrameMac.LENGTH];
+    private int pendingDone;      // frame-mac: what completes the frame once its MAC checked out
+    private boolean digestPending; // frame-mac: the digest is checked after the MAC (a changed frame is a MAC failure)
+    private int digestExpected;
+    private int digestActual;
 
     FrameReader(RamLayout layout, FrameDispatcher dispatcher, LaneKind lane) {
+        this(layout, dispatcher, lane, null);
+    }
+
+    /** @param mac the MAC every frame carries ({@code frame-mac=on}), or null */
+    FrameReader(RamLayout layout, FrameDispatcher dispatcher, LaneKind lane, FrameMac mac) {
+        this.mac = mac;
+        this.macBytes = mac == null ? 0 : FrameMac.LENGTH;
         this.layout = layout;
         this.dispatcher = dispatcher;
         this.lane = lane;
@@ -119,6 +140,10 @@ final class FrameReader implements FragmentHandler {
                     pos += n;
                     if (have == FrameHeader.LENGTH) {
                         have = 0;
+                        if (mac != null) {
+                            mac.begin();
+                            mac.update(headerBytes, 0, FrameHeader.LENGTH);
+                        }
                         pos = onHeader(buffer, pos, end);
                     }
                 }
@@ -127,6 +152,7 @@ final class FrameReader implements FragmentHandler {
                     if (header.hasDataDigest()) {
                         views.crc(crc, buffer, pos, n);
                     }
+                    macUpdate(buffer, pos, n);
                     MemorySegment.copy(views.segment(buffer), views.offset(buffer, pos), target,
                             targetOffset + (payloadLength - remaining), n);
                     remaining -= n;
@@ -135,23 +161,27 @@ final class FrameReader implements FragmentHandler {
                         if (header.hasDataDigest()) {
                             state = DIGEST;
                         } else {
-                            pagesDone();
+                            done(DONE_PAGES);
                         }
                     }
                 }
                 case DIGEST -> {
                     int n = Math.min(Wire.DIGEST_LENGTH - have, end - pos);
                     buffer.getBytes(pos, digestBytes, have, n);
+                    macUpdate(buffer, pos, n);
                     have += n;
                     pos += n;
                     if (have == Wire.DIGEST_LENGTH) {
                         have = 0;
-                        checkDigest(MemorySegment.ofArray(digestBytes).get(Wire.U32, 0), (int) crc.getValue());
-                        if (header.type() == FrameType.PAGE_LIST) {
-                            listDone();
+                        int expected = MemorySegment.ofArray(digestBytes).get(Wire.U32, 0);
+                        if (mac == null) {
+                            checkDigest(expected, (int) crc.getValue());
                         } else {
-                            pagesDone();
+                            digestPending = true;
+                            digestExpected = expected;
+                            digestActual = (int) crc.getValue();
                         }
+                        done(header.type() == FrameType.PAGE_LIST ? DONE_LIST : DONE_PAGES);
                     }
                 }
                 case LIST_INDICES -> {
@@ -160,6 +190,7 @@ final class FrameReader implements FragmentHandler {
                     if (header.hasDataDigest()) {
                         views.crc(crc, buffer, pos, n);
                     }
+                    macUpdate(buffer, pos, n);
                     MemorySegment.copy(views.segment(buffer), views.offset(buffer, pos), indices, have, n);
                     have += n;
                     pos += n;
@@ -173,6 +204,7 @@ final class FrameReader implements FragmentHandler {
                     if (header.hasDataDigest()) {
                         views.crc(crc, buffer, pos, n);
                     }
+                    macUpdate(buffer, pos, n);
                     MemorySegment.copy(views.segment(buffer), views.offset(buffer, pos), target, listTarget(listIndex) + listPageDone, n);
                     listPageDone += n;
                     pos += n;
@@ -182,7 +214,7 @@ final class FrameReader implements FragmentHandler {
                             if (header.hasDataDigest()) {
                                 state = DIGEST;
                             } else {
-                                listDone();
+                                done(DONE_LIST);
                             }
                         }
                     }
@@ -190,12 +222,29 @@ final class FrameReader implements FragmentHandler {
                 case SMALL -> {
                     int n = (int) Math.min(payloadLength - have, end - pos);
                     MemorySegment.copy(views.segment(buffer), views.offset(buffer, pos), small, have, n);
+                    macUpdate(buffer, pos, n);
                     have += n;
                     pos += n;
                     if (have == payloadLength) {
                         have = 0;
-                        state = HEADER;
-                        dispatcher.frame(header, lane, small.asSlice(0, payloadLength));
+                        done(DONE_SMALL);
+                    }
+                }
+                case MAC -> {
+                    int n = Math.min(FrameMac.LENGTH - have, end - pos);
+                    buffer.getBytes(pos, macReceived, have, n);
+                    have += n;
+                    pos += n;
+                    if (have == FrameMac.LENGTH) {
+                        have = 0;
+                        if (!mac.verify(macReceived, 0)) {
+                            throw mac.mismatch(describe());
+                        }
+                        if (digestPending) {
+                            digestPending = false;
+                            checkDigest(digestExpected, digestActual);
+                        }
+                        complete(pendingDone);
                     }
                 }
                 default -> throw new IllegalStateException("reader state " + state);
@@ -216,10 +265,11 @@ final class FrameReader implements FragmentHandler {
                 setTarget(header.first());
                 remaining = payloadLength;
                 boolean withDigest = header.hasDataDigest();
-                long whole = payloadLength + (withDigest ? Wire.DIGEST_LENGTH : 0);
+                long whole = payloadLength + (withDigest ? Wire.DIGEST_LENGTH : 0) + macBytes;
                 if (end - pos >= whole) {
-                    // The whole frame is in this fragment: check the digest before writing a byte.
+                    // The whole frame is in this fragment: check the MAC and the digest before writing a byte.
                     int len = (int) payloadLength;
+                    verifyWhole(buffer, pos, (int) whole - macBytes);
                     if (withDigest) {
                         crc.reset();
                         views.crc(crc, buffer, pos, len);
@@ -241,11 +291,12 @@ final class FrameReader implements FragmentHandler {
                 setTarget(0);
                 crc.reset();
                 int n = (int) header.count();
-                long whole = payloadLength + (header.hasDataDigest() ? Wire.DIGEST_LENGTH : 0);
+                long whole = payloadLength + (header.hasDataDigest() ? Wire.DIGEST_LENGTH : 0) + macBytes;
                 if (end - pos >= whole) {
-                    // Whole frame in this fragment: indices, then digest, then the writes.
+                    // Whole frame in this fragment: indices, then MAC and digest, then the writes.
                     MemorySegment.copy(views.segment(buffer), views.offset(buffer, pos), indices, 0, 8L * n);
                     dispatcher.validatePageList(header, indices);
+                    verifyWhole(buffer, pos, (int) whole - macBytes);
                     if (header.hasDataDigest()) {
                         views.crc(crc, buffer, pos, (int) payloadLength);
                         checkDigest(buffer.getInt(pos + (int) payloadLength, ByteOrder.BIG_ENDIAN), (int) crc.getValue());
@@ -264,14 +315,64 @@ final class FrameReader implements FragmentHandler {
             }
             case FrameType.CONTROL, FrameType.ERROR -> {
                 if (payloadLength == 0) {
-                    dispatcher.frame(header, lane, small.asSlice(0, 0));
+                    done(DONE_SMALL);
                 } else {
                     state = SMALL;
                 }
             }
-            default -> dispatcher.frame(header, lane, null);
+            default -> done(DONE_HEADER_ONLY);
         }
         return pos;
+    }
+
+    private void macUpdate(DirectBuffer buffer, int pos, int n) {
+        if (mac != null) {
+            mac.update(views.segment(buffer), views.offset(buffer, pos), n);
+        }
+    }
+
+    /** frame-mac: a whole frame of {@code body} bytes after its header at {@code pos}, its MAC right after: checked now. */
+    private void verifyWhole(DirectBuffer buffer, int pos, int body) {
+        if (mac != null) {
+            macUpdate(buffer, pos, body);
+            buffer.getBytes(pos + body, macReceived, 0, FrameMac.LENGTH);
+            if (!mac.verify(macReceived, 0)) {
+                throw mac.mismatch(describe());
+            }
+        }
+    }
+
+    /** The frame's payload (and digest) are in: with a MAC, it is read and checked before the frame counts. */
+    private void done(int what) {
+        if (mac == null) {
+            complete(what);
+        } else {
+            pendingDone = what;
+            have = 0;
+            state = MAC;
+        }
+    }
+
+    private void complete(int what) {
+        switch (what) {
+            case DONE_PAGES -> pagesDone();
+            case DONE_LIST -> listDone();
+            case DONE_SMALL -> {
+                state = HEADER;
+                dispatcher.frame(header, lane, small.asSlice(0, payloadLength));
+            }
+            case DONE_HEADER_ONLY -> {
+                state = HEADER;
+                dispatcher.frame(header, lane, null);
+            }
+            default -> throw new IllegalStateException("frame completion " + what);
+        }
+    }
+
+    /** @return the current frame, for messages */
+    private String describe() {
+        return FrameType.name(header.type()) + " frame (region " + header.region() + ", first " + header.first() + ", count "
+                + header.count() + ")";
     }
 
     /** Pages go to RAM at {@code first}, or to the dispatcher's staging buffer when the region has a placer. */
@@ -302,7 +403,7 @@ final class FrameReader implements FragmentHandler {
     /** A whole PAGE_LIST is placed: the dispatcher reports it per run of consecutive pages. */
     private void listDone() {
         state = HEADER;
-        long wire = FrameHeader.LENGTH + payloadLength + (header.hasDataDigest() ? Wire.DIGEST_LENGTH : 0);
+        long wire = FrameHeader.LENGTH + payloadLength + (header.hasDataDigest() ? Wire.DIGEST_LENGTH : 0) + macBytes;
         MemorySegment staged = region.placer() == null ? null : target.asSlice(0, header.count() * pageSize);
         dispatcher.pageList(lane, header.region(), indices, (int) header.count(), staged, wire);
     }
@@ -317,7 +418,7 @@ final class FrameReader implements FragmentHandler {
     private void pagesDone() {
         state = HEADER;
         dispatcher.pages(lane, header.region(), header.first(), (int) header.count(), target.asSlice(targetOffset, payloadLength),
-                FrameHeader.LENGTH + payloadLength + (header.hasDataDigest() ? Wire.DIGEST_LENGTH : 0));
+                FrameHeader.LENGTH + payloadLength + (header.hasDataDigest() ? Wire.DIGEST_LENGTH : 0) + macBytes);
     }
 
     /** Forgets cached views of the image's buffers. */

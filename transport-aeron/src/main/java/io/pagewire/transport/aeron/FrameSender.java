@@ -59,8 +59,20 @@ final class FrameSender {
     private UnsafeBuffer stagingBuffer;
     private java.nio.ByteBuffer stagingBytes;
     private long lastFrameBytes;
+    /** {@code frame-mac=on}: the MAC trailing every frame; null: off. */
+    private final FrameMac mac;
+    private final int macBytes;
+    /** Test fault injection: flip a payload byte of the next frame after its MAC is made (an on-path change). */
+    private volatile boolean tamperNext;
 
     FrameSender(ExclusivePublication pub, boolean digest, int maxPagePayload, long windowBytes, Waiter waiter) {
+        this(pub, digest, maxPagePayload, windowBytes, waiter, null);
+    }
+
+    /** @param mac the MAC every frame carries ({@code frame-mac=on}), or null */
+    FrameSender(ExclusivePublication pub, boolean digest, int maxPagePayload, long windowBytes, Waiter waiter, FrameMac mac) {
+        this.mac = mac;
+        this.macBytes = mac == null ? 0 : FrameMac.LENGTH;
         this.pub = pub;
         this.windowBytes = windowBytes;
         this.digest = digest;
@@ -83,7 +95,7 @@ final class FrameSender {
     /** @return how many pages of this size go in one PAGES frame: as many as fit one datagram, else one batch */
     int pagesPerFrame(long pageSize) {
         long batch = Math.max(1, maxPagePayload / pageSize);
-        long inOneMtu = (maxPayloadLength - FrameHeader.LENGTH - (digest ? 4 : 0)) / pageSize;
+        long inOneMtu = (maxPayloadLength - FrameHeader.LENGTH - (digest ? 4 : 0) - macBytes) / pageSize;
         return (int) (inOneMtu >= 1 ? Math.min(inOneMtu, batch) : batch);
     }
 
@@ -108,7 +120,7 @@ final class FrameSender {
     }
 
     private long tryFrame(MemorySegment src, long srcOffset, int len, boolean withDigest) {
-        int frameLength = FrameHeader.LENGTH + len + (withDigest ? 4 : 0);
+        int frameLength = FrameHeader.LENGTH + len + (withDigest ? 4 : 0) + macBytes;
         long result;
         if (frameLength <= maxPayloadLength) {
             result = claimed(src, srcOffset, len, withDigest, frameLength);
@@ -119,6 +131,9 @@ final class FrameSender {
         }
         if (result > 0) {
             lastFrameBytes = frameLength;
+            if (mac != null) {
+                mac.sent();
+            }
         }
         return result;
     }
@@ -142,6 +157,17 @@ final class FrameSender {
                     b.putInt(data + len, (int) crc.getValue(), ByteOrder.BIG_ENDIAN);
                 }
             }
+            if (mac != null) {
+                MemorySegment claimed = views.segment(b);
+                long start = views.offset(b, at);
+                mac.begin();
+                mac.update(claimed, start, frameLength - macBytes);
+                mac.finish(claimed, start + frameLength - macBytes);
+            }
+            if (tamperNext && len > 0) {
+                tamperNext = false;
+                b.putByte(at + FrameHeader.LENGTH, (byte) ~b.getByte(at + FrameHeader.LENGTH));
+            }
             claim.commit();
             committed = true;
             return result;
@@ -154,23 +180,40 @@ final class FrameSender {
 
     /** @return a buffer holding the payload (and digest): the source itself when it is native and needs no digest */
     private DirectBuffer payloadBuffer(MemorySegment src, long srcOffset, int len, boolean withDigest) {
-        if (!withDigest && src.isNative()) {
+        if (!withDigest && mac == null && src.isNative()) {
             source.wrap(src.address() + srcOffset, len);
             return source;
         }
-        ensureStaging(len + 4);
+        // With a MAC, staged too: the MAC must describe the bytes sent, and guest RAM may change under a send.
+        ensureStaging(len + 4 + macBytes);
         MemorySegment.copy(src, srcOffset, staging, 0, len);
         if (withDigest) {
             crc.reset();
             crc.update(stagingBytes.clear().limit(len));
             staging.set(ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN), len, (int) crc.getValue());
         }
+        if (mac != null) {
+            int body = len + (withDigest ? 4 : 0);
+            mac.begin();
+            mac.update(headerBytes, 0, FrameHeader.LENGTH);
+            mac.update(staging, 0, body);
+            mac.finish(staging, body);
+            if (tamperNext && len > 0) {
+                tamperNext = false;
+                staging.set(ValueLayout.JAVA_BYTE, 0, (byte) ~staging.get(ValueLayout.JAVA_BYTE, 0));
+            }
+        }
         return stagingBuffer;
+    }
+
+    /** Test fault injection: the next frame with a payload has one byte flipped after its MAC was made, as an on-path attacker would. */
+    void tamperWithNextFrame() {
+        tamperNext = true;
     }
 
     private void ensureStaging(int bytes) {
         if (staging == null || staging.byteSize() < bytes) {
-            int size = Math.max(bytes, Math.max(maxPagePayload, io.pagewire.transport.spi.wire.Wire.MAX_CONTROL_BYTES) + 4);
+            int size = Math.max(bytes, Math.max(maxPagePayload, io.pagewire.transport.spi.wire.Wire.MAX_CONTROL_BYTES) + 4 + macBytes);
             staging = Arena.ofAuto().allocate(size, 64);
             stagingBuffer = new UnsafeBuffer(staging.address(), size);
             stagingBytes = staging.asByteBuffer();
@@ -179,7 +222,7 @@ final class FrameSender {
 
     private long offered(MemorySegment src, long srcOffset, int len, boolean withDigest) {
         DirectBuffer payload = payloadBuffer(src, srcOffset, len, withDigest);
-        return pub.offer(headerBuffer, 0, FrameHeader.LENGTH, payload, 0, len + (withDigest ? 4 : 0), null);
+        return pub.offer(headerBuffer, 0, FrameHeader.LENGTH, payload, 0, len + (withDigest ? 4 : 0) + macBytes, null);
     }
 
     private long split(MemorySegment src, long srcOffset, int len, boolean withDigest, int frameLength) {
@@ -195,7 +238,7 @@ final class FrameSender {
             return window < 0 ? window : (pub.isConnected() ? Publication.BACK_PRESSURED : Publication.NOT_CONNECTED);
         }
         DirectBuffer payload = payloadBuffer(src, srcOffset, len, withDigest);
-        int total = len + (withDigest ? 4 : 0);
+        int total = len + (withDigest ? 4 : 0) + macBytes;
         int first = maxMessageLength - FrameHeader.LENGTH;
         long result = offerAll(() -> pub.offer(headerBuffer, 0, FrameHeader.LENGTH, payload, 0, first, null));
         if (result < 0) {

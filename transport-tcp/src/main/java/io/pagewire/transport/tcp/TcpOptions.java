@@ -24,10 +24,11 @@ import java.util.Map;
  * @param sharedChannel {@code urgent-channel=shared}: no urgent connection; urgent frames travel on
  *        background channel 0 between its frames (source chooses; the destination follows the handshake)
  * @param handshakeTimeoutMs destination: overall deadline of a source's handshake
+ * @param tls {@code tls=on}: TLS 1.3 on every connection (both sides must say so)
  */
 record TcpOptions(int channels, boolean dataDigest, int batchBytes, int queueDepth, int sndbufBytes, int rcvbufBytes,
                   int notSentLowatBytes, int urgentDscp, int urgentPriority, int backgroundNice, long backgroundMaxRate,
-                  boolean sharedChannel, long handshakeTimeoutMs) {
+                  boolean sharedChannel, long handshakeTimeoutMs, boolean tls) {
 
     /** Default background connections: measured on loopback with 2 cores (see docs/tuning.md). */
     static final int DEFAULT_CHANNELS = 2;
@@ -53,6 +54,8 @@ record TcpOptions(int channels, boolean dataDigest, int batchBytes, int queueDep
                 + " only): paced by the kernel (SO_MAX_PACING_RATE), so a link slower than the host leaves no standing queue");
         m.put("urgent-channel", "dedicated|shared (default dedicated; source only): shared sends urgent frames on background channel 0,"
                 + " behind its bulk data, with no priority (for comparison, like QEMU postcopy without postcopy-preempt)");
+        m.put("tls", "on|off (default off; both sides the same): TLS 1.3 (JDK SSLEngine) on the urgent and every background connection;"
+                + " needs certificates (tls-creds=DIR or cert=,key=,ca=), which authenticate the TLS session both ways");
         m.put(StreamListener.HANDSHAKE_TIMEOUT_OPTION, StreamListener.HANDSHAKE_TIMEOUT_DESCRIPTION);
         DESCRIPTIONS = Map.copyOf(m);
     }
@@ -75,7 +78,17 @@ record TcpOptions(int channels, boolean dataDigest, int batchBytes, int queueDep
                 uri.intOption("background-nice", DEFAULT_BACKGROUND_NICE, 0, 19),
                 uri.longOption("background-max-rate", 0, 0, 1L << 40),
                 sharedChannel(uri),
-                StreamListener.handshakeTimeoutMs(uri));
+                StreamListener.handshakeTimeoutMs(uri),
+                tls(uri));
+    }
+
+    private static boolean tls(TransportUri uri) {
+        String v = uri.stringOption("tls", "off");
+        return switch (v) {
+            case "on" -> true;
+            case "off" -> false;
+            default -> throw uri.badOption("tls", v, "on (TLS 1.3 on every connection; needs tls-creds=DIR or cert=,key=,ca=) or off");
+        };
     }
 
     private static boolean sharedChannel(TransportUri uri) {

@@ -9,13 +9,16 @@ import io.pagewire.transport.spi.TransportException;
 import io.pagewire.transport.spi.TransportException.Kind;
 import io.pagewire.transport.spi.TransportProvider;
 import io.pagewire.transport.spi.TransportUri;
+import io.pagewire.transport.spi.kit.Authentication;
 import io.pagewire.transport.spi.kit.Handshakes;
 import io.pagewire.transport.spi.kit.KitConnection;
 import io.pagewire.transport.spi.kit.stream.StreamConnection;
 import io.pagewire.transport.spi.kit.stream.StreamHandshake;
+import io.pagewire.transport.spi.kit.stream.TlsLayer;
 import io.pagewire.linux.NativeSocket;
 import io.pagewire.transport.spi.wire.Hello;
 
+import javax.net.ssl.SSLContext;
 import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.util.EnumSet;
@@ -45,9 +48,17 @@ public final class TcpTransportProvider implements TransportProvider {
     }
 
     /** @return the capabilities of one connection with these settings */
-    static Set<Capability> capabilities(int channels, boolean dataDigest, boolean marked, boolean sharedChannel) {
-        EnumSet<Capability> c = EnumSet.of(Capability.ZERO_COPY_RECEIVE);
-        c.add(dataDigest ? Capability.DATA_DIGEST : Capability.ZERO_COPY_SEND);
+    static Set<Capability> capabilities(int channels, boolean dataDigest, boolean marked, boolean sharedChannel, boolean tls) {
+        EnumSet<Capability> c = EnumSet.noneOf(Capability.class);
+        if (dataDigest) {
+            c.add(Capability.DATA_DIGEST);
+        }
+        if (!tls) { // TLS copies every byte through its records both ways (no kTLS)
+            c.add(Capability.ZERO_COPY_RECEIVE);
+            if (!dataDigest) {
+                c.add(Capability.ZERO_COPY_SEND);
+            }
+        }
         if (channels > 1) {
             c.add(Capability.MULTI_STREAM);
         }
@@ -62,9 +73,26 @@ public final class TcpTransportProvider implements TransportProvider {
         return Set.copyOf(c);
     }
 
+    /**
+     * @return the TLS context of a {@code tls=on} URI (from its certificates), or null when TLS is off
+     * @throws TransportException {@code INVALID_URI} for {@code tls=on} without certificates
+     */
+    static SSLContext tlsContext(TcpOptions o, TransportUri uri, TransportContext context) {
+        if (!o.tls()) {
+            return null;
+        }
+        Authentication a = context.authentication();
+        if (a == null) {
+            throw new TransportException(Kind.INVALID_URI, "'" + uri.text() + "': tls=on needs certificates to key and authenticate"
+                    + " the TLS session: add tls-creds=DIR (or cert=,key=,ca=); scripts/make-test-ca.sh makes a test CA");
+        }
+        return a.tlsContext(uri.text());
+    }
+
     @Override
     public Listener listen(TransportUri uri, TransportContext context) {
         TcpOptions options = TcpOptions.parse(uri);
+        SSLContext tls = tlsContext(options, uri, context);
         InetSocketAddress bind = new InetSocketAddress(uri.requireHost(), uri.requirePort());
         if (bind.isUnresolved()) {
             throw new TransportException(Kind.CONNECT_FAILED, "cannot resolve host '" + uri.host() + "' in '" + uri.text() + "'");
@@ -77,12 +105,13 @@ public final class TcpTransportProvider implements TransportProvider {
         } catch (IOException e) {
             throw new TransportException(Kind.CONNECT_FAILED, "tcp: cannot listen on " + uri.text() + ": " + e.getMessage(), e);
         }
-        return new TcpListener(context, server, reported, options);
+        return new TcpListener(context, server, reported, options, tls);
     }
 
     @Override
     public Connection connect(TransportUri uri, TransportContext context) {
         TcpOptions o = TcpOptions.parse(uri);
+        SSLContext tls = tlsContext(o, uri, context);
         String host = uri.requireHost();
         int port = uri.requirePort();
         if (port == 0) {
@@ -97,12 +126,23 @@ public final class TcpTransportProvider implements TransportProvider {
         int peerTimeoutMs = (int) TimeUnit.NANOSECONDS.toMillis(context.peerTimeoutNs());
         KitConnection.Setup setup = new KitConnection.Setup(Role.SOURCE, uri.text(), context.layout(), context.handler(),
                 context.heartbeatIntervalNs(), context.peerTimeoutNs(), o.batchBytes(), o.dataDigest(), o.sharedChannel(), o.channels(),
-                capabilities(o.channels(), o.dataDigest(), o.urgentDscp() >= 0, o.sharedChannel()),
+                capabilities(o.channels(), o.dataDigest(), o.urgentDscp() >= 0, o.sharedChannel(), o.tls()),
                 StreamConnection.pendingLimit(o.queueDepth(), o.channels(), o.batchBytes()));
         StreamHandshake.Dialer dialer = new StreamHandshake.Dialer() {
             @Override
             public NativeSocket dial(long timeoutMs) throws IOException {
-                return NativeSocket.connect(address, timeoutMs);
+                NativeSocket s = NativeSocket.connect(address, timeoutMs);
+                if (tls != null) {
+                    try {
+                        s.receiveTimeoutMs(timeoutMs);
+                        s.sendTimeoutMs(timeoutMs);
+                        TlsLayer.client(s, tls, uri.text(), timeoutMs);
+                    } catch (IOException | RuntimeException e) {
+                        s.close();
+                        throw e;
+                    }
+                }
+                return s;
             }
 
             @Override

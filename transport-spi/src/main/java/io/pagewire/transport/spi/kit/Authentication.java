@@ -12,6 +12,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.GeneralSecurityException;
 import java.security.KeyFactory;
+import java.security.KeyStore;
 import java.security.PrivateKey;
 import java.security.Signature;
 import java.security.cert.CertificateException;
@@ -26,6 +27,10 @@ import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+
+import javax.net.ssl.KeyManagerFactory;
+import javax.net.ssl.SSLContext;
+import javax.net.ssl.TrustManagerFactory;
 
 /**
  * The credentials one side of a migration proves itself with, and what it demands of the peer:
@@ -196,6 +201,41 @@ public final class Authentication {
     /** @return how this side proves itself */
     public Mode mode() {
         return mode;
+    }
+
+    /**
+     * The TLS 1.3 context of these certificates: this side's chain and key, the CA as the only trust
+     * anchor (PKIX, validity dates checked). Identities ({@code tls-authz}) are checked by the kit's
+     * handshake that runs inside the TLS session, as without TLS, so refusals read the same.
+     *
+     * @throws TransportException {@code INVALID_URI} for a pre-shared key: the JDK's TLS has no external PSK
+     */
+    public SSLContext tlsContext(String uri) {
+        if (mode != Mode.CERTIFICATE) {
+            throw new TransportException(Kind.INVALID_URI, "'" + uri + "': tls=on needs certificates (tls-creds=DIR or cert=,key=,ca=);"
+                    + " a pre-shared key (" + description + ") authenticates but cannot key TLS here (the JDK's TLS 1.3 has no external"
+                    + " pre-shared keys); drop tls=on or use certificates (scripts/make-test-ca.sh)");
+        }
+        try {
+            char[] none = new char[0];
+            KeyStore own = KeyStore.getInstance("PKCS12");
+            own.load(null, null);
+            own.setKeyEntry("pagewire", key, none, chain.toArray(new X509Certificate[0]));
+            KeyManagerFactory kmf = KeyManagerFactory.getInstance("PKIX");
+            kmf.init(own, none);
+            KeyStore anchors = KeyStore.getInstance("PKCS12");
+            anchors.load(null, null);
+            for (int i = 0; i < trusted.size(); i++) {
+                anchors.setCertificateEntry("ca-" + i, trusted.get(i));
+            }
+            TrustManagerFactory tmf = TrustManagerFactory.getInstance("PKIX");
+            tmf.init(anchors);
+            SSLContext ctx = SSLContext.getInstance("TLSv1.3");
+            ctx.init(kmf.getKeyManagers(), tmf.getTrustManagers(), null);
+            return ctx;
+        } catch (GeneralSecurityException | IOException e) {
+            throw new TransportException(Kind.INVALID_CONFIG, "cannot make a TLS 1.3 context of " + this + ": " + e.getMessage(), e);
+        }
     }
 
     /** @return the pre-shared key (PSK mode) */

@@ -63,8 +63,18 @@ public record Hello(long sessionId, int flags, int channels, int maxPagePayload,
      * {@code AuthExchange}), and every JOIN carries a MAC keyed from the session's key.
      */
     public static final int FLAG_AUTHENTICATED = 8;
-    private static final int KNOWN_FLAGS = FLAG_DATA_DIGEST | FLAG_SHARED_CHANNEL | FLAG_SHARED_MEMORY | FLAG_AUTHENTICATED;
+    /**
+     * Every frame after the handshake carries a MAC keyed from the session key (Aeron's {@code frame-mac=on});
+     * only with {@link #FLAG_AUTHENTICATED}.
+     */
+    public static final int FLAG_FRAME_MAC = 16;
+    private static final int KNOWN_FLAGS = FLAG_DATA_DIGEST | FLAG_SHARED_CHANNEL | FLAG_SHARED_MEMORY | FLAG_AUTHENTICATED | FLAG_FRAME_MAC;
     private static final int FIXED = 28;
+
+    /** @return whether every frame carries a MAC ({@link #FLAG_FRAME_MAC}) */
+    public boolean frameMac() {
+        return (flags & FLAG_FRAME_MAC) != 0;
+    }
 
     /** @return whether data digests were asked for */
     public boolean dataDigest() {

@@ -104,10 +104,20 @@ public abstract class StreamListener<A> extends SessionListener<NativeSocket, A>
         return server.accept(-1);
     }
 
+    /**
+     * Secures an accepted socket before anything is read from it (TLS: {@link TlsLayer#server}), by
+     * {@code deadlineNs}. Default: nothing.
+     *
+     * @throws TransportException what the source is told when it fails
+     */
+    protected void secure(NativeSocket s, long deadlineNs) throws IOException {
+    }
+
     @Override
     protected First<A> readFirst(NativeSocket s, long deadlineNs) throws IOException {
         s.receiveTimeoutMs(timeoutMs); // a safety net: every read below waits with the deadline
         s.sendTimeoutMs(timeoutMs);
+        secure(s, deadlineNs);
         long version = StreamHandshake.readPreamble(s, deadlineNs);
         if (version < 0) {
             return null; // connected and left without a word (a port probe)
