@@ -72,6 +72,8 @@ public abstract class KitConnection implements Connection {
     private static final System.Logger LOG = System.getLogger(KitConnection.class.getName());
     /** How long a stream that broke waits for the urgent path to bring the peer's own reason. */
     private static final long PEER_REASON_WAIT_MS = 500;
+    /** How long the release waits for a failing side's ERROR to be written before it wakes the writer. */
+    private static final long TELL_WAIT_MS = 500;
     private static final long JOIN_MS = TimeUnit.SECONDS.toMillis(5);
 
     /**
@@ -156,7 +158,7 @@ public abstract class KitConnection implements Connection {
 
     private final List<Thread> threads = new ArrayList<>();
     private final AtomicInteger liveThreads = new AtomicInteger();
-    /** Calls of {@link #fail} in progress: the connection is not released under one that is still telling the peer. */
+    /** Calls of {@link #fail} still deciding or telling the peer: the release waits for them, briefly ({@link #awaitPeerTold}). */
     private final AtomicInteger failing = new AtomicInteger();
     private final Object lifecycle = new Object();
     private boolean opened;   // guarded by lifecycle
@@ -348,8 +350,8 @@ public abstract class KitConnection implements Connection {
         if (role == Role.DESTINATION) {
             verdict.compareAndSet(UNDECIDED, FAILED); // before the failure is visible: no acknowledgement after this
         }
-        // Once the failure is visible every thread stops, and the last one releases the streams: not before the
-        // peer has been told why (an ERROR written after the release would never leave).
+        // Once the failure is visible every thread stops, and the last one releases the streams: it first waits
+        // (briefly, endIfOver) until the peer has been told why, or an ERROR written after the release never leaves.
         failing.incrementAndGet();
         try {
             if (!failure.compareAndSet(null, cause)) {
@@ -360,19 +362,36 @@ public abstract class KitConnection implements Connection {
             if (origin.tellsPeer()) {
                 tellPeer(cause);
             }
-            stopAll();
-            if (origin.notifiesHandler() && !completed && errorReported.compareAndSet(false, true)) {
-                try {
-                    handler.onError(cause);
-                } catch (RuntimeException e) {
-                    cause.addSuppressed(e);
-                    LOG.log(System.Logger.Level.WARNING, "the message handler's onError threw: " + e, e);
-                }
-            }
         } finally {
-            if (failing.decrementAndGet() == 0 && liveThreads.get() == 0) {
-                endIfOver();
+            failing.decrementAndGet();
+        }
+        stopAll();
+        if (origin.notifiesHandler() && !completed && errorReported.compareAndSet(false, true)) {
+            try {
+                handler.onError(cause);
+            } catch (RuntimeException e) {
+                cause.addSuppressed(e);
+                LOG.log(System.Logger.Level.WARNING, "the message handler's onError threw: " + e, e);
             }
+        }
+        if (liveThreads.get() == 0) {
+            endIfOver();
+        }
+    }
+
+    /**
+     * Waits until no {@link #fail} is still telling the peer why, at most {@link #TELL_WAIT_MS}; a write that
+     * takes longer (a peer that stopped reading, its buffers full) is woken by shutting the streams down, so the
+     * release that follows never waits on a peer.
+     */
+    private void awaitPeerTold() {
+        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(TELL_WAIT_MS);
+        while (failing.get() > 0) {
+            if (System.nanoTime() - deadline > 0) {
+                stopAll();
+                return;
+            }
+            java.util.concurrent.locks.LockSupport.parkNanos(TimeUnit.MICROSECONDS.toNanos(100));
         }
     }
 
@@ -447,8 +466,11 @@ public abstract class KitConnection implements Connection {
 
     /** Once the connection has ended and no thread runs: release (once), then tell the handler (once). */
     private void endIfOver() {
+        if (failing.get() > 0 && isClosed()) {
+            awaitPeerTold();
+        }
         synchronized (lifecycle) {
-            if (ended || liveThreads.get() > 0 || failing.get() > 0 || !isClosed()) {
+            if (ended || liveThreads.get() > 0 || !isClosed()) {
                 return;
             }
             ended = true;
