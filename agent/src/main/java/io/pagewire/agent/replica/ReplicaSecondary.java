@@ -28,6 +28,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.locks.LockSupport;
 
 /**
  * The secondary side of checkpoint replication ({@code pagewire receive --replica}): a RAM cache that the primary's
@@ -52,7 +53,8 @@ import java.util.concurrent.atomic.AtomicLong;
  * <li><b>Failover</b>: the connection breaks (primary killed, link cut): an incomplete checkpoint is dropped (its pages
  *     are only in the cache), the guest is paused and the pages it dirtied since the last complete checkpoint are
  *     restored from the backup: the guest RAM then equals that checkpoint exactly, and the guest is left paused for the
- *     embedder to resume as the new primary.</li>
+ *     embedder to resume as the new primary. Before the first checkpoint there is nothing to take over (epoch 0):
+ *     the guest RAM then holds part of the initial sync.</li>
  * </ul>
  *
  * <p>Threading: {@link #run} on one thread (the apply thread); transport callbacks on transport threads; one fault
@@ -84,6 +86,9 @@ public final class ReplicaSecondary implements AutoCloseable {
     private final WriteProtectedRam protection;
     private final Thread faultThread;
     private volatile boolean stopFaults;
+    /** Copies the initial sync into the guest RAM while it arrives (before checkpoint 1 only; DIRTY apply only). */
+    private Thread initialCopy;
+    private volatile boolean stopInitialCopy;
     private final Object tracking = new Object();
     private final AtomicLong receivedPages = new AtomicLong();
     private final Object events = new Object();
@@ -183,6 +188,9 @@ public final class ReplicaSecondary implements AutoCloseable {
      */
     public Result run(Listener listener, Duration acceptTimeout, java.util.function.LongConsumer onApplied) throws InterruptedException {
         Connection c = listener.accept(new Handler(), acceptTimeout);
+        if (apply == Apply.DIRTY) {
+            initialCopy = Thread.ofPlatform().daemon().name("replica-initial-copy").start(this::copyInitialSync);
+        }
         try {
             while (true) {
                 ReplicaMessages.Checkpoint cp = null;
@@ -195,7 +203,6 @@ public final class ReplicaSecondary implements AutoCloseable {
                         }
                         if (bad != null) {
                             failure = bad;
-                            c.abort(bad);
                             break;
                         }
                         if (pending != null && roundEnded >= pending.round()) {
@@ -214,6 +221,8 @@ public final class ReplicaSecondary implements AutoCloseable {
                     }
                 }
                 if (failure != null) {
+                    // Outside the lock: abort joins the transport's threads, whose callbacks take it.
+                    c.abort(failure);
                     return failover(failure);
                 }
                 if (cp == null) {
@@ -227,6 +236,7 @@ public final class ReplicaSecondary implements AutoCloseable {
                     receivedPages.addAndGet(cp.pages());
                     return failover(why);
                 }
+                endInitialCopy();
                 completeEpoch = cp.epoch(); // the complete marker: from here the checkpoint is applied whatever happens to the primary
                 long[] counts = applyCheckpoint();
                 if (onApplied != null) {
@@ -248,7 +258,53 @@ public final class ReplicaSecondary implements AutoCloseable {
                 }
             }
         } finally {
+            endInitialCopy();
             c.close();
+        }
+    }
+
+    /**
+     * Before the first checkpoint the guest RAM holds no checkpoint that must be kept, so the pages of the initial sync
+     * are copied into it as they land, while both guests run: the first checkpoint's apply then copies only what
+     * arrived or was dirtied since, and the initial sync's pause stays near an ordinary checkpoint's. Each page's
+     * received bit is taken before its copy; a page placed again afterwards is marked again and copied again by the
+     * apply (the transport reports a page only once it is placed), so a copy that raced with a placement is repaired.
+     */
+    private void copyInitialSync() {
+        long[] batch = new long[4096];
+        while (!stopInitialCopy) {
+            boolean any = false;
+            for (int i = 0; i < regions.size() && !stopInitialCopy; i++) {
+                long ps = regions.get(i).pageSize();
+                MemorySegment from = cache.get(i).memory();
+                MemorySegment to = alias.get(i);
+                DirtyBitmap.Cursor cursor = received.get(i).cursor().reset(0, regions.get(i).pageCount(), true);
+                int k;
+                while (!stopInitialCopy && (k = cursor.next(batch)) > 0) {
+                    any = true;
+                    for (int j = 0; j < k; ) {
+                        int e = j + 1;
+                        while (e < k && batch[e] == batch[e - 1] + 1) {
+                            e++;
+                        }
+                        populateForCopy(to, batch[j] * ps, (e - j) * ps);
+                        NativeMemory.copy(from, batch[j] * ps, to, batch[j] * ps, (e - j) * ps);
+                        j = e;
+                    }
+                }
+            }
+            if (!any) {
+                LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(5));
+            }
+        }
+    }
+
+    private void endInitialCopy() throws InterruptedException {
+        Thread t = initialCopy;
+        if (t != null) {
+            stopInitialCopy = true;
+            t.join();
+            initialCopy = null;
         }
     }
 
@@ -360,7 +416,8 @@ public final class ReplicaSecondary implements AutoCloseable {
         }
     }
 
-    private Result failover(String reason) {
+    private Result failover(String reason) throws InterruptedException {
+        endInitialCopy();
         if (guest != null) {
             guest.pause();
         }
