@@ -103,7 +103,8 @@ public final class ReplicaSecondary implements AutoCloseable {
     private volatile RuntimeException faultFailure;
 
     /**
-     * @param regions the secondary guest's RAM: memfd regions, same names, sizes and page sizes as the primary's
+     * @param regions the secondary guest's RAM: memfd regions, same names, sizes and page sizes as the primary's, fresh
+     *                (never written: its guest starts after this constructor)
      * @param guest pauses and resumes the secondary's guest (its vCPUs must write from native code: the RAM is under
      *              synchronous write-protection), or null when no guest runs here
      * @param apply how checkpoints are applied
@@ -116,6 +117,14 @@ public final class ReplicaSecondary implements AutoCloseable {
             if (r.backing() == Backing.ANONYMOUS) {
                 throw new IllegalArgumentException("region '" + r.name() + "' is anonymous memory: the secondary's guest RAM must be a memfd or file "
                         + "(checkpoints are copied in through a second mapping)");
+            }
+        }
+        for (GuestRegion r : regions) {
+            long populated = r.nextPopulatedPage(0, r.pageCount());
+            if (r.populationSource() != GuestRegion.PopulationSource.NONE && populated < r.pageCount()) {
+                // The cache starts all zero and a page the primary never sends is zero there: so must the guest's be.
+                throw new IllegalArgumentException("region '" + r.name() + "' of the secondary's guest holds data (page " + populated
+                        + " is populated): it must be fresh (all zero, never written) when replication starts");
             }
         }
         String cause = WriteProtectedRam.unavailabilityCause(regions);

@@ -63,6 +63,18 @@ class ReplicaBadInputTest {
     }
 
     @Test
+    void aSecondaryGuestRamThatHoldsDataIsRefused() {
+        try (GuestRam ram = GuestRam.create()) {
+            GuestRegion svm = ram.open(RegionSpec.memfd("pc.ram", RAM));
+            assumeTrue(svm.populationSource() != GuestRegion.PopulationSource.NONE, "lseek(SEEK_DATA) on memfd (population known)");
+            NativeMemory.setLong(svm.memory(), 5 * svm.pageSize(), 42);
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> new ReplicaSecondary(List.of(svm), null, ReplicaSecondary.Apply.DIRTY).close());
+            assertTrue(e.getMessage().contains("page 5 is populated"), e.getMessage());
+        }
+    }
+
+    @Test
     void parsingNamesTheField() {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> ReplicaMessages.parseApplied("replica-applied 1 2 three 4"));
         assertTrue(e.getMessage().contains("field 3 is not a decimal number"), e.getMessage());
