@@ -14,4 +14,5 @@ module io.pagewire.agent {
     opens io.pagewire.agent.cli to info.picocli;
     exports io.pagewire.agent;
     exports io.pagewire.agent.snapshot;
+    exports io.pagewire.agent.replica;
 }

@@ -94,6 +94,15 @@ final class ReceiveCommand implements Callable<Integer> {
                     "(region pc.ram of --ram bytes); exits 0 once the file is complete"})
     java.nio.file.Path snapshot;
 
+    @Option(names = "--replica", description = {"be the secondary of checkpoint replication ('pagewire replicate --to URI', docs/replication.md):",
+            "pages land in a RAM cache, each complete checkpoint is applied to this side's guest (--vcpus, --pattern, --working-set,",
+            "--dirty-rate as its write rate); when the primary dies, the guest takes over from the last complete checkpoint"})
+    boolean replica;
+
+    @Option(names = "--replica-apply", defaultValue = "dirty", paramLabel = "MODE",
+            description = "replica: copy only dirtied pages (dirty) or the whole cache (whole, for comparison) (default ${DEFAULT-VALUE})")
+    String replicaApply;
+
     @Override
     public Integer call() throws Exception {
         // With --json, standard output carries the one JSON document and nothing else.
@@ -106,6 +115,9 @@ final class ReceiveCommand implements Callable<Integer> {
         }
         if (snapshot != null) {
             return receiveSnapshot();
+        }
+        if (replica) {
+            return ReplicaReceive.run(this, spec.commandLine().getOut());
         }
         RegionSpec region = switch (backing) {
             // Postcopy on anonymous memory uses MISSING faults + UFFDIO_COPY (measured faster); on a memfd, MINOR faults.

@@ -128,6 +128,19 @@ public final class WriteProtectedRam implements AutoCloseable {
     }
 
     /**
+     * Protects pages again (after {@link #protectAll()}), for a tracker that re-arms the pages it has handled: the next
+     * write to them faults again. Pages may be written through a second mapping of the same file meanwhile without
+     * faulting (the protection belongs to this mapping's page tables).
+     *
+     * @param region region index
+     * @param firstPage first page
+     * @param count pages
+     */
+    public void protect(int region, long firstPage, long count) {
+        uffd.writeProtect(regions.get(region).pages(firstPage, count), true);
+    }
+
+    /**
      * Waits up to {@code timeoutMs} for write faults and reads those pending.
      *
      * @param buf room for events ({@link Userfaultfd#MSG_SIZE} each)

@@ -1,0 +1,574 @@
+package io.pagewire.agent.replica;
+
+import io.pagewire.agent.GuestControl;
+import io.pagewire.ramtracker.Backing;
+import io.pagewire.ramtracker.GuestRam;
+import io.pagewire.ramtracker.GuestRegion;
+import io.pagewire.ramtracker.RegionSpec;
+import io.pagewire.ramtracker.bitmap.DirtyBitmap;
+import io.pagewire.ramtracker.linux.Mappings;
+import io.pagewire.ramtracker.linux.NativeMemory;
+import io.pagewire.ramtracker.linux.Userfaultfd;
+import io.pagewire.ramtracker.snapshot.WriteProtectedRam;
+import io.pagewire.transport.spi.Connection;
+import io.pagewire.transport.spi.LaneKind;
+import io.pagewire.transport.spi.Listener;
+import io.pagewire.transport.spi.MessageHandler;
+import io.pagewire.transport.spi.PeerText;
+import io.pagewire.transport.spi.RamLayout;
+import io.pagewire.transport.spi.RamRegion;
+import io.pagewire.transport.spi.TransportContext;
+import io.pagewire.transport.spi.TransportException;
+import io.pagewire.transport.spi.Transports;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.locks.LockSupport;
+
+/**
+ * The secondary side of checkpoint replication ({@code pagewire receive --replica}): a RAM cache that the primary's
+ * pages land in, and the secondary's own guest RAM, which holds the last complete checkpoint plus what the secondary's
+ * guest wrote since.
+ *
+ * <ul>
+ * <li><b>RAM cache</b>: one memfd per region, the transport's destination RAM: PAGE frames are placed there directly
+ *     while both guests run; which pages arrived since the last checkpoint is recorded ({@code received}).</li>
+ * <li><b>Secondary guest tracking</b>: the guest's regions (memfd) are under synchronous userfaultfd write-protection
+ *     ({@link WriteProtectedRam}). The first write of the guest to a page after a checkpoint faults; the fault thread
+ *     saves the page's checkpoint content to a backup (same offset in a sparse mapping), records the page as dirtied by
+ *     the secondary and lifts the protection.</li>
+ * <li><b>Complete</b>: checkpoint E is complete when its marker ({@code replica-checkpoint E R N}, urgent lane) has
+ *     come, ROUND_END R has been delivered on every background stream, and exactly N pages arrived since the previous
+ *     checkpoint. Only then is anything copied into the guest's RAM.</li>
+ * <li><b>Apply</b>: guest paused; every page dirtied by the primary (received) or by the secondary's guest is copied
+ *     from the cache through a second mapping of the guest's memfd (so the copy does not fault on the protection);
+ *     pages the guest dirtied are protected again; guest resumed; {@code replica-applied} acknowledges. A page neither
+ *     side touched is already equal in the cache and the guest (the seed's observation). With
+ *     {@link Apply#WHOLE} every populated cache page is copied instead (the seed's problem, for comparison).</li>
+ * <li><b>Failover</b>: the connection breaks (primary killed, link cut): an incomplete checkpoint is dropped (its pages
+ *     are only in the cache), the guest is paused and the pages it dirtied since the last complete checkpoint are
+ *     restored from the backup: the guest RAM then equals that checkpoint exactly, and the guest is left paused for the
+ *     embedder to resume as the new primary. Before the first checkpoint there is nothing to take over (epoch 0):
+ *     the guest RAM then holds part of the initial sync.</li>
+ * </ul>
+ *
+ * <p>Threading: {@link #run} on one thread (the apply thread); transport callbacks on transport threads; one fault
+ * thread. The sets of dirtied pages are guarded by {@code tracking}; the guest is paused whenever they are read in bulk.
+ */
+public final class ReplicaSecondary implements AutoCloseable {
+    /** How a complete checkpoint is brought into the guest's RAM. */
+    public enum Apply {
+        /** Only pages dirtied by the primary since the last checkpoint or by the secondary's guest. */
+        DIRTY,
+        /** Every populated page of the cache (the seed's problem; for comparison). */
+        WHOLE
+    }
+
+    /** How {@link #run} ended. */
+    public record Result(long epoch, boolean failover, String reason) {
+    }
+
+    private final List<GuestRegion> regions;
+    private final GuestControl guest;
+    private final Apply apply;
+    private final GuestRam cacheRam = GuestRam.create();
+    private final List<GuestRegion> cache = new ArrayList<>();
+    private final Arena arena = Arena.ofShared();
+    private final List<MemorySegment> alias = new ArrayList<>();
+    private final List<MemorySegment> backup = new ArrayList<>();
+    private final List<DirtyBitmap> received = new ArrayList<>();
+    private final List<DirtyBitmap> secondaryDirty = new ArrayList<>();
+    private final WriteProtectedRam protection;
+    private final Thread faultThread;
+    private volatile boolean stopFaults;
+    /** Copies the initial sync into the guest RAM while it arrives (before checkpoint 1 only; DIRTY apply only). */
+    private Thread initialCopy;
+    private volatile boolean stopInitialCopy;
+    private final Object tracking = new Object();
+    private final AtomicLong receivedPages = new AtomicLong();
+    private final Object events = new Object();
+    private ReplicaMessages.Checkpoint pending; // guarded by events
+    private long roundEnded = -1;           // guarded by events
+    private boolean primaryComplete;        // guarded by events
+    private TransportException lost;        // guarded by events
+    private String bad;                     // guarded by events
+    private volatile long completeEpoch;
+    private volatile long applied;
+    private volatile long lastApplyNs;
+    private volatile RuntimeException faultFailure;
+
+    /**
+     * @param regions the secondary guest's RAM: memfd regions, same names, sizes and page sizes as the primary's, fresh
+     *                (never written: its guest starts after this constructor)
+     * @param guest pauses and resumes the secondary's guest (its vCPUs must write from native code: the RAM is under
+     *              synchronous write-protection), or null when no guest runs here
+     * @param apply how checkpoints are applied
+     */
+    public ReplicaSecondary(List<GuestRegion> regions, GuestControl guest, Apply apply) {
+        if (regions.isEmpty()) {
+            throw new IllegalArgumentException("no region to replicate into");
+        }
+        for (GuestRegion r : regions) {
+            if (r.backing() == Backing.ANONYMOUS) {
+                throw new IllegalArgumentException("region '" + r.name() + "' is anonymous memory: the secondary's guest RAM must be a memfd or file "
+                        + "(checkpoints are copied in through a second mapping)");
+            }
+        }
+        for (GuestRegion r : regions) {
+            long populated = r.nextPopulatedPage(0, r.pageCount());
+            if (r.populationSource() != GuestRegion.PopulationSource.NONE && populated < r.pageCount()) {
+                // The cache starts all zero and a page the primary never sends is zero there: so must the guest's be.
+                throw new IllegalArgumentException("region '" + r.name() + "' of the secondary's guest holds data (page " + populated
+                        + " is populated): it must be fresh (all zero, never written) when replication starts");
+            }
+        }
+        String cause = WriteProtectedRam.unavailabilityCause(regions);
+        if (cause != null) {
+            throw new ReplicationException("cannot track the secondary guest's writes: " + cause);
+        }
+        this.regions = List.copyOf(regions);
+        this.guest = guest;
+        this.apply = apply;
+        WriteProtectedRam wp = null;
+        try {
+            for (GuestRegion r : regions) {
+                cache.add(cacheRam.open(RegionSpec.memfd(r.name(), r.sizeBytes()).pageSize(r.pageSize())));
+                alias.add(r.mapAgain(arena));
+                backup.add(Mappings.mapAnonymous(r.sizeBytes(), true, arena));
+                received.add(DirtyBitmap.allocate(r.pageCount(), arena));
+                secondaryDirty.add(DirtyBitmap.allocate(r.pageCount(), arena));
+            }
+            wp = WriteProtectedRam.open(regions);
+            wp.protectAll();
+        } catch (RuntimeException e) {
+            if (wp != null) {
+                wp.close();
+            }
+            cacheRam.close();
+            arena.close();
+            throw e;
+        }
+        this.protection = wp;
+        this.faultThread = Thread.ofPlatform().daemon().name("replica-faults").start(this::handleFaults);
+    }
+
+    /** @return a listener on {@code uri} whose destination RAM is the RAM cache */
+    public Listener listen(String uri) {
+        List<RamRegion> layout = new ArrayList<>();
+        for (GuestRegion c : cache) {
+            layout.add(RamRegion.of(c.name(), c.memory(), c.pageSize()));
+        }
+        return Transports.listen(uri, new TransportContext().layout(RamLayout.of(layout)));
+    }
+
+    /** @return the last complete (and applied) checkpoint, 0 before the first */
+    public long completeEpoch() {
+        return completeEpoch;
+    }
+
+    /** @return checkpoints applied */
+    public long appliedCheckpoints() {
+        return applied;
+    }
+
+    /** @return the last apply's copy time (ns) */
+    public long lastApplyNs() {
+        return lastApplyNs;
+    }
+
+    /** @return the CRC32C of the guest's RAM (read through the second mapping; call with the guest paused) */
+    public long checksum() {
+        return RamCrc.of(regions, alias);
+    }
+
+    /**
+     * Accepts one primary and follows its checkpoints until it completes (clean stop) or the connection breaks
+     * (failover).
+     *
+     * @param listener from {@link #listen}
+     * @param acceptTimeout how long to wait for the primary
+     * @param onApplied called on this thread after each checkpoint is applied, with the guest still paused (may be null)
+     * @return the last complete checkpoint and how replication ended; after a failover the guest is paused at it
+     */
+    public Result run(Listener listener, Duration acceptTimeout, java.util.function.LongConsumer onApplied) throws InterruptedException {
+        Connection c = listener.accept(new Handler(), acceptTimeout);
+        if (apply == Apply.DIRTY) {
+            initialCopy = Thread.ofPlatform().daemon().name("replica-initial-copy").start(this::copyInitialSync);
+        }
+        try {
+            while (true) {
+                ReplicaMessages.Checkpoint cp = null;
+                String failure = null;
+                synchronized (events) {
+                    while (true) {
+                        if (faultFailure != null) {
+                            failure = "tracking the secondary guest failed: " + faultFailure.getMessage();
+                            break;
+                        }
+                        if (bad != null) {
+                            failure = bad;
+                            break;
+                        }
+                        if (pending != null && roundEnded >= pending.round()) {
+                            cp = pending;
+                            pending = null;
+                            break;
+                        }
+                        if (primaryComplete && pending == null) {
+                            break;
+                        }
+                        if (lost != null) {
+                            failure = "connection to the primary " + c.peer() + " lost: " + lost.getMessage();
+                            break;
+                        }
+                        events.wait(TimeUnit.SECONDS.toMillis(1));
+                    }
+                }
+                if (failure != null) {
+                    // Outside the lock: abort joins the transport's threads, whose callbacks take it.
+                    c.abort(failure);
+                    return failover(failure);
+                }
+                if (cp == null) {
+                    c.urgent().sendComplete();
+                    return new Result(completeEpoch, false, "the primary ended replication");
+                }
+                long landed = receivedPages.getAndAdd(-cp.pages());
+                if (landed != cp.pages()) {
+                    String why = "checkpoint " + cp.epoch() + " counts " + cp.pages() + " pages, " + landed + " landed in the RAM cache";
+                    c.abort(why);
+                    receivedPages.addAndGet(cp.pages());
+                    return failover(why);
+                }
+                endInitialCopy();
+                completeEpoch = cp.epoch(); // the complete marker: from here the checkpoint is applied whatever happens to the primary
+                long[] counts = applyCheckpoint();
+                if (onApplied != null) {
+                    onApplied.accept(cp.epoch());
+                }
+                if (guest != null) {
+                    guest.resume();
+                }
+                try {
+                    c.urgent().sendControl(ReplicaMessages.applied(cp.epoch(), counts[0], lastApplyNs, counts[1]));
+                } catch (TransportException e) {
+                    // The primary died after the checkpoint was complete: it stays applied; the next turn of the loop
+                    // sees the connection lost (onClosed) and fails over from this checkpoint.
+                    synchronized (events) {
+                        if (lost == null) {
+                            lost = e;
+                        }
+                    }
+                }
+            }
+        } finally {
+            endInitialCopy();
+            c.close();
+        }
+    }
+
+    /**
+     * Before the first checkpoint the guest RAM holds no checkpoint that must be kept, so the pages of the initial sync
+     * are copied into it as they land, while both guests run: the first checkpoint's apply then copies only what
+     * arrived or was dirtied since, and the initial sync's pause stays near an ordinary checkpoint's. Each page's
+     * received bit is taken before its copy; a page placed again afterwards is marked again and copied again by the
+     * apply (the transport reports a page only once it is placed), so a copy that raced with a placement is repaired.
+     */
+    private void copyInitialSync() {
+        long[] batch = new long[4096];
+        while (!stopInitialCopy) {
+            boolean any = false;
+            for (int i = 0; i < regions.size() && !stopInitialCopy; i++) {
+                long ps = regions.get(i).pageSize();
+                MemorySegment from = cache.get(i).memory();
+                MemorySegment to = alias.get(i);
+                DirtyBitmap.Cursor cursor = received.get(i).cursor().reset(0, regions.get(i).pageCount(), true);
+                int k;
+                while (!stopInitialCopy && (k = cursor.next(batch)) > 0) {
+                    any = true;
+                    for (int j = 0; j < k; ) {
+                        int e = j + 1;
+                        while (e < k && batch[e] == batch[e - 1] + 1) {
+                            e++;
+                        }
+                        populateForCopy(to, batch[j] * ps, (e - j) * ps);
+                        NativeMemory.copy(from, batch[j] * ps, to, batch[j] * ps, (e - j) * ps);
+                        j = e;
+                    }
+                }
+            }
+            if (!any) {
+                LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(5));
+            }
+        }
+    }
+
+    private void endInitialCopy() throws InterruptedException {
+        Thread t = initialCopy;
+        if (t != null) {
+            stopInitialCopy = true;
+            t.join();
+            initialCopy = null;
+        }
+    }
+
+    /** Brings the guest to the complete checkpoint; leaves it paused. @return {copied pages, pages the guest dirtied} */
+    private long[] applyCheckpoint() {
+        if (guest != null) {
+            guest.pause();
+        }
+        long t0 = System.nanoTime();
+        long copied = 0;
+        long guestDirty = 0;
+        synchronized (tracking) {
+            for (int i = 0; i < regions.size(); i++) {
+                DirtyBitmap rx = received.get(i);
+                DirtyBitmap sd = secondaryDirty.get(i);
+                guestDirty += sd.count();
+                if (apply == Apply.WHOLE) {
+                    copied += copyPopulated(i);
+                    copied += copyRuns(i, sd); // pages the guest wrote where the cache has a hole
+                } else {
+                    for (long w = 0; w < sd.wordCount(); w++) {
+                        long bits = sd.word(w);
+                        if (bits != 0) {
+                            rx.orWordAtomic(w, bits);
+                        }
+                    }
+                    copied += copyRuns(i, rx);
+                }
+                reprotect(i, sd);
+                rx.clearAll();
+                sd.clearAll();
+            }
+        }
+        lastApplyNs = System.nanoTime() - t0;
+        applied++;
+        return new long[] {copied, guestDirty};
+    }
+
+    private long copyRuns(int region, DirtyBitmap pages) {
+        GuestRegion r = regions.get(region);
+        long n = r.pageCount();
+        long ps = r.pageSize();
+        long[] copied = {0};
+        forEachRun(pages, n, (p, count) -> {
+            populateForCopy(alias.get(region), p * ps, count * ps);
+            NativeMemory.copy(cache.get(region).memory(), p * ps, alias.get(region), p * ps, count * ps);
+            copied[0] += count;
+        });
+        return copied[0];
+    }
+
+    private long copyPopulated(int region) {
+        GuestRegion c = cache.get(region);
+        long n = c.pageCount();
+        long ps = c.pageSize();
+        long copied = 0;
+        long p = 0;
+        while (p < n) {
+            long data = c.nextPopulatedPage(p, n);
+            if (data >= n) {
+                break;
+            }
+            long hole = c.nextUnpopulatedPage(data, n);
+            populateForCopy(alias.get(region), data * ps, (hole - data) * ps);
+            NativeMemory.copy(c.memory(), data * ps, alias.get(region), data * ps, (hole - data) * ps);
+            copied += hole - data;
+            p = hole;
+        }
+        return copied;
+    }
+
+    /**
+     * Populates a long run of the second mapping in one call before it is copied into: the first checkpoint brings
+     * the whole initial sync into fresh memory, where a fault per page costs several times the copy (DESIGN.md,
+     * machine facts). Short runs (the usual dirty pages) are left to the copy: their pages are mapped already.
+     */
+    private static void populateForCopy(MemorySegment view, long offset, long bytes) {
+        if (bytes >= POPULATE_MIN_BYTES) {
+            Mappings.populateWrite(view.asSlice(offset, bytes));
+        }
+    }
+
+    private static final long POPULATE_MIN_BYTES = 256 * 1024;
+
+    /**
+     * Protects again the pages the guest dirtied and frees their backup copies. The backup holds exactly the pages
+     * dirtied since the last checkpoint (earlier ones were freed at earlier applies), so one {@code MADV_DONTNEED} over
+     * the whole backup frees them: the kernel walks only the page tables present, and one TLB flush serves all.
+     */
+    private void reprotect(int region, DirtyBitmap sd) {
+        if (sd.count() == 0) {
+            return;
+        }
+        forEachRun(sd, regions.get(region).pageCount(), (p, count) -> protection.protect(region, p, count));
+        Mappings.dontNeed(backup.get(region));
+    }
+
+    /** What to do with one run of marked pages. */
+    @FunctionalInterface
+    private interface RunAction {
+        void run(long firstPage, long count);
+    }
+
+    /** Calls {@code action} for each run of marked pages of {@code pages} in {@code [0, pageCount)}, in order. */
+    private static void forEachRun(DirtyBitmap pages, long pageCount, RunAction action) {
+        long p = pages.nextDirty(0, pageCount);
+        while (p < pageCount) {
+            long end = pages.nextClean(p, pageCount);
+            action.run(p, end - p);
+            p = pages.nextDirty(end, pageCount);
+        }
+    }
+
+    private Result failover(String reason) throws InterruptedException {
+        endInitialCopy();
+        if (guest != null) {
+            guest.pause();
+        }
+        synchronized (tracking) {
+            for (int i = 0; i < regions.size(); i++) {
+                GuestRegion r = regions.get(i);
+                DirtyBitmap sd = secondaryDirty.get(i);
+                long ps = r.pageSize();
+                MemorySegment from = backup.get(i);
+                MemorySegment to = alias.get(i);
+                forEachRun(sd, r.pageCount(), (p, count) -> NativeMemory.copy(from, p * ps, to, p * ps, count * ps));
+                sd.clearAll();
+            }
+        }
+        stopTracking();
+        return new Result(completeEpoch, true, reason);
+    }
+
+    private void handleFaults() {
+        MemorySegment buf = Arena.ofAuto().allocate(Userfaultfd.MSG_SIZE * 64L, 8);
+        try {
+            while (!stopFaults) {
+                protection.readFaults(buf, 100, (region, page, tid) -> {
+                    long ps = regions.get(region).pageSize();
+                    synchronized (tracking) {
+                        DirtyBitmap sd = secondaryDirty.get(region);
+                        if (!sd.isDirty(page)) {
+                            // Save the checkpoint's content before the guest's first write lands (through the
+                            // second mapping: reading the protected mapping would be fine, but this is the same page).
+                            NativeMemory.copy(alias.get(region), page * ps, backup.get(region), page * ps, ps);
+                            sd.mark(page);
+                        }
+                    }
+                    protection.unprotect(region, page, 1);
+                });
+            }
+        } catch (RuntimeException e) {
+            faultFailure = e;
+            synchronized (events) {
+                events.notifyAll();
+            }
+            protection.close(); // wake every blocked writer: tracking is over
+        }
+    }
+
+    private void stopTracking() {
+        stopFaults = true;
+        try {
+            faultThread.join(TimeUnit.SECONDS.toMillis(10));
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        protection.close();
+    }
+
+    private void badMessage(String why) {
+        synchronized (events) {
+            if (bad == null) {
+                bad = why;
+            }
+            events.notifyAll();
+        }
+    }
+
+    /** Records what arrives; the apply thread acts on it. */
+    private final class Handler implements MessageHandler {
+        @Override
+        public void onPages(LaneKind lane, int regionId, long firstPage, int pageCount) {
+            received.get(regionId).markRangeAtomic(firstPage, pageCount);
+            receivedPages.addAndGet(pageCount);
+        }
+
+        @Override
+        public void onZeroRun(LaneKind lane, int regionId, long firstPage, long pageCount) {
+            badMessage("a ZERO_RUN (region " + regionId + ", pages " + firstPage + "+" + pageCount + ") in replication: the primary sends pages only");
+        }
+
+        @Override
+        public void onSkipRun(LaneKind lane, int regionId, long firstPage, long pageCount) {
+            badMessage("a SKIP_RUN (region " + regionId + ", pages " + firstPage + "+" + pageCount + ") in replication: the primary sends pages only");
+        }
+
+        @Override
+        public void onRoundEnd(long round) {
+            synchronized (events) {
+                roundEnded = round;
+                events.notifyAll();
+            }
+        }
+
+        @Override
+        public void onControl(LaneKind lane, MemorySegment payload) {
+            try {
+                String text = ReplicaMessages.decode(payload);
+                if (!ReplicaMessages.type(text).equals(ReplicaMessages.CHECKPOINT)) {
+                    throw new IllegalArgumentException("unknown replication message '" + PeerText.escape(text) + "' (expected "
+                            + ReplicaMessages.CHECKPOINT + ")");
+                }
+                ReplicaMessages.Checkpoint cp = ReplicaMessages.parseCheckpoint(text);
+                synchronized (events) {
+                    long expected = completeEpoch + 1;
+                    if (pending != null || cp.epoch() != expected) {
+                        throw new IllegalArgumentException("checkpoint " + cp.epoch() + " out of order: expected " + expected
+                                + (pending != null ? " after " + pending.epoch() + " is applied" : ""));
+                    }
+                    pending = cp;
+                    events.notifyAll();
+                }
+            } catch (IllegalArgumentException e) {
+                badMessage("bad replication message from the primary: " + e.getMessage());
+            }
+        }
+
+        @Override
+        public void onComplete() {
+            synchronized (events) {
+                primaryComplete = true;
+                events.notifyAll();
+            }
+        }
+
+        @Override
+        public void onClosed(TransportException failure) {
+            synchronized (events) {
+                if (lost == null) {
+                    lost = failure != null ? failure : new TransportException(TransportException.Kind.CLOSED, "closed by the primary");
+                }
+                events.notifyAll();
+            }
+        }
+    }
+
+    /** Stops tracking (lifting all protection), frees the cache and backup. Idempotent. */
+    @Override
+    public void close() {
+        try {
+            stopTracking();
+        } finally {
+            cacheRam.close();
+            arena.close();
+        }
+    }
+}

@@ -1,0 +1,134 @@
+package io.pagewire.agent.replica;
+
+import io.pagewire.ramtracker.GuestRam;
+import io.pagewire.ramtracker.GuestRegion;
+import io.pagewire.ramtracker.RegionSpec;
+import io.pagewire.ramtracker.linux.NativeMemory;
+import io.pagewire.ramtracker.snapshot.WriteProtectedRam;
+import io.pagewire.transport.spi.Connection;
+import io.pagewire.transport.spi.Listener;
+import io.pagewire.transport.spi.MessageHandler;
+import io.pagewire.transport.spi.RamLayout;
+import io.pagewire.transport.spi.RamRegion;
+import io.pagewire.transport.spi.TransportContext;
+import io.pagewire.transport.spi.Transports;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+import java.lang.foreign.MemorySegment;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.function.Consumer;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+/**
+ * A primary that sends the wrong thing after a good checkpoint 1 (pages 0..3): the secondary names the value and the
+ * bound, and keeps its guest RAM at checkpoint 1, never at the pages of a checkpoint it refused.
+ */
+class ReplicaBadInputTest {
+    private static final long RAM = 4L << 20;
+
+    @Test
+    void aCheckpointCountingMorePagesThanLandedIsNotApplied() throws Exception {
+        String reason = secondaryAfter(c -> {
+            c.background().sendPages(0, 8, 3);
+            c.background().sendRoundEnd(1);
+            c.urgent().sendControl(ReplicaMessages.checkpoint(2, 1, 7));
+        });
+        assertTrue(reason.contains("checkpoint 2 counts 7 pages, 3 landed in the RAM cache"), reason);
+    }
+
+    @Test
+    void anEpochOutOfOrderIsRefused() throws Exception {
+        String reason = secondaryAfter(c -> {
+            c.background().sendPages(0, 0, 1);
+            c.background().sendRoundEnd(1);
+            c.urgent().sendControl(ReplicaMessages.checkpoint(5, 1, 1));
+        });
+        assertTrue(reason.contains("checkpoint 5 out of order: expected 2"), reason);
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"replica-checkpoint 1 0", "replica-checkpoint 1 x 2", "replica-checkpoint 1 0 -2", "launch-missiles now"})
+    void malformedMessagesAreRefused(String text) throws Exception {
+        String reason = secondaryAfter(c -> c.urgent().sendControl(MemorySegment.ofArray(text.getBytes(StandardCharsets.US_ASCII))));
+        assertTrue(reason.startsWith("bad replication message from the primary"), reason);
+    }
+
+    @Test
+    void aSecondaryGuestRamThatHoldsDataIsRefused() {
+        try (GuestRam ram = GuestRam.create()) {
+            GuestRegion svm = ram.open(RegionSpec.memfd("pc.ram", RAM));
+            assumeTrue(svm.populationSource() != GuestRegion.PopulationSource.NONE, "lseek(SEEK_DATA) on memfd (population known)");
+            NativeMemory.setLong(svm.memory(), 5 * svm.pageSize(), 42);
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> new ReplicaSecondary(List.of(svm), null, ReplicaSecondary.Apply.DIRTY).close());
+            assertTrue(e.getMessage().contains("page 5 is populated"), e.getMessage());
+        }
+    }
+
+    @Test
+    void parsingNamesTheField() {
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> ReplicaMessages.parseApplied("replica-applied 1 2 three 4"));
+        assertTrue(e.getMessage().contains("field 3 is not a decimal number"), e.getMessage());
+        assertEquals(new ReplicaMessages.Checkpoint(2, 9, 100), ReplicaMessages.parseCheckpoint("replica-checkpoint 2 9 100"));
+        assertThrows(IllegalArgumentException.class, () -> ReplicaMessages.parseCheckpoint("replica-checkpoint 0 9 100"));
+    }
+
+    /** Runs a secondary against {@code primary}'s messages; @return the failover reason (guest RAM checked all zero) */
+    private static String secondaryAfter(Consumer<Connection> primary) throws Exception {
+        try (GuestRam ram = GuestRam.create(); GuestRam source = GuestRam.create()) {
+            GuestRegion svm = ram.open(RegionSpec.memfd("pc.ram", RAM));
+            assumeTrue(WriteProtectedRam.unavailabilityCause(List.of(svm)) == null, "synchronous userfaultfd write-protect on shmem");
+            GuestRegion src = source.open(RegionSpec.memfd("pc.ram", RAM));
+            for (long p = 0; p < src.pageCount(); p++) {
+                NativeMemory.setLong(src.memory(), p * src.pageSize(), 0x5eed0000L + p);
+            }
+            try (ReplicaSecondary secondary = new ReplicaSecondary(List.of(svm), null, ReplicaSecondary.Apply.DIRTY);
+                 Listener l = secondary.listen("tcp://127.0.0.1:0")) {
+                AtomicReference<ReplicaSecondary.Result> result = new AtomicReference<>();
+                AtomicReference<Throwable> failure = new AtomicReference<>();
+                Thread t = Thread.ofPlatform().start(() -> {
+                    try {
+                        result.set(secondary.run(l, Duration.ofSeconds(30), null));
+                    } catch (Throwable e) {
+                        failure.set(e);
+                    }
+                });
+                java.util.concurrent.CountDownLatch applied = new java.util.concurrent.CountDownLatch(1);
+                try (Connection c = Transports.connect(l.uri(), new TransportContext()
+                        .layout(RamLayout.of(List.of(RamRegion.of("pc.ram", src.memory(), src.pageSize())))).handler(new MessageHandler() {
+                            @Override
+                            public void onControl(io.pagewire.transport.spi.LaneKind lane, MemorySegment payload) {
+                                if (ReplicaMessages.decode(payload).startsWith(ReplicaMessages.APPLIED + " 1 ")) {
+                                    applied.countDown();
+                                }
+                            }
+                        }))) {
+                    c.background().sendPages(0, 0, 4);
+                    c.background().sendRoundEnd(0);
+                    c.urgent().sendControl(ReplicaMessages.checkpoint(1, 0, 4));
+                    assertTrue(applied.await(30, java.util.concurrent.TimeUnit.SECONDS), "checkpoint 1 applied");
+                    primary.accept(c);
+                    t.join(30_000);
+                }
+                assertEquals(null, failure.get());
+                ReplicaSecondary.Result r = result.get();
+                assertTrue(r.failover());
+                assertEquals(1, r.epoch());
+                long checkpoint1 = io.pagewire.agent.Checksums.appendZeros(io.pagewire.agent.Checksums.crc32c(src.memory().asSlice(0, 4 * src.pageSize())),
+                        RAM - 4 * src.pageSize());
+                assertEquals(Long.toHexString(checkpoint1), Long.toHexString(RamCrc.of(List.of(svm), List.of(svm.memory()))),
+                        "the guest RAM is at checkpoint 1: nothing of a refused checkpoint reached it");
+                return r.reason();
+            }
+        }
+    }
+}
