@@ -20,12 +20,22 @@ final class SourceRunner {
 
     /** @return the process exit code ({@link ExitCode}): 0 when completed (and verified, when asked) */
     static int run(PrintWriter out, PrintWriter err, GuestOptions g, MigrateOptions m, String uri) {
+        return run(out, err, g, m, uri, new Phases());
+    }
+
+    /**
+     * @param phases the command's phases so far; this adds populate (the guest image and its
+     *               vCPUs started) and the migration's parts, and reports them
+     * @return the process exit code ({@link ExitCode}): 0 when completed (and verified, when asked)
+     */
+    static int run(PrintWriter out, PrintWriter err, GuestOptions g, MigrateOptions m, String uri, Phases phases) {
         SyntheticGuest.Pattern pattern = g.pattern();
         try (GuestImage image = GuestImage.create(g.ram, g.zeroFraction, g.balloonFraction, 1);
              SyntheticGuest guest = new SyntheticGuest(image.region().memory().asSlice(0, image.region().sizeBytes()),
                      image.region().pageSize(), new SyntheticGuest.Config(g.vcpus, g.dirtyRate, pattern, g.workingSet, 7),
                      page -> !image.balloon().isBallooned(page))) {
             guest.start();
+            phases.mark("populate");
             SourceMigration migration = new SourceMigration(image.ram(), guest, image.balloons(), m.config());
             // With --json, standard output carries the one JSON document and nothing else.
             PrintWriter text = m.json ? err : out;
@@ -40,6 +50,7 @@ final class SourceRunner {
             try (StatsTicker ticker = StatsTicker.start(migration.stats(), m.statsInterval, m.statsFile, err)) {
                 stats = migration.run(uri);
             }
+            phases.migration(stats);
             if (progress != null) {
                 progress.interrupt();
                 System.err.print("\r\033[K");
@@ -56,6 +67,7 @@ final class SourceRunner {
                 if (migration.verification() != null) {
                     doc.put("verification", migration.verification());
                 }
+                doc.set("phases", phases.toJson());
                 out.println(Json.write(doc));
             } else {
                 out.println(stats.infoMigrate());
@@ -63,6 +75,7 @@ final class SourceRunner {
                     out.println("postcopy at the destination: " + migration.postcopyStats());
                 }
                 out.println("verified: " + (verified == null ? "not checked" : verified + (verified ? "" : " (" + PeerText.escape(migration.verification()) + ")")));
+                out.println(phases.line());
             }
             out.flush();
             return ExitCode.of(stats, verified).code();
