@@ -158,24 +158,35 @@ final class RoundSender {
                     }
                     pos = stop;
                 }
+                sink.flush(); // the next slice is elsewhere: what is held goes now
             }
         }
     }
 
     /**
-     * The sink of one worker and region: offers runs to one channel.
+     * The sink of one worker and region: offers runs to one channel. Call {@link ChannelSink#flush()}
+     * when done with it: a zero or balloon run may be held back.
      *
      * @param lock held around every call on the lane when workers share the channel, else null
      */
-    RunSink sink(Lane lane, ReentrantLock lock, int regionId, long pageSize) {
+    ChannelSink sink(Lane lane, ReentrantLock lock, int regionId, long pageSize) {
         return new ChannelSink(lane, lock, regionId, pageSize);
     }
 
-    private final class ChannelSink implements RunSink {
+    /** Offers runs to one channel; holds zero and balloon runs back to merge them, until {@link #flush()}. */
+    final class ChannelSink implements RunSink {
         private final Lane lane;
         private final ReentrantLock lock;
         private final int regionId;
         private final long pageSize;
+        /**
+         * A zero or balloon run held back to be extended: the classifier is called a step at a time,
+         * and a 4 GiB stretch of zeroes should cross the wire as one frame per slice, not one per step
+         * (each frame is a hand-over to the channel's sender thread).
+         */
+        private RunKind heldKind;
+        private long heldFirst;
+        private long heldCount;
 
         ChannelSink(Lane lane, ReentrantLock lock, int regionId, long pageSize) {
             this.lane = lane;
@@ -187,44 +198,64 @@ final class RoundSender {
         @Override
         public boolean run(RunKind kind, long first, long count) {
             checkAlive.run();
+            if (kind != RunKind.NORMAL && kind == heldKind && heldFirst + heldCount == first) {
+                heldCount += count; // one frame for a long zero or balloon stretch, however it was stepped
+                return true;
+            }
+            flush();
+            if (kind != RunKind.NORMAL) {
+                heldKind = kind;
+                heldFirst = first;
+                heldCount = count;
+                return true;
+            }
             if (lock != null) {
                 lock.lock();
             }
             try {
-                switch (kind) {
-                    case NORMAL -> {
-                        long done = 0;
-                        while (done < count) {
-                            long n = lane.offerPages(regionId, first + done, count - done);
-                            if (n != Lane.BACK_PRESSURED) {
-                                done += n;
-                            } else if (done == 0) {
-                                return false; // nothing taken: refuse the run, the worker waits and comes back
-                            } else {
-                                lane.awaitRoom(); // part of the run is on its way: the rest follows it
-                            }
-                        }
-                        stats.addNormal(count, count * pageSize);
+                long done = 0;
+                while (done < count) {
+                    long n = lane.offerPages(regionId, first + done, count - done);
+                    if (n != Lane.BACK_PRESSURED) {
+                        done += n;
+                    } else if (done == 0) {
+                        return false; // nothing taken: refuse the run, the worker waits and comes back
+                    } else {
+                        lane.awaitRoom(); // part of the run is on its way: the rest follows it
                     }
-                    case ZERO -> {
-                        lane.sendZeroRun(regionId, first, count);
-                        stats.addDuplicate(count);
-                    }
-                    case BALLOON -> {
-                        lane.sendSkipRun(regionId, first, count);
-                        stats.addSkipped(count);
-                    }
-                    default -> throw new IllegalStateException("unknown run kind " + kind);
+                }
+                stats.addNormal(count, count * pageSize);
+            } finally {
+                if (lock != null) {
+                    lock.unlock();
+                }
+            }
+            pacer.pace(count * pageSize);
+            return true;
+        }
+
+        /** Sends the zero or balloon run held back, if any (blocking: it is a header, no page data). */
+        void flush() {
+            if (heldCount == 0) {
+                return;
+            }
+            if (lock != null) {
+                lock.lock();
+            }
+            try {
+                if (heldKind == RunKind.ZERO) {
+                    lane.sendZeroRun(regionId, heldFirst, heldCount);
+                    stats.addDuplicate(heldCount);
+                } else {
+                    lane.sendSkipRun(regionId, heldFirst, heldCount);
+                    stats.addSkipped(heldCount);
                 }
             } finally {
                 if (lock != null) {
                     lock.unlock();
                 }
             }
-            if (kind == RunKind.NORMAL) {
-                pacer.pace(count * pageSize);
-            }
-            return true;
+            heldCount = 0;
         }
 
         void awaitRoom() {

@@ -7,7 +7,6 @@ import io.pagewire.ramtracker.dirty.DirtyLogSource;
 import io.pagewire.ramtracker.dirty.UffdWriteTracker;
 import io.pagewire.ramtracker.scan.BalloonMap;
 import io.pagewire.ramtracker.scan.PageClassifier;
-import io.pagewire.ramtracker.scan.RunSink;
 import io.pagewire.transport.spi.Connection;
 import io.pagewire.transport.spi.Lane;
 import io.pagewire.transport.spi.LaneKind;
@@ -457,7 +456,7 @@ public final class SourceMigration {
             BalloonMap balloon = balloons.get(region.name());
             PageClassifier classifier = new PageClassifier(region, balloon);
             Lane lane = conn.background(); // one producer: this thread
-            RunSink sink = roundSender.sink(lane, null, r, region.pageSize());
+            RoundSender.ChannelSink sink = roundSender.sink(lane, null, r, region.pageSize());
             long n = region.pageCount();
             long pos = 0;
             while (true) {
@@ -470,8 +469,12 @@ public final class SourceMigration {
                 if (p >= n) {
                     p = d.nextDirty(0, n);
                     if (p >= n) {
+                        sink.flush();
                         break; // nothing left in this region
                     }
+                }
+                if (p != pos) {
+                    sink.flush(); // a zero run held back is contiguous only with what follows it directly
                 }
                 long count = Math.min(256, n - p);
                 long taken = d.count(p, count);
