@@ -102,6 +102,8 @@ public final class DestinationMigration implements AutoCloseable {
     private final AtomicLong rounds = new AtomicLong();
     private volatile boolean stopPopulating;
     private Thread populator;
+    /** Hinted chunks are populated in pieces of this size, skipping pieces whose pages all arrived. */
+    private static final long POPULATE_PIECE = 2L << 20;
     private final DestinationVerifier verifier;
     /** Every page arrived and, with postcopy, userfaultfd let go: set before the completion acknowledgement. */
     private volatile boolean everyPageHere;
@@ -576,12 +578,38 @@ public final class DestinationMigration implements AutoCloseable {
                 }
                 long chunkPages = hintChunkPages[region];
                 long first = chunk * chunkPages;
-                populate(region, first, Math.min(chunkPages, regions.get(region).pageCount() - first));
+                populateMissing(region, first, Math.min(chunkPages, regions.get(region).pageCount() - first));
             }
         } catch (RuntimeException e) {
             populateFailed(e);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
+        }
+    }
+
+    /**
+     * Populates the 2 MiB pieces of a hinted chunk that still miss a page. A hint says the source
+     * populated the chunk, not that it holds data: a guest that wrote zeroes sends zero runs, which
+     * outrun this thread by far and need no memory here. Pages accounted for already (placed, zero,
+     * ballooned) need no populating either; so the stream, not this thread, decides what is touched.
+     */
+    private void populateMissing(int regionId, long first, long count) {
+        long piece = Math.max(1, POPULATE_PIECE / regions.get(regionId).pageSize());
+        DirtyBitmap got = accounted[regionId];
+        long end = first + count;
+        long from = -1; // start of the pieces to populate, merged into one call
+        for (long p = first; p < end && !stopPopulating; p += piece) {
+            long q = Math.min(end, p + piece);
+            boolean missing = got.nextClean(p, q) < q;
+            if (missing && from < 0) {
+                from = p;
+            } else if (!missing && from >= 0) {
+                populate(regionId, from, p - from);
+                from = -1;
+            }
+        }
+        if (from >= 0 && !stopPopulating) {
+            populate(regionId, from, end - from);
         }
     }
 

@@ -7,8 +7,8 @@ import io.pagewire.ramtracker.dirty.DirtyLogSource;
 import io.pagewire.ramtracker.dirty.UffdWriteTracker;
 import io.pagewire.ramtracker.scan.BalloonMap;
 import io.pagewire.ramtracker.scan.PageClassifier;
-import io.pagewire.ramtracker.scan.RunSink;
 import io.pagewire.transport.spi.Connection;
+import io.pagewire.transport.spi.Lane;
 import io.pagewire.transport.spi.LaneKind;
 import io.pagewire.transport.spi.MessageHandler;
 import io.pagewire.transport.spi.PeerText;
@@ -33,10 +33,8 @@ import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
-import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicReference;
-import java.util.concurrent.locks.LockSupport;
 
 /**
  * The source side of a precopy migration.
@@ -57,12 +55,11 @@ import java.util.concurrent.locks.LockSupport;
  * time (the lane has a single producer). {@link #cancel} may be called from any thread.
  */
 public final class SourceMigration {
-    private static final long SLICE_ALIGN_PAGES = 64;
-
     private final List<GuestRegion> regions;
     private final GuestControl guest;
     private final Map<String, BalloonMap> balloons;
     private final MigrationConfig config;
+    private final RoundSender roundSender;
     private final MigrationStats stats = new MigrationStats("source");
     private final AtomicReference<TransportException> failure = new AtomicReference<>();
     /** Regions the connection handed over instead of copying (unix:// share-memory); their pages are never sent. */
@@ -74,7 +71,6 @@ public final class SourceMigration {
     private volatile String verification;
     /** While waiting for the verdict: the destination's checksum progress (null otherwise). */
     private volatile ProgressDeadline destinationVerify;
-    private final Object laneLock = new Object();
     private long nextRound = 1;
     private volatile long trackingStartNs;
     private volatile boolean postcopyRequested;
@@ -117,6 +113,8 @@ public final class SourceMigration {
         if (regions.isEmpty()) {
             throw new IllegalArgumentException("guest RAM has no regions");
         }
+        this.roundSender = new RoundSender(regions, this.balloons, stats, this.config.maxBandwidthBytesPerSec(), this.config.scanThreads(),
+                this::checkAlive);
     }
 
     /** @return live statistics */
@@ -194,8 +192,9 @@ public final class SourceMigration {
         List<DirtyLogSource> trackers = new ArrayList<>();
         Connection conn = null;
         boolean paused = false;
-        ExecutorService scan = Executors.newFixedThreadPool(config.scanThreads(),
-                Thread.ofPlatform().daemon().name("pagewire-scan-", 0).factory());
+        // As many threads as the round's workers ask for (one per background channel at least): tasks
+        // are handed over, never queued; at most RoundSender.workers() run at once.
+        ExecutorService scan = Executors.newCachedThreadPool(Thread.ofPlatform().daemon().name("pagewire-scan-", 0).factory());
         try (Arena arena = Arena.ofShared()) {
             List<RamRegion> layoutRegions = new ArrayList<>();
             List<DirtyBitmap> bitmaps = new ArrayList<>();
@@ -456,7 +455,8 @@ public final class SourceMigration {
             DirtyBitmap d = bitmaps.get(r);
             BalloonMap balloon = balloons.get(region.name());
             PageClassifier classifier = new PageClassifier(region, balloon);
-            RunSink sink = sink(conn, r, region.pageSize());
+            Lane lane = conn.background(); // one producer: this thread
+            RoundSender.ChannelSink sink = roundSender.sink(lane, null, r, region.pageSize());
             long n = region.pageCount();
             long pos = 0;
             while (true) {
@@ -469,13 +469,23 @@ public final class SourceMigration {
                 if (p >= n) {
                     p = d.nextDirty(0, n);
                     if (p >= n) {
+                        sink.flush();
                         break; // nothing left in this region
                     }
                 }
+                if (p != pos) {
+                    sink.flush(); // a zero run held back is contiguous only with what follows it directly
+                }
                 long count = Math.min(256, n - p);
-                pages += d.count(p, count);
-                classifier.classifyDirty(d, p, count, sink);
-                pos = p + count;
+                long taken = d.count(p, count);
+                long stop = classifier.classifyDirty(d, p, count, sink);
+                if (stop < p + count) {
+                    // Back-pressured: what was not handed on is dirty again; wait for room, then go on.
+                    taken -= d.count(p, count);
+                    lane.awaitRoom();
+                }
+                pages += taken;
+                pos = stop;
             }
         }
         return pages;
@@ -676,94 +686,15 @@ public final class SourceMigration {
         return bw;
     }
 
-    /** Classifies and sends one round: every page (bulk) or the dirty ones, in slices on the scan threads. */
+    /**
+     * Classifies and sends one round, every page (bulk) or the dirty ones, one worker per
+     * background channel ({@link RoundSender}); then ends it on the background lane.
+     */
     private void sendRound(Connection conn, ExecutorService scan, List<DirtyBitmap> bitmaps, boolean bulk)
             throws InterruptedException {
-        List<Future<?>> tasks = new ArrayList<>();
-        int threads = config.scanThreads();
-        for (int r = 0; r < regions.size(); r++) {
-            if (shared.contains(r)) {
-                continue; // the destination maps this region itself
-            }
-            GuestRegion region = regions.get(r);
-            long pages = region.pageCount();
-            long slice = Math.max(SLICE_ALIGN_PAGES, (pages / threads + SLICE_ALIGN_PAGES - 1) / SLICE_ALIGN_PAGES * SLICE_ALIGN_PAGES);
-            BalloonMap balloon = balloons.get(region.name());
-            DirtyBitmap dirty = bitmaps.get(r);
-            int regionId = r;
-            for (long first = 0; first < pages; first += slice) {
-                long from = first;
-                long count = Math.min(slice, pages - first);
-                tasks.add(scan.submit(() -> {
-                    PageClassifier classifier = new PageClassifier(region, balloon);
-                    RunSink sink = sink(conn, regionId, region.pageSize());
-                    long end = bulk ? classifier.classify(from, count, sink) : classifier.classifyDirty(dirty, from, count, sink);
-                    if (end != from + count) {
-                        throw new IllegalStateException("classification of region '" + region.name() + "' stopped at page " + end);
-                    }
-                    return null;
-                }));
-            }
-        }
-        for (Future<?> f : tasks) {
-            try {
-                f.get();
-            } catch (ExecutionException e) {
-                tasks.forEach(t -> t.cancel(true));
-                Throwable c = e.getCause();
-                if (c instanceof RuntimeException re) {
-                    throw re;
-                }
-                throw new IllegalStateException("page classification failed: " + c, c);
-            }
-        }
+        roundSender.sendRound(conn, scan, bitmaps, shared, bulk);
         conn.background().sendRoundEnd(nextRound++);
         conn.background().flush();
-    }
-
-    private RunSink sink(Connection conn, int regionId, long pageSize) {
-        return (kind, first, count) -> {
-            checkAlive();
-            synchronized (laneLock) {
-                switch (kind) {
-                    case NORMAL -> {
-                        pace(count * pageSize);
-                        conn.background().sendPages(regionId, first, count);
-                        stats.addNormal(count, count * pageSize);
-                    }
-                    case ZERO -> {
-                        conn.background().sendZeroRun(regionId, first, count);
-                        stats.addDuplicate(count);
-                    }
-                    case BALLOON -> {
-                        conn.background().sendSkipRun(regionId, first, count);
-                        stats.addSkipped(count);
-                    }
-                    default -> throw new IllegalStateException("unknown run kind " + kind);
-                }
-            }
-            return true;
-        };
-    }
-
-    private long paceStartNs = -1;
-    private long pacedBytes;
-
-    /** max-bandwidth: page data is released no faster than the cap (called under the lane lock). */
-    private void pace(long bytes) {
-        long cap = config.maxBandwidthBytesPerSec();
-        if (cap <= 0) {
-            return;
-        }
-        long now = System.nanoTime();
-        if (paceStartNs < 0) {
-            paceStartNs = now;
-        }
-        pacedBytes += bytes;
-        long due = paceStartNs + (long) (pacedBytes * 1e9 / cap);
-        if (due > now) {
-            LockSupport.parkNanos(due - now); // rate limit, not waiting for a condition
-        }
     }
 
     private void checkAlive() {

@@ -48,6 +48,19 @@ class CommandLineTest {
         assertTrue(doc.get("verified").asBoolean(), r.out);
         assertEquals(64L << 20, doc.get("ram").get("total").asLong());
         assertTrue(r.err.contains("destination pid"), "the human lines go to standard error: " + r.err);
+        // The wall time broken into its parts, in the order they were spent, each a duration in ms.
+        var phases = doc.get("phases");
+        List<String> names = new java.util.ArrayList<>();
+        phases.propertyNames().forEach(names::add);
+        assertEquals(List.of("jvm-start", "destination-start", "populate", "setup", "rounds", "downtime", "verify", "other", "wall-time"),
+                names, r.out);
+        long sum = 0;
+        for (String n : names.subList(0, names.size() - 1)) {
+            assertTrue(phases.get(n).asLong() >= 0, n + " is a duration: " + phases);
+            sum += phases.get(n).asLong();
+        }
+        assertEquals(doc.get("setup-time").asLong(), phases.get("setup").asLong(), phases.toString());
+        assertTrue(sum <= phases.get("wall-time").asLong(), "the parts fit in the wall time: " + phases);
         // --stats-interval: JSON lines while it runs, the last one the final state.
         List<String> ticks = Files.readAllLines(lines);
         assertTrue(!ticks.isEmpty(), "at least the final line");

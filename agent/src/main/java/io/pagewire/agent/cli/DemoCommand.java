@@ -41,6 +41,7 @@ final class DemoCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
+        Phases phases = new Phases(); // jvm-start: everything before this line
         guest.pattern(); // validate before starting anything
         migrate.config();
         io.pagewire.transport.spi.Transports.provider(io.pagewire.transport.spi.TransportUri.parse(uri));
@@ -55,6 +56,7 @@ final class DemoCommand implements Callable<Integer> {
             }
         }
         ChildJvm.Started dst = ChildJvm.start(receive, "LISTENING ", migrate.json ? System.err : System.out); // --json: stdout is the document
+        phases.mark("destination-start");
         try {
             String target = dst.line().substring("LISTENING ".length());
             // With --json, standard output carries the one JSON document; this line goes to standard error.
@@ -64,7 +66,7 @@ final class DemoCommand implements Callable<Integer> {
                     + io.pagewire.transport.spi.Units.human(guest.dirtyRate) + "/s (" + guest.pattern + " over "
                     + io.pagewire.transport.spi.Units.human(guest.workingSet) + ")");
             text.flush();
-            int rc = SourceRunner.run(spec.commandLine().getOut(), spec.commandLine().getErr(), guest, migrate, target);
+            int rc = SourceRunner.run(spec.commandLine().getOut(), spec.commandLine().getErr(), guest, migrate, target, phases);
             boolean exited = dst.process().waitFor(60, TimeUnit.SECONDS);
             if (rc == 0 && (!exited || dst.process().exitValue() != 0)) {
                 spec.commandLine().getErr().println("pagewire: the destination did not report success (exit "

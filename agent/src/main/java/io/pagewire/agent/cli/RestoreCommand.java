@@ -114,7 +114,7 @@ final class RestoreCommand implements Callable<Integer> {
             out.println("migrating onward to " + to);
             out.flush();
             SourceMigration migration = new SourceMigration(onward, STOPPED, Map.of(), migrate.config());
-            return SourceRunner.migrate(spec.commandLine().getOut(), spec.commandLine().getErr(), migrate, migration, to);
+            return SourceRunner.migrate(spec.commandLine().getOut(), spec.commandLine().getErr(), migrate, migration, to, null);
         }
     }
 }

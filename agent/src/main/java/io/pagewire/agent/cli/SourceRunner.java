@@ -20,14 +20,24 @@ final class SourceRunner {
 
     /** @return the process exit code ({@link ExitCode}): 0 when completed (and verified, when asked) */
     static int run(PrintWriter out, PrintWriter err, GuestOptions g, MigrateOptions m, String uri) {
+        return run(out, err, g, m, uri, new Phases());
+    }
+
+    /**
+     * @param phases the command's phases so far; this adds populate (the guest image and its
+     *               vCPUs started) and the migration's parts, and reports them
+     * @return the process exit code ({@link ExitCode}): 0 when completed (and verified, when asked)
+     */
+    static int run(PrintWriter out, PrintWriter err, GuestOptions g, MigrateOptions m, String uri, Phases phases) {
         SyntheticGuest.Pattern pattern = g.pattern();
         try (GuestImage image = GuestImage.create(g.ram, g.zeroFraction, g.balloonFraction, 1);
              SyntheticGuest guest = new SyntheticGuest(image.region().memory().asSlice(0, image.region().sizeBytes()),
                      image.region().pageSize(), new SyntheticGuest.Config(g.vcpus, g.dirtyRate, pattern, g.workingSet, 7),
                      page -> !image.balloon().isBallooned(page))) {
             guest.start();
+            phases.mark("populate");
             SourceMigration migration = new SourceMigration(image.ram(), guest, image.balloons(), m.config());
-            return migrate(out, err, m, migration, uri);
+            return migrate(out, err, m, migration, uri, phases);
         }
     }
 
@@ -35,9 +45,10 @@ final class SourceRunner {
      * Runs {@code migration} to {@code uri} with the monitor commands, progress line and periodic statistics
      * {@code m} asks for, then reports it (text, or with {@code --json} one JSON document on {@code out}).
      *
+     * @param phases the command's phases so far (the migration's parts are added and reported), or null
      * @return the process exit code ({@link ExitCode})
      */
-    static int migrate(PrintWriter out, PrintWriter err, MigrateOptions m, SourceMigration migration, String uri) {
+    static int migrate(PrintWriter out, PrintWriter err, MigrateOptions m, SourceMigration migration, String uri, Phases phases) {
         // With --json, standard output carries the one JSON document and nothing else.
         PrintWriter text = m.json ? err : out;
         if (m.monitorStdio) {
@@ -50,6 +61,9 @@ final class SourceRunner {
         MigrationStats stats;
         try (StatsTicker ticker = StatsTicker.start(migration.stats(), m.statsInterval, m.statsFile, err)) {
             stats = migration.run(uri);
+        }
+        if (phases != null) {
+            phases.migration(stats);
         }
         if (progress != null) {
             progress.interrupt();
@@ -67,6 +81,9 @@ final class SourceRunner {
             if (migration.verification() != null) {
                 doc.put("verification", migration.verification());
             }
+            if (phases != null) {
+                doc.set("phases", phases.toJson());
+            }
             out.println(Json.write(doc));
         } else {
             out.println(stats.infoMigrate());
@@ -74,6 +91,9 @@ final class SourceRunner {
                 out.println("postcopy at the destination: " + migration.postcopyStats());
             }
             out.println("verified: " + (verified == null ? "not checked" : verified + (verified ? "" : " (" + PeerText.escape(migration.verification()) + ")")));
+            if (phases != null) {
+                out.println(phases.line());
+            }
         }
         out.flush();
         return ExitCode.of(stats, verified).code();

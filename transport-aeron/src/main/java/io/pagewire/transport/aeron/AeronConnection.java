@@ -423,7 +423,7 @@ final class AeronConnection extends KitConnection {
         }
 
         @Override
-        protected void awaitRoom() {
+        protected void waitForRoom() {
             checkStall(backPressuredSinceNs == 0 ? System.nanoTime() : backPressuredSinceNs);
             idle.idle();
         }

@@ -309,7 +309,7 @@ final class MessageWriter {
         }
 
         @Override
-        protected void awaitRoom() {
+        protected void waitForRoom() {
             queue.awaitSpace();
         }
 

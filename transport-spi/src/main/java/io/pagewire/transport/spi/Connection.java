@@ -1,5 +1,6 @@
 package io.pagewire.transport.spi;
 
+import java.util.Objects;
 import java.util.Set;
 
 /**
@@ -46,6 +47,39 @@ public interface Connection extends AutoCloseable {
 
     /** @return the bulk lane */
     Lane background();
+
+    /**
+     * @return how many background channels {@link #backgroundChannel} offers: producers that may
+     *         fill the background lane in parallel, one per channel (QEMU's multifd channels); 1
+     *         when the transport has a single background producer
+     */
+    default int backgroundChannels() {
+        return 1;
+    }
+
+    /**
+     * The producer side of one background channel (source): a background lane whose pages, zero
+     * runs and skip runs travel on channel {@code channel} only, bounded and back-pressured on
+     * their own, so that each channel can be fed by its own thread with no lock between them.
+     * <ul>
+     * <li>Each channel has a single producer; different channels may be used from different
+     *     threads at the same time.</li>
+     * <li>Round ends, control messages and completion go on {@link #background()}, which first
+     *     hands on what every channel gathered: use it only once every channel's producer has
+     *     finished its part of the round (join them first: that orders their offers before it).
+     *     A channel refuses those sends with {@link IllegalStateException}.</li>
+     * <li>A page still appears at most once per round, whichever channel carries it.</li>
+     * </ul>
+     * The default, for a transport with one background producer, is channel 0 = {@link #background()}.
+     *
+     * @param channel 0 .. {@link #backgroundChannels()} - 1
+     * @return the channel's lane
+     * @throws IndexOutOfBoundsException when there is no such channel
+     */
+    default Lane backgroundChannel(int channel) {
+        Objects.checkIndex(channel, backgroundChannels());
+        return background();
+    }
 
     /** @return the priority lane */
     Lane urgent();

@@ -45,6 +45,17 @@ public interface Lane {
     long offerPages(int regionId, long firstPage, long pageCount);
 
     /**
+     * Blocks until an offer on this lane may take pages again: what a producer does after
+     * {@link #BACK_PRESSURED} when it has nothing else to do (a blocking idle strategy). It may
+     * return early (an offer can still be back-pressured); it returns at once on a lane that never
+     * back-pressures.
+     *
+     * @throws TransportException when the connection failed or is closed
+     */
+    default void awaitRoom() {
+    }
+
+    /**
      * Sends pages, blocking while the lane is back-pressured.
      *
      * @param regionId region id

@@ -11,7 +11,7 @@ import java.lang.foreign.MemorySegment;
  * The source's background lane, written once: argument checks, the rule that nothing follows
  * COMPLETE, back-pressure accounting and the blocking forms. A transport adds how it queues or
  * writes: {@link #offer} (non-blocking, page data), {@link #put} (blocking, everything else),
- * {@link #awaitRoom} and {@link #drain}.
+ * {@link #waitForRoom} and {@link #drain}.
  *
  * <p>Single producer, as the SPI says: no method here is safe to call from two threads at once.
  */
@@ -31,7 +31,7 @@ public abstract class SourceLane implements Lane {
     protected abstract long offer(RamRegion region, int regionId, long first, long count);
 
     /** Blocks until an offer may succeed, or throws when the connection failed or closed. */
-    protected abstract void awaitRoom();
+    protected abstract void waitForRoom();
 
     /**
      * Queues or writes one frame without page data, blocking while there is no room: ZERO_RUN,
@@ -99,7 +99,7 @@ public abstract class SourceLane implements Lane {
             if (n == BACK_PRESSURED) {
                 TransportEvents.BackPressureStall stall = new TransportEvents.BackPressureStall();
                 stall.begin();
-                awaitRoom();
+                waitForRoom();
                 if (stall.shouldCommit()) {
                     stall.peer = connection.peer;
                     stall.regionId = regionId;
@@ -110,6 +110,12 @@ public abstract class SourceLane implements Lane {
                 done += n;
             }
         }
+    }
+
+    @Override
+    public final void awaitRoom() {
+        connection.ensureOpen();
+        waitForRoom();
     }
 
     @Override

@@ -466,6 +466,102 @@ public abstract class TransportTck {
         }
     }
 
+    /**
+     * Every background channel filled by its own thread at once (QEMU multifd's shape), each with
+     * its own back pressure; a round end on the background lane then follows all of them. A
+     * transport with one background producer offers one channel, and the test is the plain case.
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("listenUris")
+    void backgroundChannelsAreFilledInParallel(String listenUri) throws Exception {
+        { // RAM is closed after the connections (cleanup runs in reverse order)
+            TckRam src = closeLater(TckRam.of(64 * MIB));
+            TckRam dst = closeLater(TckRam.of(64 * MIB));
+            long seed = 7;
+            src.fillPattern(seed, 30, 1);
+            dst.fill((byte) 0xA5);
+            long pages = src.pages(0);
+            MemorySegment dstMem = dst.memory(0);
+            AtomicLong delivered = new AtomicLong();
+            AtomicLong deliveredAtRoundEnd = new AtomicLong(-1);
+            AckingRecorder d = new AckingRecorder() {
+                @Override
+                public void onPages(LaneKind lane, int region, long first, int count) {
+                    delivered.addAndGet(count);
+                }
+
+                @Override
+                public void onZeroRun(LaneKind lane, int region, long first, long count) {
+                    dstMem.asSlice(first * 4096, count * 4096).fill((byte) 0); // the transport writes nothing for zero runs
+                    delivered.addAndGet(count);
+                }
+
+                @Override
+                public void onRoundEnd(long round) {
+                    deliveredAtRoundEnd.set(delivered.get());
+                }
+            };
+            Recorder s = new Recorder();
+            Pair p = open(listenUri, src, dst, s, d);
+            Connection c = p.source();
+            int channels = c.backgroundChannels();
+            assertTrue(channels >= 1, "channels: " + channels);
+            assertThrows(IndexOutOfBoundsException.class, () -> c.backgroundChannel(channels));
+            java.util.concurrent.ExecutorService producers = java.util.concurrent.Executors.newFixedThreadPool(channels);
+            try {
+                List<java.util.concurrent.Future<?>> done = new ArrayList<>();
+                for (int ch = 0; ch < channels; ch++) {
+                    io.pagewire.transport.spi.Lane lane = c.backgroundChannel(ch);
+                    int mine = ch;
+                    // Slices of 64 pages, taking turns: every channel carries pages from all over the region.
+                    done.add(producers.submit(() -> {
+                        for (long slice = mine; slice * 64 < pages; slice += channels) {
+                            long end = Math.min(pages, slice * 64 + 64);
+                            for (long i = slice * 64; i < end; ) {
+                                boolean zero = TckRam.isZero(seed, i, 30);
+                                long j = i + 1;
+                                while (j < end && TckRam.isZero(seed, j, 30) == zero) {
+                                    j++;
+                                }
+                                if (zero) {
+                                    lane.sendZeroRun(0, i, j - i);
+                                } else {
+                                    for (long k = i; k < j; ) {
+                                        long n = lane.offerPages(0, k, j - k);
+                                        if (n == io.pagewire.transport.spi.Lane.BACK_PRESSURED) {
+                                            lane.awaitRoom();
+                                        } else {
+                                            k += n;
+                                        }
+                                    }
+                                }
+                                i = j;
+                            }
+                        }
+                        return null;
+                    }));
+                }
+                for (java.util.concurrent.Future<?> f : done) {
+                    f.get(120, TimeUnit.SECONDS);
+                }
+            } finally {
+                producers.shutdownNow();
+            }
+            if (c.backgroundChannel(channels - 1) != c.background()) {
+                IllegalStateException e = assertThrows(IllegalStateException.class, () -> c.backgroundChannel(channels - 1).sendRoundEnd(1));
+                assertTrue(e.getMessage().contains("background lane"), e.getMessage());
+            }
+            c.background().sendRoundEnd(1);
+            complete(p, d, s);
+            assertEquals(pages, deliveredAtRoundEnd.get(), "the round end follows every page of every channel");
+            long mismatch = src.memory(0).mismatch(dst.memory(0));
+            assertEquals(-1, mismatch, "first differing byte at offset " + mismatch + " (page " + (mismatch / 4096) + ")");
+            assertEquals(pages - countZero(seed, 30, pages), p.destination().stats().pagesReceived());
+            assertTrue(c.stats().backgroundPendingHighWaterBytes() <= c.stats().backgroundPendingLimitBytes(),
+                    c.stats().backgroundPendingHighWaterBytes() + " > " + c.stats().backgroundPendingLimitBytes());
+        }
+    }
+
     private static long countZero(long seed, int zeroPercent, long pages) {
         long n = 0;
         for (long i = 0; i < pages; i++) {

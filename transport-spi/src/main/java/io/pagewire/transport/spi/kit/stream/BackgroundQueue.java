@@ -11,20 +11,19 @@ import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.Supplier;
 
 /**
- * The source's background work queue: a bounded ring of batch descriptors shared by the
- * channel sender threads (an idle channel takes the next batch, like QEMU's multifd), plus one
- * barrier slot per channel for ROUND_END and COMPLETE.
+ * A source background work queue: a bounded ring of batch descriptors taken by sender threads,
+ * plus one barrier slot per taker for ROUND_END and COMPLETE. {@link StreamConnection} gives each
+ * channel its own queue with one taker (its sender thread), so channels never share a lock.
  *
- * <p>A barrier is placed only when the ring is empty, i.e. every batch before it has been taken
- * by some channel; a channel always looks at its barrier slot before taking from the ring, so
- * on every channel the barrier follows all batches it took before and precedes all it takes
- * after. With the receiver waiting for the barrier on all channels, a page of round n+1 is never
- * placed before a page of round n.
+ * <p>A barrier is placed only when the ring is empty, i.e. every batch before it has been taken;
+ * a taker always looks at its barrier slot before taking from the ring, so the barrier follows
+ * all batches it took before and precedes all it takes after. With the receiver waiting for the
+ * barrier on all channels, a page of round n+1 is never placed before a page of round n.
  *
  * <p>Entries are descriptors (region, first page, count), never page data: memory is bounded
  * by {@code capacity} descriptors; page bytes pending are bounded by
- * {@code (capacity + channels) * batchBytes} and reported through {@link ConnectionStats}.
- * One lock guards everything; at a few tens of thousands of batches a second it is not contended.
+ * {@code (capacity + takers) * batchBytes} and reported through {@link ConnectionStats}.
+ * One lock guards everything; it is shared only by one channel's producer and its sender.
  */
 final class BackgroundQueue {
     // Entry kinds are frame types; 0 (INVALID) means none.

@@ -1,5 +1,6 @@
 package io.pagewire.transport.spi.kit.stream;
 
+import io.pagewire.transport.spi.Lane;
 import io.pagewire.transport.spi.LaneKind;
 import io.pagewire.transport.spi.RamRegion;
 import io.pagewire.transport.spi.Role;
@@ -21,6 +22,7 @@ import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
+import java.util.Objects;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.locks.ReentrantLock;
 
@@ -31,10 +33,13 @@ import java.util.concurrent.locks.ReentrantLock;
  * dispatch to the handler, is the kit's.
  *
  * <h2>Source</h2>
- * The background lane puts batch descriptors into one bounded {@link BackgroundQueue}; each sender
- * thread takes the next batch and writes it with one gathering {@code sendmsg} (header, pages straight
- * from guest RAM or a digest staging copy, digest). Short runs of one region are gathered into
- * PAGE_LIST frames. Round ends and COMPLETE are barriers across the channels.
+ * Each channel has its own bounded {@link BackgroundQueue} of batch descriptors and its own sender
+ * thread, which writes each batch with one gathering {@code sendmsg} (header, pages straight from
+ * guest RAM or a digest staging copy, digest). {@link #backgroundChannel(int) A channel's lane} fills
+ * its queue only (QEMU's multifd shape: one producer per channel, no lock shared between channels);
+ * the background lane spreads batches over all queues, taking turns. Short runs of one region are
+ * gathered into PAGE_LIST frames. Round ends and COMPLETE are barriers across the channels: placed
+ * in every queue once what is ahead of them is taken; control messages go on channel 0, in order.
  *
  * <h2>Destination</h2>
  * One thread per socket reads a header, validates it, receives the payload straight into
@@ -60,7 +65,11 @@ public class StreamConnection extends KitConnection {
     private final NativeSocket urgentSocket;
     private final NativeSocket[] backgroundSockets;
     private final FrameWriter urgentWriter;
-    private final BackgroundQueue queue; // source only
+    /** Source only: one bounded work queue per channel, taken by that channel's sender thread only. */
+    private final BackgroundQueue[] queues;
+    /** Source only, made in {@link #sourceLane()}: the lane of each channel, and the one that spreads over all. */
+    private StreamSourceLane[] channelLanes;
+    private StreamSourceLane mainLane;
 
     /**
      * @param scheme the transport's URI scheme, for thread names and messages
@@ -81,7 +90,15 @@ public class StreamConnection extends KitConnection {
         this.backgroundSockets = background.clone();
         this.backgroundNice = backgroundNice;
         this.urgentWriter = new FrameWriter(urgent, dataDigest, maxPayload, sharedChannel ? FrameHeader.FLAG_URGENT_LANE : 0);
-        this.queue = role == Role.SOURCE ? new BackgroundQueue(queueDepth, channels, stats, this::failure) : null;
+        if (role == Role.SOURCE) {
+            int depth = channelQueueDepth(queueDepth, channels);
+            this.queues = new BackgroundQueue[channels];
+            for (int c = 0; c < channels; c++) {
+                queues[c] = new BackgroundQueue(depth, 1, stats, this::failure);
+            }
+        } else {
+            this.queues = null;
+        }
         for (int c = 0; c < channels; c++) {
             if (background[c] != urgent) {
                 streamPeer("background channel " + c, socketPeer(background[c]));
@@ -100,7 +117,12 @@ public class StreamConnection extends KitConnection {
 
     /** @return the bound on pending background page data of a source with these settings */
     public static long pendingLimit(int queueDepth, int channels, int batchBytes) {
-        return (long) (queueDepth + channels) * batchBytes;
+        return (long) (channelQueueDepth(queueDepth, channels) * channels + channels) * batchBytes;
+    }
+
+    /** @return each channel's share of {@code queueDepth} batches (at least 1) */
+    private static int channelQueueDepth(int queueDepth, int channels) {
+        return Math.max(1, (queueDepth + channels - 1) / channels);
     }
 
     /** Starts the threads (after the handler's {@code onOpen}); the handshake is done. */
@@ -131,8 +153,10 @@ public class StreamConnection extends KitConnection {
         for (NativeSocket s : backgroundSockets) {
             s.shutdown();
         }
-        if (queue != null) {
-            queue.close();
+        if (queues != null) {
+            for (BackgroundQueue q : queues) {
+                q.close();
+            }
         }
     }
 
@@ -203,7 +227,8 @@ public class StreamConnection extends KitConnection {
         try (FrameWriter writer = new FrameWriter(socket, dataDigest, maxPayload, 0)) {
             lowerPriority();
             int k;
-            while ((k = queue.take(channel, batch, listLimit)) > 0) {
+            BackgroundQueue queue = queues[channel];
+            while ((k = queue.take(0, batch, listLimit)) > 0) {
                 BackgroundQueue.Entry e = batch[0];
                 if (frameLock != null) {
                     frameLock.lock();
@@ -447,39 +472,102 @@ public class StreamConnection extends KitConnection {
 
     @Override
     protected SourceLane sourceLane() {
-        return new StreamSourceLane();
+        channelLanes = new StreamSourceLane[channels];
+        for (int c = 0; c < channels; c++) {
+            channelLanes[c] = new StreamSourceLane(c, 1);
+        }
+        mainLane = new StreamSourceLane(0, channels);
+        return mainLane;
     }
 
+    @Override
+    public int backgroundChannels() {
+        return role == Role.SOURCE ? channels : 1;
+    }
+
+    @Override
+    public Lane backgroundChannel(int channel) {
+        Objects.checkIndex(channel, backgroundChannels());
+        if (role != Role.SOURCE) {
+            return background();
+        }
+        StreamSourceLane[] lanes = channelLanes;
+        if (lanes == null) {
+            throw new IllegalStateException("background channels exist once the connection is open");
+        }
+        return lanes[channel];
+    }
+
+    /**
+     * A producer of background work. The main lane ({@link #background()}) spreads page batches
+     * over every channel's queue, taking turns and passing a full one by; a channel's lane
+     * ({@link #backgroundChannel}) fills its own queue only. Each gathers its short runs into one
+     * PAGE_LIST entry (single producer per lane: no lock needed for that).
+     */
     private final class StreamSourceLane extends SourceLane {
-        private final BatchQueue pagesQueue = (region, first, n, bytes) -> queue.offer(BackgroundQueue.PAGES, region, first, n, bytes, null);
-        // Short runs are gathered here into one PAGE_LIST entry (single producer: no lock needed).
+        /** The queues this lane fills: {@code queues[first .. first + span)}. */
+        private final int first;
+        private final int span;
+        /** The queue the next batch tries first (relative to {@code first}). */
+        private int turn;
+        private final BatchQueue pagesQueue = (region, from, n, bytes) -> offerEntry(BackgroundQueue.PAGES, region, from, n, bytes, null);
         private final long[] pending = new long[Wire.MAX_LIST_PAGES];
         private int pendingCount;
         private int pendingRegion = -1;
 
-        StreamSourceLane() {
+        StreamSourceLane(int first, int span) {
             super(StreamConnection.this);
+            this.first = first;
+            this.span = span;
         }
 
-        /** Hands the gathered list to the queue; false when the queue is full (nothing changed). */
+        private boolean isMain() {
+            return this == mainLane;
+        }
+
+        /** Offers one entry to this lane's queues, the current one first; false when every one is full. */
+        private boolean offerEntry(int kind, int region, long from, long count, long bytes, byte[] payload) {
+            for (int i = 0; i < span; i++) {
+                int q = first + (turn + i) % span;
+                if (queues[q].offer(kind, region, from, count, bytes, payload)) {
+                    turn = (turn + i + 1) % span; // the next batch goes to the next channel
+                    return true;
+                }
+            }
+            return false;
+        }
+
+        /** Hands the gathered list to a queue; false when every queue is full (nothing changed). */
         private boolean offerPending() {
             if (pendingCount == 0) {
                 return true;
             }
             long bytes = pendingCount * layout.region(pendingRegion).pageSize();
-            if (!queue.offerList(pendingRegion, pending, pendingCount, bytes)) {
-                return false;
+            for (int i = 0; i < span; i++) {
+                int q = first + (turn + i) % span;
+                if (queues[q].offerList(pendingRegion, pending, pendingCount, bytes)) {
+                    turn = (turn + i + 1) % span;
+                    pendingCount = 0;
+                    return true;
+                }
             }
-            pendingCount = 0;
-            return true;
+            return false;
         }
 
         /** Every other operation first hands over the gathered list, to keep the order. */
         private void flushPending() {
             while (!offerPending()) {
                 stats.onBackPressure();
-                queue.awaitSpace();
+                waitForRoom();
             }
+        }
+
+        /** The main lane's barriers and drains: what the channel lanes gathered goes first (their producers are done). */
+        private void flushAllPending() {
+            for (StreamSourceLane c : channelLanes) {
+                c.flushPending();
+            }
+            flushPending();
         }
 
         @Override
@@ -505,27 +593,51 @@ public class StreamConnection extends KitConnection {
         }
 
         @Override
-        protected void awaitRoom() {
-            queue.awaitSpace();
+        protected void waitForRoom() {
+            // The queue this lane tries first; on the main lane the others were full too a moment ago.
+            queues[first + turn].awaitSpace();
         }
 
         @Override
-        protected void put(int type, int regionId, long first, long count, byte[] payload) {
-            flushPending();
+        protected void put(int type, int regionId, long from, long count, byte[] payload) {
+            boolean runs = type == FrameType.ZERO_RUN || type == FrameType.SKIP_RUN;
+            if (!isMain() && !runs) {
+                throw new IllegalStateException("background channel " + first + ": " + FrameType.name(type)
+                        + " goes on the background lane (Connection.background()), once every channel's producer is done");
+            }
             if (type == FrameType.ROUND_END || type == FrameType.COMPLETE) {
-                queue.barrier(type, first);
+                flushAllPending();
+                for (BackgroundQueue q : queues) {
+                    q.barrier(type, from);
+                }
                 return;
             }
-            while (!queue.offer(type, regionId, first, count, 0, payload)) {
+            flushPending();
+            if (type == FrameType.CONTROL) {
+                // Always on channel 0: control messages keep their order among themselves.
+                while (!queues[0].offer(type, regionId, from, count, 0, payload)) {
+                    stats.onBackPressure();
+                    queues[0].awaitSpace();
+                }
+                return;
+            }
+            while (!offerEntry(type, regionId, from, count, 0, payload)) {
                 stats.onBackPressure();
-                queue.awaitSpace();
+                waitForRoom();
             }
         }
 
         @Override
         protected void drain() {
-            flushPending();
-            queue.awaitIdle();
+            if (isMain()) {
+                flushAllPending();
+                for (BackgroundQueue q : queues) {
+                    q.awaitIdle();
+                }
+            } else {
+                flushPending();
+                queues[first].awaitIdle();
+            }
         }
     }
 
