@@ -340,9 +340,7 @@ final class RdmaListener extends SessionListener<Channel, Protocol.Setup> {
         SessionDomain domain = domainOf(s.urgent());
         List<RdmaEndpoint> strangers = null;
         if (domain != null) {
-            synchronized (domain) {
-                strangers = domain.seal(s.urgent().endpoint, background.endpoint);
-            }
+            strangers = domain.seal(s.urgent().endpoint, background.endpoint);
             synchronized (sessions) {
                 sessions.remove(h.sessionId(), domain);
             }

@@ -12,6 +12,7 @@ import io.pagewire.transport.spi.TransportContext;
 import io.pagewire.transport.spi.TransportUri;
 import io.pagewire.transport.spi.Transports;
 import io.pagewire.transport.spi.tck.Closer;
+import io.pagewire.transport.spi.tck.TransportTck;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -155,6 +156,21 @@ class RdmaIsolationTest {
         }
         assertNotEquals(Verbs.statusName(Verbs.WC_SUCCESS), outcome, "the stranger's queue pair was disconnected when the session started");
         assertUntouched();
+        assertSessionWritesWhereTheStrangerCouldNot(v);
+    }
+
+    @Test
+    void aJoinFromAQueuePairOutsideTheSessionsDomainIsRefused() throws Exception {
+        Listener l = listener("");
+        List<String> refusal = new ArrayList<>();
+        // Without authentication a JOIN carries no MAC: only the domain tells this stranger from the background queue pair.
+        Victim v = victim(l, SESSION, () -> {
+            try (RdmaRawPeer.RawQp stranger = new RdmaRawPeer().new RawQp(l.uri(), null, "stranger")) {
+                stranger.send(RdmaRawPeer.join(SESSION));
+                refusal.add(TransportTck.errorText(stranger.readUntilClosed(BOUND)));
+            }
+        });
+        assertTrue(refusal.get(0).contains("not created in its session's protection domain"), refusal.get(0));
         assertSessionWritesWhereTheStrangerCouldNot(v);
     }
 

@@ -400,6 +400,15 @@ final class RdmaRawPeer implements RawPeer {
         }
     }
 
+    /** @return an unauthenticated JOIN of background channel 0 of 1 into {@code session}, with its preamble */
+    static byte[] join(long session) {
+        byte[] join = new byte[Wire.PREAMBLE_LENGTH + FrameHeader.LENGTH];
+        MemorySegment j = MemorySegment.ofArray(join);
+        Wire.writePreamble(j, Wire.VERSION);
+        new FrameHeader(j.asSlice(Wire.PREAMBLE_LENGTH, FrameHeader.LENGTH)).encode(FrameType.JOIN, 0, 1, session, 0, 0);
+        return join;
+    }
+
     @Override
     public RawStream open(String listenerUri) throws IOException {
         return new Plain(new RawQp(listenerUri, null, "raw"));
@@ -433,11 +442,7 @@ final class RdmaRawPeer implements RawPeer {
         urgent.send(first);
         afterHello.run();
         RawQp bg = new RawQp(listenerUri, pd, "raw-background", Protocol.joinRequest(session));
-        byte[] join = new byte[Wire.PREAMBLE_LENGTH + FrameHeader.LENGTH];
-        MemorySegment j = MemorySegment.ofArray(join);
-        Wire.writePreamble(j, Wire.VERSION);
-        new FrameHeader(j.asSlice(Wire.PREAMBLE_LENGTH, FrameHeader.LENGTH)).encode(FrameType.JOIN, 0, 1, session, 0, 0);
-        bg.send(join);
+        bg.send(join(session));
         byte[] answer = urgent.awaitFirst(Duration.ofSeconds(30));
         FrameHeader h = new FrameHeader(MemorySegment.ofArray(java.util.Arrays.copyOfRange(answer, Wire.PREAMBLE_LENGTH,
                 Wire.PREAMBLE_LENGTH + FrameHeader.LENGTH))).decode();
