@@ -165,7 +165,8 @@ final class RdmaListener extends SessionListener<Channel, Protocol.Setup> {
         }
     }
 
-    private SessionDomain domainOf(Channel ch) {
+    /** @return the domain {@code ch}'s queue pair was created in, while it lives */
+    SessionDomain domainOf(Channel ch) {
         synchronized (sessions) {
             return domains.get(ch.endpoint);
         }

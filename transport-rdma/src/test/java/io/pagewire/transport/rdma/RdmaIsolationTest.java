@@ -204,9 +204,12 @@ class RdmaIsolationTest {
         assertFalse(dstA.isClosed(), "session A goes on");
 
         int rkeyA = a.rkeys()[0];
+        SessionDomain domainA = ((RdmaListener) l).domainOf(((RdmaConnection) dstA).urgent);
         assertTrue(SimFabric.instance().isLiveRkey(rkeyA));
+        assertFalse(SimFabric.instance().isDeallocated(domainA.pd));
         dstA.close();
         assertFalse(SimFabric.instance().isLiveRkey(rkeyA), "closing the session drops its registrations and keys");
+        assertTrue(SimFabric.instance().isDeallocated(domainA.pd), "and deallocates its protection domain");
     }
 
     /** @return a source and the destination connection it reached, both closed after the test */

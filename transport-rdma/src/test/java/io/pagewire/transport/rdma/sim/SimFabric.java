@@ -130,6 +130,11 @@ public final class SimFabric implements RdmaFabric {
         return lkeys.get(key);
     }
 
+    /** @return whether {@code pd}, a domain of this fabric, was deallocated ({@code ibv_dealloc_pd}) */
+    public boolean isDeallocated(ProtectionDomain pd) {
+        return ((SimPd) pd).closed;
+    }
+
     /** @return whether {@code rkey} names a live registration (for tests: keys are dropped at deregistration) */
     public boolean isLiveRkey(int rkey) {
         return rkeys.get(rkey) != null;
