@@ -70,6 +70,48 @@ final class Protocol {
     /** Staging slots per queue pair for regions with a placer. */
     static final int STAGING_SLOTS = 8;
 
+    /** "PWHL": the connect request of an urgent queue pair names the session its HELLO will open. */
+    static final int HELLO_REQUEST_MAGIC = 0x5057484c;
+    /** "PWJN": the connect request of a background queue pair names the session it will JOIN. */
+    static final int JOIN_REQUEST_MAGIC = 0x50574a4e;
+    /** Private data of a source's connect request: magic (u32), session id (u64). */
+    static final int CONNECT_REQUEST_LENGTH = 12;
+
+    /**
+     * What a source's connect request says in its private data: the session its queue pair belongs to.
+     *
+     * @param urgent true for the urgent queue pair (its HELLO opens the session), false for a background one
+     */
+    record ConnectRequest(boolean urgent, long sessionId) {
+        /** @return the private data */
+        byte[] encode() {
+            byte[] b = new byte[CONNECT_REQUEST_LENGTH];
+            MemorySegment m = MemorySegment.ofArray(b);
+            m.set(U32, 0, urgent ? HELLO_REQUEST_MAGIC : JOIN_REQUEST_MAGIC);
+            m.set(U64, 4, sessionId);
+            return b;
+        }
+
+        /**
+         * @param privateData a connect request's private data (trailing bytes, e.g. the connection
+         *        manager's zero padding, are ignored)
+         * @return what it names, or null when it names no session
+         */
+        static ConnectRequest decode(byte[] privateData) {
+            if (privateData.length < CONNECT_REQUEST_LENGTH) {
+                return null;
+            }
+            MemorySegment m = MemorySegment.ofArray(privateData);
+            int magic = m.get(U32, 0);
+            return magic == HELLO_REQUEST_MAGIC || magic == JOIN_REQUEST_MAGIC ? new ConnectRequest(magic == HELLO_REQUEST_MAGIC, m.get(U64, 4)) : null;
+        }
+    }
+
+    /** @return the private data of a background queue pair's connect request for {@code sessionId} */
+    static byte[] joinRequest(long sessionId) {
+        return new ConnectRequest(false, sessionId).encode();
+    }
+
     static final int RDMA_SETUP = 0x101;
     static final int RDMA_REGIONS = 0x102;
     static final int RDMA_REGISTER = 0x103;

@@ -21,16 +21,23 @@ import io.pagewire.transport.spi.wire.Wire;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.util.HashMap;
+import java.util.IdentityHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
 
 /**
  * Accepts RDMA sources: the kit's session admission over queue pairs. The acceptor takes a
- * connection request, creates its queue pair with receive buffers in the device's shared
- * protection domain (a queue pair needs one before its first message says which session it
- * belongs to) and accepts it; the first message is a HELLO (with RDMA's queue setup) or a JOIN.
- * {@link #accept} registers the destination RAM (all of it with pin-all), answers HELLO_ACK with
- * the registrations and starts the connection.
+ * connection request, creates its queue pair with receive buffers and accepts it; the first
+ * message is a HELLO (with RDMA's queue setup) or a JOIN. Each session has a protection domain of
+ * its own ({@link SessionDomain}): a queue pair's domain is fixed at creation, before its first
+ * message is read, so every connect request gets a new domain, which the urgent queue pair's request
+ * (or, failing that, its HELLO) claims for its session; a background queue pair whose request's
+ * private data names a claimed session that has not started is created in that session's domain. {@link #accept} seals the session's domain (disconnecting
+ * any other queue pair in it), then registers the destination RAM there (all of it with pin-all),
+ * answers HELLO_ACK with the registrations and starts the connection. A stranger's queue pair thus
+ * never shares a domain with registered destination RAM: its RDMA WRITEs fail with a remote access
+ * error whatever rkey it knows.
  */
 final class RdmaListener extends SessionListener<Channel, Protocol.Setup> {
     private static final int MAX_HANDSHAKES = 16;
@@ -40,7 +47,10 @@ final class RdmaListener extends SessionListener<Channel, Protocol.Setup> {
 
     private final RdmaOptions options;
     private final RdmaServer server;
-    private final Map<String, SharedDomain> domains = new HashMap<>(); // guarded by itself
+    /** Session id -> the domain its HELLO's queue pair was created in, until the session starts; guarded by itself. */
+    private final Map<Long, SessionDomain> sessions = new HashMap<>();
+    /** Every live accepted queue pair's domain; guarded by {@link #sessions}. */
+    private final Map<RdmaEndpoint, SessionDomain> domains = new IdentityHashMap<>();
     private volatile boolean closing;
 
     RdmaListener(RdmaFabric fabric, TransportUri uri, RdmaOptions options, TransportContext context) {
@@ -68,21 +78,64 @@ final class RdmaListener extends SessionListener<Channel, Protocol.Setup> {
         if (ep == null) {
             return null;
         }
-        SharedDomain domain;
+        Protocol.ConnectRequest named = Protocol.ConnectRequest.decode(ep.privateData());
+        SessionDomain joined = null;
+        if (named != null && !named.urgent()) {
+            synchronized (sessions) {
+                joined = sessions.get(named.sessionId());
+            }
+        }
+        if (joined != null) {
+            // Created and accepted while the session's domain cannot be sealed: a queue pair is either
+            // in it before the session starts (and disconnected then, unless it is the session's own)
+            // or never.
+            synchronized (joined) {
+                if (joined.admit(ep)) {
+                    return open(ep, joined);
+                }
+            }
+        }
+        SessionDomain own;
         try {
-            domain = domain(ep);
+            own = new SessionDomain(ep.device().allocPd());
         } catch (VerbsException e) {
             LOG.log(System.Logger.Level.DEBUG, "no protection domain for " + ep.peerAddress() + ": " + e.getMessage());
             ep.reject();
             ep.close();
             return null;
         }
+        own.admit(ep);
+        Channel ch = open(ep, own);
+        if (ch != null && named != null && named.urgent()) {
+            // Claimed before the request is accepted: the source connects its background queue pair only after
+            // this one is established, so the background's request always finds the session here.
+            claim(ch, named.sessionId());
+        }
+        return ch;
+    }
+
+    /** Creates the queue pair of an admitted request in its domain and accepts it; null when that fails. */
+    private Channel open(RdmaEndpoint ep, SessionDomain domain) {
+        boolean closed;
+        synchronized (sessions) {
+            closed = closing;
+            if (!closed) {
+                domains.put(ep, domain);
+            }
+        }
+        if (closed) {
+            LOG.log(System.Logger.Level.DEBUG, "refusing " + ep.peerAddress() + ": the listener is closed");
+            ep.reject();
+            ep.close();
+            domain.leave(ep);
+            return null;
+        }
         Channel ch;
         try {
-            ch = new Channel("accepted", ep, domain.pd, options.queueDepth(), options.queueDepth() + 8, true, 0, domain::release);
+            ch = new Channel("accepted", ep, domain.pd, options.queueDepth(), options.queueDepth() + 8, true, 0, () -> leave(ep, domain));
         } catch (VerbsException e) {
             LOG.log(System.Logger.Level.DEBUG, "setting up a queue pair for " + ep.peerAddress() + " failed: " + e.getMessage());
-            return null; // the channel closed the endpoint and released the domain
+            return null; // the channel closed the endpoint and left the domain
         }
         try {
             ep.accept();
@@ -94,25 +147,59 @@ final class RdmaListener extends SessionListener<Channel, Protocol.Setup> {
         return ch;
     }
 
-    /** @return the device's shared domain, retained once for the caller */
-    private SharedDomain domain(RdmaEndpoint ep) throws VerbsException {
-        synchronized (domains) {
-            if (closing) {
-                throw new VerbsException("the listener is closed");
+    /** An accepted queue pair is gone: it leaves its domain (and, if its HELLO claimed it, the session table). */
+    private void leave(RdmaEndpoint ep, SessionDomain domain) {
+        synchronized (sessions) {
+            domains.remove(ep);
+            if (domain.owner == ep) {
+                sessions.remove(domain.sessionId, domain);
             }
-            SharedDomain d = domains.get(ep.device().name());
-            if (d == null) {
-                d = new SharedDomain(ep.device().allocPd());
-                domains.put(ep.device().name(), d);
-            }
-            d.retain();
-            return d;
+        }
+        domain.leave(ep);
+    }
+
+    /** @return whether a HELLO for {@code sessionId} has claimed a protection domain that is not sealed yet (for tests) */
+    boolean claimed(long sessionId) {
+        synchronized (sessions) {
+            return sessions.containsKey(sessionId);
         }
     }
 
-    private SharedDomain domainOf(Channel ch) {
-        synchronized (domains) {
-            return domains.get(ch.endpoint.device().name());
+    /** @return the domain {@code ch}'s queue pair was created in, while it lives */
+    SessionDomain domainOf(Channel ch) {
+        synchronized (sessions) {
+            return domains.get(ch.endpoint);
+        }
+    }
+
+    /**
+     * {@code ch}'s domain becomes the session's, where the background queue pair naming the session
+     * will be created: when its connect request names the session it opens (so before the source can
+     * connect its background queue pair), else when its HELLO arrives (a source that names nothing in
+     * its requests: then its background queue pair may arrive first and be refused). Nothing is
+     * registered in the domain before the session starts, and starting it disconnects every queue pair
+     * in the domain that is not the session's own.
+     */
+    private void claim(Channel ch, long sessionId) {
+        synchronized (sessions) {
+            SessionDomain d = domains.get(ch.endpoint);
+            if (d != null && d.owner == null && !sessions.containsKey(sessionId)) {
+                d.owner = ch.endpoint;
+                d.sessionId = sessionId;
+                sessions.put(sessionId, d);
+            }
+        }
+    }
+
+    /** A HELLO for {@code sessionId} arrived on {@code ch}: claims its domain, or checks it against the connect request's claim. */
+    private void claimByHello(Channel ch, long sessionId) {
+        claim(ch, sessionId);
+        synchronized (sessions) {
+            SessionDomain d = domains.get(ch.endpoint);
+            if (d != null && d.owner == ch.endpoint && d.sessionId != sessionId) {
+                throw new TransportException(Kind.HANDSHAKE, "the HELLO opens session " + Long.toHexString(sessionId)
+                        + " but its queue pair's connect request named session " + Long.toHexString(d.sessionId));
+            }
         }
     }
 
@@ -131,6 +218,7 @@ final class RdmaListener extends SessionListener<Channel, Protocol.Setup> {
             Handshake.First first = Handshake.read(msg, Wire.MAX_HELLO_BYTES);
             if (first.type() == FrameType.HELLO) {
                 Hello hello = Hello.decode(first.payload(), (int) first.payload().byteSize());
+                claimByHello(ch, hello.sessionId());
                 if (context.authentication() == null) {
                     // A HELLO that does not fit is refused for that, whatever follows. (With authentication the layout
                     // is looked at only once the source has proved itself.)
@@ -215,7 +303,10 @@ final class RdmaListener extends SessionListener<Channel, Protocol.Setup> {
 
     @Override
     protected String joinRefusal(Session<Channel, Protocol.Setup> s, Channel ch) {
-        return domainOf(ch) == domainOf(s.urgent()) ? null : "the background queue pair arrived on another RDMA device than the urgent one";
+        SessionDomain d = domainOf(ch);
+        return d != null && d == domainOf(s.urgent()) ? null
+                : "the background queue pair was not created in its session's protection domain (its connect request must name session "
+                        + Long.toHexString(s.hello().sessionId()) + " in its private data, on the urgent queue pair's device)";
     }
 
     @Override
@@ -247,10 +338,22 @@ final class RdmaListener extends SessionListener<Channel, Protocol.Setup> {
     protected Connection start(Session<Channel, Protocol.Setup> s, MessageHandler handler) {
         Hello h = s.hello();
         Channel background = s.background(0);
-        SharedDomain domain = domainOf(s.urgent());
-        if (domain == null || !domain.retain()) {
+        SessionDomain domain = domainOf(s.urgent());
+        List<RdmaEndpoint> strangers = null;
+        if (domain != null) {
+            strangers = domain.seal(s.urgent().endpoint, background.endpoint);
+            synchronized (sessions) {
+                sessions.remove(h.sessionId(), domain);
+            }
+        }
+        if (strangers == null) {
             discard(s, "the destination stopped listening before accepting this migration");
             throw new TransportException(Kind.CLOSED, "listener " + uri() + " is closed");
+        }
+        for (RdmaEndpoint stranger : strangers) {
+            LOG.log(System.Logger.Level.DEBUG, "disconnecting " + stranger.peerAddress() + ": it named session " + Long.toHexString(h.sessionId())
+                    + " but is not one of its queue pairs");
+            stranger.disconnect(); // its queue pair goes to the error state: it can execute nothing once RAM is registered
         }
         DestinationRam ram;
         try {
@@ -294,11 +397,9 @@ final class RdmaListener extends SessionListener<Channel, Protocol.Setup> {
 
     @Override
     protected void closeListening() {
-        synchronized (domains) {
-            for (SharedDomain d : domains.values()) {
-                d.release(); // the listener's own reference; accepted connections keep theirs
-            }
-            domains.clear();
+        synchronized (sessions) {
+            closing = true;
+            sessions.clear(); // each domain is released by its queue pairs and connection
         }
     }
 }

@@ -152,7 +152,7 @@ public final class RdmaTransportProvider implements TransportProvider {
             }
             urgent = new Channel("urgent", ue, pd, o.queueDepth(), txSlots, true, txStaging, null);
             step = "connect the urgent queue pair";
-            ue.connect(left(deadline));
+            ue.connect(left(deadline), new Protocol.ConnectRequest(true, sessionId).encode()); // claims a protection domain for the session
             step = "register the source's RAM";
             localRam = new LocalRam(layout, pd, o);
             AuthExchange.Result auth = null;
@@ -174,7 +174,7 @@ public final class RdmaTransportProvider implements TransportProvider {
             }
             background = new Channel("background", be, pd, o.queueDepth(), txSlots, false, txStaging, null);
             step = "connect the background queue pair";
-            be.connect(left(deadline));
+            be.connect(left(deadline), Protocol.joinRequest(sessionId)); // the listener creates it in the session's protection domain
             m = background.begin();
             Handshake.join(m, sessionId, auth == null ? null : auth.joinMac(sessionId, 0, 1));
             background.post(m);

@@ -1,5 +1,6 @@
 package io.pagewire.transport.rdma;
 
+import io.pagewire.transport.rdma.verbs.Verbs;
 import io.pagewire.transport.spi.RegionDescriptor;
 import io.pagewire.transport.spi.wire.WireException;
 import org.junit.jupiter.api.Test;
@@ -30,6 +31,19 @@ class ProtocolTest {
         MemorySegment b = Arena.ofAuto().allocate(r.encodedLength());
         r.encode(b, 0);
         return b;
+    }
+
+    @Test
+    void connectRequestsNameTheirSessionAndNothingElseDoes() {
+        Protocol.ConnectRequest urgent = new Protocol.ConnectRequest(true, 0x8000_0000_0000_0001L);
+        assertEquals(urgent, Protocol.ConnectRequest.decode(urgent.encode()));
+        byte[] padded = java.util.Arrays.copyOf(Protocol.joinRequest(-2L), Verbs.MAX_CONNECT_PRIVATE_DATA); // the CM's zero padding
+        assertEquals(new Protocol.ConnectRequest(false, -2L), Protocol.ConnectRequest.decode(padded));
+        assertEquals(null, Protocol.ConnectRequest.decode(new byte[0]));
+        assertEquals(null, Protocol.ConnectRequest.decode(java.util.Arrays.copyOf(urgent.encode(), Protocol.CONNECT_REQUEST_LENGTH - 1)));
+        byte[] other = urgent.encode();
+        other[3] ^= 1;
+        assertEquals(null, Protocol.ConnectRequest.decode(other), "another magic names no session");
     }
 
     @Test

@@ -70,6 +70,11 @@ final class RdmaRawPeer implements RawPeer {
         boolean closedByPeer;
 
         RawQp(String uri, ProtectionDomain shared, String name) throws IOException {
+            this(uri, shared, name, new byte[0]);
+        }
+
+        /** @param privateData the connect request's private data (e.g. {@link Protocol#joinRequest}) */
+        RawQp(String uri, ProtectionDomain shared, String name, byte[] privateData) throws IOException {
             TransportUri u = TransportUri.parse(uri);
             ep = fabric.resolve(u.host(), u.port(), TimeUnit.SECONDS.toNanos(10));
             ownsPd = shared == null;
@@ -83,7 +88,7 @@ final class RdmaRawPeer implements RawPeer {
             for (int i = 0; i <= DEPTH; i++) {
                 qp.postRecv(i, rx.address() + (long) i * Protocol.RX_BYTES, Protocol.RX_BYTES, rxMr.lkey());
             }
-            ep.connect(TimeUnit.SECONDS.toNanos(10));
+            ep.connect(TimeUnit.SECONDS.toNanos(10), privateData);
         }
 
         /** Sends one message: an envelope returning no credits, then the bytes. */
@@ -395,6 +400,15 @@ final class RdmaRawPeer implements RawPeer {
         }
     }
 
+    /** @return an unauthenticated JOIN of background channel 0 of 1 into {@code session}, with its preamble */
+    static byte[] join(long session) {
+        byte[] join = new byte[Wire.PREAMBLE_LENGTH + FrameHeader.LENGTH];
+        MemorySegment j = MemorySegment.ofArray(join);
+        Wire.writePreamble(j, Wire.VERSION);
+        new FrameHeader(j.asSlice(Wire.PREAMBLE_LENGTH, FrameHeader.LENGTH)).encode(FrameType.JOIN, 0, 1, session, 0, 0);
+        return join;
+    }
+
     @Override
     public RawStream open(String listenerUri) throws IOException {
         return new Plain(new RawQp(listenerUri, null, "raw"));
@@ -402,11 +416,21 @@ final class RdmaRawPeer implements RawPeer {
 
     @Override
     public Session openSession(String listenerUri, List<RegionDescriptor> regions, boolean dataDigest, int maxPayload) throws IOException {
-        long session = 0x7e57_5e55_1011L;
+        return openSession(listenerUri, regions, dataDigest, maxPayload, 0x7e57_5e55_1011L, () -> { });
+    }
+
+    /** Runs between the HELLO and the background queue pair's connect request. */
+    interface AfterHello {
+        void run() throws IOException;
+    }
+
+    /** As above, as session {@code session}. */
+    Session openSession(String listenerUri, List<RegionDescriptor> regions, boolean dataDigest, int maxPayload, long session, AfterHello afterHello)
+            throws IOException {
         RdmaEndpoint probe = fabric.resolve("127.0.0.1", 1, TimeUnit.SECONDS.toNanos(1));
         ProtectionDomain pd = probe.device().allocPd();
         probe.close();
-        RawQp urgent = new RawQp(listenerUri, pd, "raw-urgent");
+        RawQp urgent = new RawQp(listenerUri, pd, "raw-urgent", new Protocol.ConnectRequest(true, session).encode());
         byte[] hello = TransportTck.helloBytes(regions, Wire.VERSION, dataDigest, maxPayload, session);
         byte[] setup = new byte[FrameHeader.LENGTH + Protocol.Setup.LENGTH];
         MemorySegment s = MemorySegment.ofArray(setup);
@@ -416,12 +440,9 @@ final class RdmaRawPeer implements RawPeer {
         System.arraycopy(hello, 0, first, 0, hello.length);
         System.arraycopy(setup, 0, first, hello.length, setup.length);
         urgent.send(first);
-        RawQp bg = new RawQp(listenerUri, pd, "raw-background");
-        byte[] join = new byte[Wire.PREAMBLE_LENGTH + FrameHeader.LENGTH];
-        MemorySegment j = MemorySegment.ofArray(join);
-        Wire.writePreamble(j, Wire.VERSION);
-        new FrameHeader(j.asSlice(Wire.PREAMBLE_LENGTH, FrameHeader.LENGTH)).encode(FrameType.JOIN, 0, 1, session, 0, 0);
-        bg.send(join);
+        afterHello.run();
+        RawQp bg = new RawQp(listenerUri, pd, "raw-background", Protocol.joinRequest(session));
+        bg.send(join(session));
         byte[] answer = urgent.awaitFirst(Duration.ofSeconds(30));
         FrameHeader h = new FrameHeader(MemorySegment.ofArray(java.util.Arrays.copyOfRange(answer, Wire.PREAMBLE_LENGTH,
                 Wire.PREAMBLE_LENGTH + FrameHeader.LENGTH))).decode();

@@ -150,7 +150,7 @@ public final class DisniFabric implements RdmaFabric {
         private final RdmaEventChannel ch;
         private final RdmaCmId id;
         private final String host;
-        private final ArrayDeque<RdmaCmId> requests = new ArrayDeque<>();
+        private final ArrayDeque<Request> requests = new ArrayDeque<>();
         private final Map<RdmaCmId, Endpoint> accepted = new IdentityHashMap<>();
         private final Thread dispatcher;
         private volatile boolean closed;
@@ -172,11 +172,13 @@ public final class DisniFabric implements RdmaFabric {
                     }
                     int type = ev.getEvent();
                     RdmaCmId conn = ev.getConnIdPriv();
+                    // the request's private data lives in the event: copy it before the event is acknowledged
+                    byte[] privateData = type == RdmaCmEvent.EventType.RDMA_CM_EVENT_CONNECT_REQUEST.ordinal() ? privateData(ev) : null;
                     ev.ackEvent();
                     if (type == RdmaCmEvent.EventType.RDMA_CM_EVENT_CONNECT_REQUEST.ordinal()) {
                         synchronized (this) {
                             if (requests.size() < BACKLOG) {
-                                requests.add(conn);
+                                requests.add(new Request(conn, privateData));
                                 notifyAll();
                                 continue;
                             }
@@ -236,8 +238,10 @@ public final class DisniFabric implements RdmaFabric {
             if (closed) {
                 throw new VerbsException("the listener is closed");
             }
-            RdmaCmId conn = requests.poll();
+            Request r = requests.poll();
+            RdmaCmId conn = r.id();
             Endpoint e = new Endpoint(null, conn, this, host);
+            e.privateData = r.privateData();
             accepted.put(conn, e);
             return e;
         }
@@ -272,6 +276,20 @@ public final class DisniFabric implements RdmaFabric {
     // ================================================================== endpoints
 
     /** An rdma_cm id: active (own event channel and watcher thread) or accepted (events via its server). */
+    /** A connect request waiting for {@code awaitRequest}, with the private data it carried. */
+    private record Request(RdmaCmId id, byte[] privateData) {
+    }
+
+    /** @return a copy of a connect request's private data ({@code event->param.conn.private_data}), empty when none */
+    private static byte[] privateData(RdmaCmEvent ev) {
+        RdmaConnParam p = ev.getConn();
+        if (p == null || p.getPrivate_data() == 0 || p.getPrivate_data_len() == 0) {
+            return new byte[0];
+        }
+        int len = Math.min(Byte.toUnsignedInt(p.getPrivate_data_len()), Verbs.MAX_CONNECT_PRIVATE_DATA);
+        return MemorySegment.ofAddress(p.getPrivate_data()).reinterpret(len).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE);
+    }
+
     private static final class Endpoint implements RdmaEndpoint {
         private final RdmaEventChannel ownChannel;
         private final RdmaCmId id;
@@ -281,6 +299,7 @@ public final class DisniFabric implements RdmaFabric {
         private Thread watcher;
         private volatile boolean connected;
         private volatile boolean closed;
+        private byte[] privateData = new byte[0]; // passive side: the connect request's
 
         Endpoint(RdmaEventChannel ownChannel, RdmaCmId id, Server server, String peer) {
             this.ownChannel = ownChannel;
@@ -330,9 +349,24 @@ public final class DisniFabric implements RdmaFabric {
         }
 
         @Override
-        public void connect(long timeoutNs) throws VerbsException {
-            try {
-                id.connect(param());
+        public byte[] privateData() {
+            return privateData.clone();
+        }
+
+        @Override
+        public void connect(long timeoutNs, byte[] privateData) throws VerbsException {
+            if (privateData.length > Verbs.MAX_CONNECT_PRIVATE_DATA) {
+                throw new VerbsException("rdma_connect: " + privateData.length + " bytes of private data, at most " + Verbs.MAX_CONNECT_PRIVATE_DATA);
+            }
+            try (java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofConfined()) {
+                RdmaConnParam p = param();
+                if (privateData.length > 0) {
+                    MemorySegment data = arena.allocate(privateData.length);
+                    MemorySegment.copy(privateData, 0, data, java.lang.foreign.ValueLayout.JAVA_BYTE, 0, privateData.length);
+                    p.setPrivate_data(data.address()); // rdma_connect copies it into the REQ
+                    p.setPrivate_data_len((byte) privateData.length);
+                }
+                id.connect(p);
                 expect(ownChannel, RdmaCmEvent.EventType.RDMA_CM_EVENT_ESTABLISHED, timeoutNs, "rdma_connect to " + peer);
             } catch (IOException e) {
                 throw e instanceof VerbsException ve ? ve : fail("rdma_connect to " + peer, e);

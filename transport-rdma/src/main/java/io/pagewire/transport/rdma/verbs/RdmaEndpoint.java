@@ -18,8 +18,25 @@ public interface RdmaEndpoint extends AutoCloseable {
      */
     QueuePair createQueuePair(ProtectionDomain pd, CompletionQueue cq, QpConfig config) throws VerbsException;
 
-    /** Active side: connects and waits for {@code RDMA_CM_EVENT_ESTABLISHED}. */
-    void connect(long timeoutNs) throws VerbsException;
+    /** Active side: connects without private data and waits for {@code RDMA_CM_EVENT_ESTABLISHED}. */
+    default void connect(long timeoutNs) throws VerbsException {
+        connect(timeoutNs, new byte[0]);
+    }
+
+    /**
+     * Active side: connects and waits for {@code RDMA_CM_EVENT_ESTABLISHED}.
+     *
+     * @param privateData the connect request's private data ({@code rdma_conn_param.private_data}),
+     *        at most {@link Verbs#MAX_CONNECT_PRIVATE_DATA} bytes; the listener reads it before it
+     *        creates the queue pair of the request
+     */
+    void connect(long timeoutNs, byte[] privateData) throws VerbsException;
+
+    /**
+     * Passive side: the private data of the connect request, which may carry trailing zeros
+     * (the connection manager may pad it to the 56 bytes a REQ carries); empty on the active side.
+     */
+    byte[] privateData();
 
     /** Passive side: accepts; receives should be posted before. */
     void accept() throws VerbsException;

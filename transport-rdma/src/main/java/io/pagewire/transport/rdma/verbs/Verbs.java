@@ -12,6 +12,9 @@ public final class Verbs {
     /** Largest length of one registration: DiSNi's {@code regMr} takes an {@code int}. */
     public static final long MAX_REGISTRATION_BYTES = Integer.MAX_VALUE;
 
+    /** Most private data of a connect request on a reliable-connected queue pair ({@code rdma_connect} over InfiniBand: 56 bytes). */
+    public static final int MAX_CONNECT_PRIVATE_DATA = 56;
+
     // ---- access flags (ibv_access_flags)
     /** The HCA may write the region locally (receive buffers, RDMA READ targets). */
     public static final int ACCESS_LOCAL_WRITE = 1;

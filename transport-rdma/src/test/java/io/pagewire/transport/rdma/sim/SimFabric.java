@@ -130,6 +130,16 @@ public final class SimFabric implements RdmaFabric {
         return lkeys.get(key);
     }
 
+    /** @return whether {@code pd}, a domain of this fabric, was deallocated ({@code ibv_dealloc_pd}) */
+    public boolean isDeallocated(ProtectionDomain pd) {
+        return ((SimPd) pd).closed;
+    }
+
+    /** @return whether {@code rkey} names a live registration (for tests: keys are dropped at deregistration) */
+    public boolean isLiveRkey(int rkey) {
+        return rkeys.get(rkey) != null;
+    }
+
     SimMr rkey(int key) {
         return rkeys.get(key);
     }
@@ -442,6 +452,7 @@ public final class SimFabric implements RdmaFabric {
         private String rejection;
         private SimQueuePair qp;
         private SimEndpoint peer;
+        private volatile byte[] privateData = new byte[0]; // active side: what its connect request carries
 
         /** Active side. */
         SimEndpoint(SimFabric fabric, String host, int port) {
@@ -485,7 +496,17 @@ public final class SimFabric implements RdmaFabric {
         }
 
         @Override
-        public void connect(long timeoutNs) throws VerbsException {
+        public byte[] privateData() {
+            return active == null ? new byte[0] : active.privateData.clone();
+        }
+
+        @Override
+        public void connect(long timeoutNs, byte[] privateData) throws VerbsException {
+            if (privateData.length > Verbs.MAX_CONNECT_PRIVATE_DATA) {
+                throw new VerbsException("rdma_connect: EINVAL: " + privateData.length + " bytes of private data, at most "
+                        + Verbs.MAX_CONNECT_PRIVATE_DATA);
+            }
+            this.privateData = privateData.clone();
             SimServer s = fabric.server(port);
             lock.lock();
             try {

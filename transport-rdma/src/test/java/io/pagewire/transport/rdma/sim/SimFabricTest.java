@@ -146,6 +146,45 @@ class SimFabricTest {
     }
 
     @Test
+    void aValidRkeyOfAnotherProtectionDomainIsRefused() throws Exception {
+        ProtectionDomain other = passive.ep.device().allocPd();
+        MemorySegment mem = arena.allocate(4096, 4096);
+        MemoryRegion elsewhere = other.register(mem, Verbs.ACCESS_LOCAL_WRITE | Verbs.ACCESS_REMOTE_WRITE);
+        active.buf.asSlice(0, 64).fill((byte) 0x42);
+        active.batch.clear().rdma(Verbs.WR_RDMA_WRITE, 1, Verbs.SEND_SIGNALED, active.mr.address(), 64, active.mr.lkey(), elsewhere.address(),
+                elsewhere.rkey());
+        active.qp.postSend(active.batch);
+        assertEquals(Verbs.WC_REM_ACCESS_ERR, active.await(1).status(0), "IBV_WC_REM_ACCESS_ERR, as real verbs answer");
+        assertTrue(passive.qp.asyncError().contains("another protection domain"), passive.qp.asyncError());
+        assertEquals(0, mem.get(ValueLayout.JAVA_BYTE, 0), "nothing written");
+        elsewhere.deregister();
+        other.close();
+    }
+
+    @Test
+    void aConnectRequestCarriesItsPrivateDataToTheListener() throws Exception {
+        RdmaServer server = fabric.listen("127.0.0.1", 0);
+        cleanup.add(server);
+        RdmaEndpoint a = fabric.resolve("127.0.0.1", server.port(), S);
+        End e = new End(a, 4, 4, 16, Verbs.ACCESS_LOCAL_WRITE);
+        assertThrows(VerbsException.class, () -> a.connect(S, new byte[Verbs.MAX_CONNECT_PRIVATE_DATA + 1]));
+        byte[] data = {1, 2, 3, 4, 5};
+        CompletableFuture<Void> c = CompletableFuture.runAsync(() -> {
+            try {
+                a.connect(S, data);
+            } catch (VerbsException ex) {
+                throw new RuntimeException(ex);
+            }
+        });
+        RdmaEndpoint p = server.awaitRequest(S);
+        cleanup.add(p);
+        assertEquals(java.util.Arrays.toString(data), java.util.Arrays.toString(p.privateData()));
+        assertEquals(0, e.ep.privateData().length, "the active side has none to read");
+        p.reject();
+        assertThrows(Exception.class, () -> c.get(5, TimeUnit.SECONDS));
+    }
+
+    @Test
     void aWrongOrStaleRkeyOrMissingRemoteWriteAccessIsRefused() throws Exception {
         MemoryRegion readOnly = passive.pd.register(arena.allocate(4096, 4096), Verbs.ACCESS_LOCAL_WRITE);
         active.batch.clear().rdma(Verbs.WR_RDMA_WRITE, 1, Verbs.SEND_SIGNALED, active.mr.address(), 64, active.mr.lkey(), readOnly.address(),
