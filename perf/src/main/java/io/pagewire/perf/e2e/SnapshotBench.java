@@ -70,7 +70,7 @@ public final class SnapshotBench {
             int eq = s.indexOf('=');
             storages.put(s.substring(0, eq), s.substring(eq + 1));
         }
-        Path out = Path.of(opt.getOrDefault("out", "snapshot-bench.md"));
+        Path out = Path.of(opt.getOrDefault("out", "perf/target/reports/snapshot-bench.md")); // as the other benches: never the work tree
         String backing = opt.getOrDefault("backing", "memfd");
 
         List<String> rows = new ArrayList<>();
@@ -175,6 +175,9 @@ public final class SnapshotBench {
     }
 
     private static void write(Path out, List<String> rows) throws IOException {
+        if (out.toAbsolutePath().getParent() != null) {
+            Files.createDirectories(out.toAbsolutePath().getParent());
+        }
         try (PrintWriter w = new PrintWriter(Files.newBufferedWriter(out))) {
             rows.forEach(w::println);
         }
