@@ -16,6 +16,7 @@ import io.pagewire.transport.spi.tck.TransportTck;
 import io.pagewire.transport.spi.wire.FrameHeader;
 import io.pagewire.transport.spi.wire.FrameType;
 import io.pagewire.transport.spi.wire.Wire;
+import io.pagewire.transport.spi.tck.Closer;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -29,9 +30,7 @@ import java.nio.ByteBuffer;
 import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
-import java.util.ArrayDeque;
 import java.util.ArrayList;
-import java.util.Deque;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
@@ -56,18 +55,15 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 @Timeout(value = 120, unit = TimeUnit.SECONDS)
 class ReceiverHardeningTest {
     private static final long MIB = 1 << 20;
-    private final Deque<AutoCloseable> cleanup = new ArrayDeque<>();
+    private final Closer cleanup = new Closer();
 
     @AfterEach
     void closeEverything() throws Exception {
-        while (!cleanup.isEmpty()) {
-            cleanup.pop().close();
-        }
+        cleanup.closeAll();
     }
 
     private <T extends AutoCloseable> T closeLater(T c) {
-        cleanup.push(c);
-        return c;
+        return cleanup.add(c);
     }
 
     private static int port(Listener l) {

@@ -13,6 +13,7 @@ import io.pagewire.transport.spi.tck.TransportTck;
 import io.pagewire.transport.spi.wire.FrameHeader;
 import io.pagewire.transport.spi.wire.FrameType;
 import io.pagewire.transport.spi.wire.Wire;
+import io.pagewire.transport.spi.tck.Closer;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -30,8 +31,6 @@ import java.net.Socket;
 import java.net.SocketException;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
-import java.util.ArrayDeque;
-import java.util.Deque;
 import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.CompletableFuture;
@@ -55,18 +54,15 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 @Timeout(value = 60, unit = TimeUnit.SECONDS)
 class SharedChannelTest {
     private static final long MIB = 1 << 20;
-    private final Deque<AutoCloseable> cleanup = new ArrayDeque<>();
+    private final Closer cleanup = new Closer();
 
     @AfterEach
     void closeEverything() throws Exception {
-        while (!cleanup.isEmpty()) {
-            cleanup.pop().close();
-        }
+        cleanup.closeAll();
     }
 
     private <T extends AutoCloseable> T closeLater(T c) {
-        cleanup.push(c);
-        return c;
+        return cleanup.add(c);
     }
 
     @ParameterizedTest(name = "{0}")

@@ -2,11 +2,11 @@ package io.pagewire.transport.tcp;
 
 import io.pagewire.transport.spi.Connection;
 import io.pagewire.transport.spi.Listener;
-import io.pagewire.transport.spi.MessageHandler;
 import io.pagewire.transport.spi.TransportContext;
 import io.pagewire.transport.spi.TransportException;
 import io.pagewire.transport.spi.TransportException.Kind;
 import io.pagewire.transport.spi.Transports;
+import io.pagewire.transport.spi.tck.AckingHandler;
 import io.pagewire.transport.spi.tck.Closer;
 import io.pagewire.transport.spi.tck.TckCredentials;
 import io.pagewire.transport.spi.tck.TckRam;
@@ -31,9 +31,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicReference;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
@@ -70,40 +68,11 @@ class TcpTlsTest {
         return new TransportContext().layout(ram.layout()).connectTimeoutNs(TimeUnit.SECONDS.toNanos(10));
     }
 
-    /** Acknowledges completion, records the first error. */
-    private static final class Handler implements MessageHandler {
-        final CountDownLatch completed = new CountDownLatch(1);
-        final AtomicReference<TransportException> error = new AtomicReference<>();
-        volatile Connection self;
-        final boolean acks;
-
-        Handler(boolean acks) {
-            this.acks = acks;
-        }
-
-        @Override
-        public void onOpen(Connection c) {
-            self = c;
-        }
-
-        @Override
-        public void onComplete() {
-            if (acks) {
-                self.urgent().sendComplete();
-            }
-            completed.countDown();
-        }
-
-        @Override
-        public void onError(TransportException e) {
-            error.compareAndSet(null, e);
-        }
-    }
 
     /** A whole small migration to {@code uri} through {@code l}: pages arrive byte-exact, both sides see the completion. */
     private void migrate(Listener l, String uri, TckRam src, TckRam dst) throws Exception {
-        Handler s = new Handler(false);
-        Handler d = new Handler(true);
+        AckingHandler s = new AckingHandler(false);
+        AckingHandler d = new AckingHandler(true);
         CompletableFuture<Connection> source = CompletableFuture.supplyAsync(() -> Transports.connect(uri, context(src).handler(s)));
         Connection dc = closeLater(l.accept(d, Duration.ofSeconds(30)));
         d.self = dc;
@@ -157,7 +126,7 @@ class TcpTlsTest {
         Listener l = closeLater(Transports.listen("tcp://127.0.0.1:0?channels=2&tls=on&" + creds(c.certs), context(dst)));
         String stranger = l.uri().replace(creds(c.certs), creds(c.otherCa));
         TransportException e = assertThrows(TransportException.class,
-                () -> closeLater(Transports.connect(stranger, context(src).handler(new Handler(false)))));
+                () -> closeLater(Transports.connect(stranger, context(src).handler(new AckingHandler(false)))));
         assertTrue(e.getMessage().contains("TLS") || e.getMessage().contains("certificate"), e.toString());
         migrate(l, l.uri(), src, dst);
     }
@@ -170,7 +139,7 @@ class TcpTlsTest {
         Listener l = closeLater(Transports.listen("tcp://127.0.0.1:0?channels=1&tls=on&" + creds(c.otherCa), context(dst)));
         String uri = l.uri().replace(creds(c.otherCa), creds(c.certs));
         TransportException e = assertThrows(TransportException.class,
-                () -> closeLater(Transports.connect(uri, context(src).handler(new Handler(false)))));
+                () -> closeLater(Transports.connect(uri, context(src).handler(new AckingHandler(false)))));
         assertEquals(Kind.HANDSHAKE, e.kind(), e.toString());
         assertTrue(e.getMessage().contains("TLS handshake with the destination") && e.getMessage().contains("certif"), e.getMessage());
     }
@@ -183,7 +152,7 @@ class TcpTlsTest {
         Listener l = closeLater(Transports.listen("tcp://127.0.0.1:0?channels=1&tls=on&" + creds(c.certs), context(dst)));
         String clear = l.uri().replace("tls=on&", "");
         TransportException e = assertThrows(TransportException.class,
-                () -> closeLater(Transports.connect(clear, context(src).handler(new Handler(false)))));
+                () -> closeLater(Transports.connect(clear, context(src).handler(new AckingHandler(false)))));
         assertEquals(Kind.HANDSHAKE, e.kind(), e.toString());
         assertTrue(e.getMessage().contains("tls=on"), e.getMessage());
     }
@@ -196,7 +165,7 @@ class TcpTlsTest {
         Listener l = closeLater(Transports.listen("tcp://127.0.0.1:0?channels=1&" + creds(c.certs), context(dst)));
         String tls = l.uri() + "&tls=on";
         TransportException e = assertThrows(TransportException.class,
-                () -> closeLater(Transports.connect(tls, context(src).handler(new Handler(false)))));
+                () -> closeLater(Transports.connect(tls, context(src).handler(new AckingHandler(false)))));
         assertTrue(e.getMessage().contains("TLS handshake") && e.getMessage().contains("tls=on"), e.getMessage());
     }
 

@@ -13,6 +13,7 @@ import io.pagewire.transport.spi.TransportException;
 import io.pagewire.transport.spi.TransportException.Kind;
 import io.pagewire.transport.spi.Transports;
 import io.pagewire.linux.FileDescriptors;
+import io.pagewire.transport.spi.tck.Closer;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -23,8 +24,6 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.file.Path;
 import java.time.Duration;
-import java.util.ArrayDeque;
-import java.util.Deque;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
@@ -51,19 +50,19 @@ class SharedMemoryTest {
     Path dir;
 
     private final Arena arena = Arena.ofShared();
-    private final Deque<AutoCloseable> cleanup = new ArrayDeque<>();
+    private final Closer cleanup = new Closer();
 
     @AfterEach
     void closeEverything() throws Exception {
-        while (!cleanup.isEmpty()) {
-            cleanup.pop().close();
+        try {
+            cleanup.closeAll();
+        } finally {
+            arena.close();
         }
-        arena.close();
     }
 
     private <T extends AutoCloseable> T later(T c) {
-        cleanup.push(c);
-        return c;
+        return cleanup.add(c);
     }
 
     /** A memfd of {@code size} bytes, mapped here, closed after the test. */

@@ -2,7 +2,6 @@ package io.pagewire.transport.spi.tck;
 
 import io.pagewire.transport.spi.Connection;
 import io.pagewire.transport.spi.Listener;
-import io.pagewire.transport.spi.MessageHandler;
 import io.pagewire.transport.spi.TransportContext;
 import io.pagewire.transport.spi.TransportException;
 import io.pagewire.transport.spi.TransportException.Kind;
@@ -17,9 +16,7 @@ import org.junit.jupiter.params.provider.ValueSource;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicReference;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -95,35 +92,6 @@ public abstract class AuthTck {
         return new TransportContext().layout(ram.layout()).connectTimeoutNs(TimeUnit.SECONDS.toNanos(10));
     }
 
-    /** Acknowledges completion, records the first error. */
-    private static final class Handler implements MessageHandler {
-        final CountDownLatch completed = new CountDownLatch(1);
-        final AtomicReference<TransportException> error = new AtomicReference<>();
-        volatile Connection self;
-        final boolean acks;
-
-        Handler(boolean acks) {
-            this.acks = acks;
-        }
-
-        @Override
-        public void onOpen(Connection c) {
-            self = c;
-        }
-
-        @Override
-        public void onComplete() {
-            if (acks) {
-                self.urgent().sendComplete();
-            }
-            completed.countDown();
-        }
-
-        @Override
-        public void onError(TransportException e) {
-            error.compareAndSet(null, e);
-        }
-    }
 
     private Listener listen(TckRam dst, String options) {
         return closeLater(Transports.listen(with(listenUri(), options), context(dst)));
@@ -136,7 +104,7 @@ public abstract class AuthTck {
     /** Connects with {@code options} and expects a refusal; returns its message. */
     private String refused(Listener l, TckRam src, String options) {
         TransportException e = assertThrows(TransportException.class,
-                () -> closeLater(Transports.connect(target(l, options), context(src).handler(new Handler(false)))));
+                () -> closeLater(Transports.connect(target(l, options), context(src).handler(new AckingHandler(false)))));
         assertEquals(Kind.HANDSHAKE, e.kind(), e.toString());
         return e.getMessage();
     }
@@ -144,8 +112,8 @@ public abstract class AuthTck {
     /** A whole small migration through {@code l}: pages arrive byte-exact, both sides see the completion. */
     private void migrate(Listener l, TckRam src, TckRam dst, String options) throws Exception {
         src.fillPattern(3, 10, 1);
-        Handler s = new Handler(false);
-        Handler d = new Handler(true);
+        AckingHandler s = new AckingHandler(false);
+        AckingHandler d = new AckingHandler(true);
         String uri = target(l, options);
         CompletableFuture<Connection> source = CompletableFuture.supplyAsync(() -> Transports.connect(uri, context(src).handler(s)));
         Connection dc = closeLater(l.accept(d, Duration.ofSeconds(30)));
