@@ -59,6 +59,42 @@ class ModulePathTest {
         }
     }
 
+    /**
+     * The launcher's warm start: {@code aot-training} on the module path with {@code -XX:AOTCacheOutput} completes its
+     * loopback migrations (both sides in one JVM) and leaves a cache, and a JVM with {@code -XX:AOTMode=on} (which
+     * refuses to start when the cache cannot be used) then runs a command with it.
+     */
+    @Test
+    @org.junit.jupiter.api.Timeout(value = 120, unit = TimeUnit.SECONDS)
+    void theAotTrainingRunMakesACacheTheCommandsStartWith(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) throws Exception {
+        java.nio.file.Path cache = dir.resolve("pagewire.aot");
+        Run train = run(List.of("-XX:AOTCacheOutput=" + cache), List.of("aot-training", "--ram", "32M"), 100);
+        assertEquals(0, train.rc(), train::toString);
+        assertTrue(java.nio.file.Files.size(cache) > 0, train::toString);
+        Run use = run(List.of("-XX:AOTMode=on", "-XX:AOTCache=" + cache), List.of("send", "--help"), 30);
+        assertEquals(0, use.rc(), use::toString);
+        assertTrue(use.out().contains("--to=URI"), use::toString);
+    }
+
+    private record Run(int rc, String out, String err) {
+    }
+
+    /** {@code pagewire args} in a child JVM on the module path, {@code jvmFlags} added; stdout and stderr collected. */
+    private static Run run(List<String> jvmFlags, List<String> args, int seconds) throws Exception {
+        List<String> cmd = new java.util.ArrayList<>(ChildJvm.command(args));
+        cmd.addAll(1, jvmFlags);
+        cmd.addAll(1, List.of("-Xlog:disable", "-Xlog:all=warning:stderr"));
+        Process p = new ProcessBuilder(cmd).start();
+        try {
+            CompletableFuture<String> err = CompletableFuture.supplyAsync(() -> readAll(p.getErrorStream()));
+            String out = readAll(p.getInputStream());
+            assertTrue(p.waitFor(seconds, TimeUnit.SECONDS), () -> String.join(" ", cmd) + " still running: " + out);
+            return new Run(p.exitValue(), out, err.get(10, TimeUnit.SECONDS));
+        } finally {
+            p.destroyForcibly();
+        }
+    }
+
     private static String readAll(InputStream in) {
         try {
             return new String(in.readAllBytes(), StandardCharsets.UTF_8);

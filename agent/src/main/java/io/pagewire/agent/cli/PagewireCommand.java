@@ -12,6 +12,7 @@ import picocli.CommandLine.Command;
                 "3:completed, but the destination's RAM differs or no verdict came", "4:transport error (connect, handshake, connection lost, peer timeout)"},
         description = "Moves a running guest's RAM between hosts over a transport chosen by URI (tcp://, rdma://, aeron:...).",
         subcommands = {DemoCommand.class, SendCommand.class, ReceiveCommand.class, SnapshotCommand.class, RestoreCommand.class, ReplicateCommand.class,
+                AotTrainingCommand.class,
                 CommandLine.HelpCommand.class})
 public final class PagewireCommand implements Runnable {
 
