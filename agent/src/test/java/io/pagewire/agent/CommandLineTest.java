@@ -146,6 +146,23 @@ class CommandLineTest {
         assertTrue(r.err.contains("not a pagewire snapshot"), r.err);
     }
 
+    /** QEMU's default guest RAM (anonymous, transparent huge pages advised): migrated and verified; a bad combination refused. */
+    @Test
+    void guestRamOnAnonymousHugePagesMigratesAndVerifies() {
+        Run r = run("demo", "--ram", "64M", "--json", "--backing", "anonymous", "--huge-pages", "--pattern", "random", "--dirty-rate", "32M",
+                "--working-set", "16M");
+        assertEquals(0, r.exit, r.out + r.err);
+        var doc = Json.parseObject(r.out, "demo --json output");
+        assertEquals("completed", doc.get("status").asString());
+        assertTrue(doc.get("verified").asBoolean(), r.out);
+        r = run("send", "--to", "tcp://127.0.0.1:1", "--ram", "1M", "--huge-pages");
+        assertEquals(2, r.exit, r.out + r.err);
+        assertTrue(r.err.contains("--huge-pages") && r.err.contains("--backing anonymous"), r.err);
+        r = run("send", "--to", "tcp://127.0.0.1:1", "--ram", "1M", "--backing", "hugetlbfs");
+        assertEquals(2, r.exit, r.out + r.err);
+        assertTrue(r.err.contains("--backing hugetlbfs is not one of memfd, anonymous"), r.err);
+    }
+
     @Test
     void badUriIsAClearErrorNotAStackTrace() {
         Run r = run("send", "--to", "tcp://127.0.0.1:1?chanels=2", "--ram", "1M");

@@ -43,6 +43,7 @@ final class DemoCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         Phases phases = new Phases(); // jvm-start: everything before this line
         guest.pattern(); // validate before starting anything
+        guest.regionSpec().conclude();
         migrate.config();
         io.pagewire.transport.spi.Transports.provider(io.pagewire.transport.spi.TransportUri.parse(uri));
         List<String> receive = new java.util.ArrayList<>(List.of("receive", "--listen", uri, "--ram", Long.toString(guest.ram),

@@ -31,6 +31,29 @@ final class GuestOptions {
             description = "share of pages given back through the balloon, 0..1 (default ${DEFAULT-VALUE})")
     double balloonFraction;
 
+    @Option(names = "--backing", defaultValue = "memfd", paramLabel = "B",
+            description = "guest RAM: memfd or anonymous (default ${DEFAULT-VALUE})")
+    String backing;
+
+    @Option(names = "--huge-pages", description = {"anonymous guest RAM: ask for transparent huge pages (MADV_HUGEPAGE), as QEMU",
+            "does for its RAM; dirty tracking stays at 4 KiB (a write splits the huge page)"})
+    boolean hugePages;
+
+    /** @return the guest RAM's region as {@code --ram}, {@code --backing} and {@code --huge-pages} ask */
+    io.pagewire.ramtracker.RegionSpec regionSpec() {
+        return switch (backing) {
+            case "memfd" -> {
+                if (hugePages) {
+                    throw new IllegalArgumentException("--huge-pages asks for transparent huge pages, which only anonymous RAM has here: "
+                            + "add --backing anonymous");
+                }
+                yield io.pagewire.ramtracker.RegionSpec.memfd("pc.ram", ram);
+            }
+            case "anonymous" -> io.pagewire.ramtracker.RegionSpec.anonymous("pc.ram", ram).hugePages(hugePages);
+            default -> throw new IllegalArgumentException("--backing " + backing + " is not one of memfd, anonymous");
+        };
+    }
+
     SyntheticGuest.Pattern pattern() {
         try {
             return SyntheticGuest.Pattern.valueOf(pattern.toUpperCase(java.util.Locale.ROOT));

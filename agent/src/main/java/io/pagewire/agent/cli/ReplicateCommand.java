@@ -7,7 +7,6 @@ import io.pagewire.agent.replica.ReplicationConfig;
 import io.pagewire.agent.replica.ReplicationException;
 import io.pagewire.agent.replica.ReplicationPrimary;
 import io.pagewire.agent.replica.ReplicationStats;
-import io.pagewire.ramtracker.RegionSpec;
 import io.pagewire.transport.spi.PeerText;
 import io.pagewire.transport.spi.TransportUri;
 import io.pagewire.transport.spi.Transports;
@@ -82,7 +81,7 @@ final class ReplicateCommand implements Callable<Integer> {
         ReplicationConfig config = new ReplicationConfig().intervalNs(interval.toNanos()).rateLimitBytesPerSec(rateLimit)
                 .design(d).checksums(checksums).conclude();
         PrintWriter out = spec.commandLine().getOut();
-        try (GuestImage image = GuestImage.create(RegionSpec.memfd("pc.ram", guest.ram), guest.zeroFraction, 0, 1, false);
+        try (GuestImage image = GuestImage.create(guest.regionSpec(), guest.zeroFraction, 0, 1, false);
              SyntheticGuest vcpus = new SyntheticGuest(image.region().memory().asSlice(0, image.region().sizeBytes()), image.region().pageSize(),
                      new SyntheticGuest.Config(guest.vcpus, guest.dirtyRate, guest.pattern(), guest.workingSet, 7), page -> true)) {
             vcpus.start();

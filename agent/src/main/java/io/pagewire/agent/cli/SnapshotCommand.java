@@ -42,9 +42,6 @@ final class SnapshotCommand implements Callable<Integer> {
                     "emulated slow storage), or a transport URI such as tcp://host:4444"})
     String to;
 
-    @Option(names = "--backing", defaultValue = "memfd", paramLabel = "B", description = "guest RAM: memfd or anonymous (default ${DEFAULT-VALUE})")
-    String backing;
-
     @Option(names = "--policy", defaultValue = "adaptive", paramLabel = "P",
             description = "fault-latency policy: none, seed, urgent, adaptive (default ${DEFAULT-VALUE}; see docs/snapshot.md)")
     String policy;
@@ -83,11 +80,11 @@ final class SnapshotCommand implements Callable<Integer> {
         if (file == null) {
             io.pagewire.transport.spi.Transports.provider(io.pagewire.transport.spi.TransportUri.parse(to));
         }
-        RegionSpec regionSpec = switch (backing) {
-            case "memfd" -> RegionSpec.memfd("pc.ram", guest.ram);
-            case "anonymous" -> RegionSpec.anonymous("pc.ram", guest.ram);
-            default -> throw new IllegalArgumentException("--backing " + backing + " is not one of memfd, anonymous");
-        };
+        if (guest.hugePages) {
+            // Copy-before-write works page by page: a write-protect fault on a 2 MiB mapping is not what it was built for.
+            throw new IllegalArgumentException("snapshot: --huge-pages is not supported (copy-before-write tracks 4 KiB pages)");
+        }
+        RegionSpec regionSpec = guest.regionSpec();
         SnapshotConfig config = new SnapshotConfig().policy(p).poolBytes(pool).writerThreads(writers).chunkPages(chunkPages)
                 .copyBeforeWrite(!noCopyBeforeWrite).conclude(4096);
         PrintWriter out = spec.commandLine().getOut();

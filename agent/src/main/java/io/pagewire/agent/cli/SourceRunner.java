@@ -30,7 +30,7 @@ final class SourceRunner {
      */
     static int run(PrintWriter out, PrintWriter err, GuestOptions g, MigrateOptions m, String uri, Phases phases) {
         SyntheticGuest.Pattern pattern = g.pattern();
-        try (GuestImage image = GuestImage.create(g.ram, g.zeroFraction, g.balloonFraction, 1);
+        try (GuestImage image = GuestImage.create(g.regionSpec(), g.zeroFraction, g.balloonFraction, 1, false);
              SyntheticGuest guest = new SyntheticGuest(image.region().memory().asSlice(0, image.region().sizeBytes()),
                      image.region().pageSize(), new SyntheticGuest.Config(g.vcpus, g.dirtyRate, pattern, g.workingSet, 7),
                      page -> !image.balloon().isBallooned(page))) {

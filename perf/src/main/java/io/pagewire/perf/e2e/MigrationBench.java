@@ -122,6 +122,11 @@ public final class MigrationBench implements Callable<Integer> {
     String dstExec;
     @Option(names = "--dst-backing", defaultValue = "anonymous", paramLabel = "B", description = "destination RAM: anonymous or memfd (default ${DEFAULT-VALUE})")
     String dstBacking;
+
+    @Option(names = "--src-backing", defaultValue = "memfd", paramLabel = "B",
+            description = {"source guest RAM: memfd, or anonymous with transparent huge pages advised (MADV_HUGEPAGE),",
+                    "as QEMU backs its guest RAM (default ${DEFAULT-VALUE})"})
+    String srcBacking;
     @Option(names = "--serve", description = {"two hosts, destination side: accept MigrationBench --to control connections on --control and",
             "receive their migrations in this JVM, one after another, until stopped (an unauthenticated benchmarking port, as iperf3 -s)"})
     boolean serve;
@@ -149,6 +154,9 @@ public final class MigrationBench implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
+        if (!srcBacking.equals("anonymous") && !srcBacking.equals("memfd")) {
+            throw new CommandLine.ParameterException(new CommandLine(this), "--src-backing " + srcBacking + " is not one of anonymous, memfd");
+        }
         if (!dstBacking.equals("anonymous") && !dstBacking.equals("memfd")) {
             throw new CommandLine.ParameterException(new CommandLine(this), "--dst-backing " + dstBacking + " is not one of anonymous, memfd");
         }
@@ -213,9 +221,9 @@ public final class MigrationBench implements Callable<Integer> {
         StringBuilder md = new StringBuilder();
         String stamp = LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss"));
         md.append("# Migration benchmark ").append(stamp).append("\n\n");
-        md.append(String.format(Locale.ROOT, "URI `%s`; medians of %d runs; %d cores; memory warmed: %s; destination RAM: %s.%n%n", uri, runs,
+        md.append(String.format(Locale.ROOT, "URI `%s`; medians of %d runs; %d cores; memory warmed: %s; source RAM: %s; destination RAM: %s.%n%n", uri, runs,
                 Runtime.getRuntime().availableProcessors(), warm > 0 ? (warm >> 30) + " GiB" : "no",
-                to != null ? "that of the MigrationBench --serve at " + to : dstBacking));
+                srcBacking.equals("memfd") ? "memfd" : "anonymous, transparent huge pages advised", to != null ? "that of the MigrationBench --serve at " + to : dstBacking));
         md.append("| case | QEMU 7.2 here | target | total ms | setup ms | downtime ms | transferred MiB | rounds | status |\n");
         md.append("|---|---|---|---|---|---|---|---|---|\n");
         for (Case c : selected) {
@@ -323,13 +331,14 @@ public final class MigrationBench implements Callable<Integer> {
         });
     }
 
-    private static MigrationStats run(Destination dst, String listenUri, Case c) throws IOException {
+    private MigrationStats run(Destination dst, String listenUri, Case c) throws IOException {
         return measure(dst, listenUri, c).stats();
     }
 
-    private static Run measure(Destination dst, String listenUri, Case c) throws IOException {
+    private Run measure(Destination dst, String listenUri, Case c) throws IOException {
         String target = dst.start(listenUri, c.ram, c.populate, c.postcopy() ? c.guest : null);
-        try (GuestImage image = GuestImage.create(c.ram, c.zero, 0, 1, c.writeZeros);
+        RegionSpec source = srcBacking.equals("memfd") ? RegionSpec.memfd("pc.ram", c.ram) : RegionSpec.anonymous("pc.ram", c.ram).hugePages(true);
+        try (GuestImage image = GuestImage.create(source, c.zero, 0, 1, c.writeZeros);
              SyntheticGuest guest = new SyntheticGuest(image.region().memory().asSlice(0, image.region().sizeBytes()), image.region().pageSize(),
                      c.guest, p -> true)) {
             guest.start();
