@@ -40,6 +40,8 @@ public final class GuestRegion {
     private volatile NativeFile file;
     private final boolean hugePages;
     private volatile PopulationSource population;
+    /** While an anonymous region is write-tracked: the pages that may hold data (see {@link #trackedPopulation}). */
+    private volatile io.pagewire.ramtracker.bitmap.DirtyBitmap trackedData;
 
     GuestRegion(GuestRam ram, int index, String name, Backing backing, long pageSize, MemorySegment memory, NativeFile file,
             boolean hugePages) {
@@ -110,6 +112,25 @@ public final class GuestRegion {
     /** @return how never-populated pages are found */
     public PopulationSource populationSource() {
         return population;
+    }
+
+    /**
+     * For the write tracker of a whole anonymous region ({@code UffdWriteTracker}). While it tracks, userfaultfd's
+     * markers make never-populated pages read as swapped in the page tables, and a marker cannot be told from a real
+     * swap entry; population is then answered from {@code data}, the pages that held data when the protection
+     * started or that were reported written since (the tracker keeps it), plus what the page tables say for certain
+     * (present, or swapped and written since protection). A page in none of these was a hole when the protection
+     * started and has not been written since: it reads as zeros. {@code null} ends it (before the protection comes
+     * off). Regions that learn population from their file are not affected.
+     *
+     * @param data one bit per page of this region, or null
+     */
+    public void trackedPopulation(io.pagewire.ramtracker.bitmap.DirtyBitmap data) {
+        if (data != null && (population != PopulationSource.PAGE_TABLES || data.pageCount() != pageCount)) {
+            throw new IllegalArgumentException(this + ": tracked population needs page-table population and one bit per page ("
+                    + pageCount + "), got " + population + " and " + data.pageCount());
+        }
+        this.trackedData = data;
     }
 
     /**
@@ -193,7 +214,15 @@ public final class GuestRegion {
                 long data = file.nextData(fromPage << pageShift);
                 yield data < 0 ? toPage : Math.min(toPage, Math.max(fromPage, data >>> pageShift));
             }
-            case PAGE_TABLES -> PageMap.nextPopulated(memory, fromPage << pageShift, toPage << pageShift) >>> pageShift;
+            case PAGE_TABLES -> {
+                io.pagewire.ramtracker.bitmap.DirtyBitmap data = trackedData;
+                if (data == null) {
+                    yield PageMap.nextPopulated(memory, fromPage << pageShift, toPage << pageShift) >>> pageShift;
+                }
+                long known = data.nextDirty(fromPage, toPage);
+                yield known == fromPage ? fromPage
+                        : PageMap.nextPresentOrWrittenSwap(memory, fromPage << pageShift, known << pageShift) >>> pageShift;
+            }
             case NONE -> fromPage;
         };
     }
@@ -218,7 +247,25 @@ public final class GuestRegion {
                 // A page counts as unpopulated only if the hole covers all of it: round up.
                 yield hole < 0 ? toPage : Math.min(toPage, Math.max(fromPage, (hole + pageSize - 1) >>> pageShift));
             }
-            case PAGE_TABLES -> PageMap.nextUnpopulated(memory, fromPage << pageShift, toPage << pageShift) >>> pageShift;
+            case PAGE_TABLES -> {
+                io.pagewire.ramtracker.bitmap.DirtyBitmap data = trackedData;
+                if (data == null) {
+                    yield PageMap.nextUnpopulated(memory, fromPage << pageShift, toPage << pageShift) >>> pageShift;
+                }
+                long q = fromPage;
+                while (q < toPage) {
+                    q = data.nextClean(q, toPage);
+                    if (q == toPage) {
+                        break;
+                    }
+                    long free = PageMap.nextNeitherPresentNorWrittenSwap(memory, q << pageShift, toPage << pageShift) >>> pageShift;
+                    if (free == q) {
+                        break;
+                    }
+                    q = free; // [q, free) has data in the page tables
+                }
+                yield q;
+            }
             case NONE -> toPage;
         };
     }

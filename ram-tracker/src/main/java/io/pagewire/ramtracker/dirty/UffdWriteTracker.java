@@ -43,6 +43,8 @@ public final class UffdWriteTracker implements DirtyLogSource {
     private boolean closed;
     /** Pages reported by the collect in progress (guarded by this). */
     private long reported;
+    /** Whole anonymous region: pages that held data at start or were reported written since (GuestRegion#trackedPopulation). */
+    private io.pagewire.ramtracker.bitmap.DirtyBitmap data;
 
     private UffdWriteTracker(GuestRegion region, long firstPage, long pageCount, Userfaultfd uffd) {
         this.region = region;
@@ -159,12 +161,37 @@ public final class UffdWriteTracker implements DirtyLogSource {
         try {
             // PAGEMAP_SCAN protects in one page-table pass, twice as fast as UFFDIO_WRITEPROTECT
             // (10 ms against 23 ms for a populated 1 GiB memfd); WP_UNPOPULATED covers holes.
-            PageMap.writeProtect(memory, 0, memory.byteSize());
+            if (keepsPopulation()) {
+                // Anonymous memory learns population from the page tables, where the holes' markers now read as
+                // swapped: the same pass says which pages held data, and collects add the written ones.
+                // Freed by the GC, not closed: a query on another thread may still be reading it when tracking stops.
+                data = io.pagewire.ramtracker.bitmap.DirtyBitmap.allocate(region.pageCount(), java.lang.foreign.Arena.ofAuto());
+                io.pagewire.ramtracker.bitmap.DirtyBitmap d = data;
+                PageMap.writeProtectReportingPopulated(memory, 0, memory.byteSize(),
+                        (start, end) -> d.markRangeAtomic(start >>> pageShift, (end - start) >>> pageShift));
+                region.trackedPopulation(data);
+            } else {
+                PageMap.writeProtect(memory, 0, memory.byteSize());
+            }
         } catch (RamTrackerException e) {
+            dropPopulation();
             uffd.unregister(memory);
             throw new RamTrackerException("cannot start " + description() + ": " + e.getMessage(), e);
         }
         tracking = true;
+    }
+
+    /** Whole anonymous regions whose population comes from the page tables keep their own (see {@link #data}). */
+    private boolean keepsPopulation() {
+        return firstPage == 0 && pageCount == region.pageCount()
+                && region.populationSource() == io.pagewire.ramtracker.GuestRegion.PopulationSource.PAGE_TABLES;
+    }
+
+    private void dropPopulation() {
+        if (data != null) {
+            region.trackedPopulation(null);
+            data = null;
+        }
     }
 
     @Override
@@ -188,11 +215,15 @@ public final class UffdWriteTracker implements DirtyLogSource {
         long pageSize = 1L << pageShift;
         long base = this.firstPage;
         reported = 0;
+        io.pagewire.ramtracker.bitmap.DirtyBitmap d = data;
         PageMap.collectWritten(memory, (from - base) << pageShift, (from - base + count) << pageShift, true, (start, end) -> {
             // Ranges come in base pages relative to the tracked slice; round outwards when the
             // region's page is larger.
             long first = base + (start >>> pageShift);
             long last = base + ((end + pageSize - 1) >>> pageShift);
+            if (d != null) {
+                d.markRangeAtomic(first, last - first); // written: may hold data, even once swapped and protected again
+            }
             sink.markRange(first, last - first);
             reported += last - first;
         });
@@ -206,6 +237,7 @@ public final class UffdWriteTracker implements DirtyLogSource {
             return;
         }
         tracking = false;
+        dropPopulation(); // population from the page tables alone again (conservative until the markers are gone)
         // Unprotect first so that no page stays read-only once the registration is gone.
         uffd.writeProtect(memory, false);
         uffd.unregister(memory);

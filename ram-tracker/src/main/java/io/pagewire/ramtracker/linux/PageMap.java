@@ -146,6 +146,86 @@ public final class PageMap {
     }
 
     /**
+     * As {@link #writeProtect}, and reports which pages held data when the pass protected them: each page's state
+     * is read and the page protected under its page-table lock, so a page reported as not populated was a hole at
+     * that moment (it gets userfaultfd's marker) and can only be written afterwards, which the write tracking sees.
+     *
+     * @param segment a mapping registered for async write-protect
+     * @param fromOffset first byte (page-aligned)
+     * @param toOffset end (page-aligned)
+     * @param populated receives the ranges that were present (not the shared zero page) or swapped, relative to
+     *                  {@code segment}, in address order
+     */
+    public static void writeProtectReportingPopulated(MemorySegment segment, long fromOffset, long toOffset, RangeConsumer populated) {
+        String what = "write-protect pages";
+        checkRange(segment, fromOffset, toOffset, what);
+        Buffers b = BUFFERS.get();
+        MemorySegment vec = b.vec;
+        long base = segment.address();
+        long end = base + toOffset;
+        long position = base + fromOffset;
+        long report = Libc.PAGE_IS_PRESENT | Libc.PAGE_IS_SWAPPED | Libc.PAGE_IS_PFNZERO;
+        while (position < end) {
+            // No category filter: every page matches and is protected; the vector says what each range was.
+            int n = ioctl(b, position, end, Libc.PM_SCAN_WP_MATCHING | Libc.PM_SCAN_CHECK_WPASYNC, 0, 0, 0, report, VEC_REGIONS, 0, what);
+            for (int i = 0; i < n; i++) {
+                long c = vec.get(JAVA_LONG, i * Libc.PAGE_REGION_SIZE + 16);
+                boolean data = (c & Libc.PAGE_IS_SWAPPED) != 0 || ((c & Libc.PAGE_IS_PRESENT) != 0 && (c & Libc.PAGE_IS_PFNZERO) == 0);
+                if (data) {
+                    populated.accept(vec.get(JAVA_LONG, i * Libc.PAGE_REGION_SIZE) - base, vec.get(JAVA_LONG, i * Libc.PAGE_REGION_SIZE + 8) - base);
+                }
+            }
+            position = advance(b, position, what);
+        }
+    }
+
+    /**
+     * For anonymous memory under userfaultfd write-protection, where the markers of never-populated pages read as
+     * swapped: the first page that has data of its own now for certain, that is present (not the shared zero page)
+     * or swapped and written since it was protected (a protected swap entry is either a real one or a marker, which
+     * the categories cannot tell apart; the caller knows the real ones from {@link #writeProtectReportingPopulated}
+     * and its collects).
+     *
+     * @return the offset of the first such page in {@code [fromOffset, toOffset)}, or {@code toOffset}
+     */
+    public static long nextPresentOrWrittenSwap(MemorySegment segment, long fromOffset, long toOffset) {
+        long present = first(segment, fromOffset, toOffset, Libc.PAGE_IS_PFNZERO, Libc.PAGE_IS_PRESENT | Libc.PAGE_IS_PFNZERO, 0,
+                Libc.PAGE_IS_PRESENT | Libc.PAGE_IS_PFNZERO, "find present pages");
+        if (present == fromOffset) {
+            return present;
+        }
+        long swapped = first(segment, fromOffset, present, 0, Libc.PAGE_IS_SWAPPED | Libc.PAGE_IS_WRITTEN, 0,
+                Libc.PAGE_IS_SWAPPED | Libc.PAGE_IS_WRITTEN, "find written swapped pages");
+        return Math.min(present, swapped);
+    }
+
+    /**
+     * The complement of {@link #nextPresentOrWrittenSwap}: the first page that is neither present (or only the
+     * shared zero page) nor swapped and written since it was protected.
+     *
+     * @return the offset of the first such page in {@code [fromOffset, toOffset)}, or {@code toOffset}
+     */
+    public static long nextNeitherPresentNorWrittenSwap(MemorySegment segment, long fromOffset, long toOffset) {
+        long q = fromOffset;
+        while (q < toOffset) {
+            // Not present, or the zero page: inverting PRESENT and asking for any of the two.
+            long a = first(segment, q, toOffset, Libc.PAGE_IS_PRESENT, 0, Libc.PAGE_IS_PRESENT | Libc.PAGE_IS_PFNZERO,
+                    Libc.PAGE_IS_PRESENT | Libc.PAGE_IS_PFNZERO, "find pages without memory");
+            if (a == toOffset) {
+                return toOffset;
+            }
+            // ... and not a written swap entry: inverting both and asking for any.
+            long b = first(segment, a, toOffset, Libc.PAGE_IS_SWAPPED | Libc.PAGE_IS_WRITTEN, 0, Libc.PAGE_IS_SWAPPED | Libc.PAGE_IS_WRITTEN,
+                    Libc.PAGE_IS_SWAPPED | Libc.PAGE_IS_WRITTEN, "find pages that are not written swap entries");
+            if (b == a) {
+                return a;
+            }
+            q = b; // [a, b) are written swap entries: data
+        }
+        return toOffset;
+    }
+
+    /**
      * @param segment any private anonymous mapping of this process
      * @param fromOffset first byte (page-aligned)
      * @param toOffset end (page-aligned)

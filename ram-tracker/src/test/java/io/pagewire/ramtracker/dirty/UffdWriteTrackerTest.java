@@ -262,6 +262,43 @@ class UffdWriteTrackerTest {
         }
     }
 
+    /**
+     * Anonymous memory learns population from the page tables, where the markers userfaultfd puts on never-populated
+     * pages read as swapped: while tracked, those pages must still count as never populated (read as zeros, never
+     * read by the classifier), and every page that may hold data (populated before, written since, re-protected by a
+     * collect) as populated.
+     */
+    @Test
+    void neverWrittenAnonymousPagesStayUnpopulatedWhileTracked() {
+        GuestRegion r = region(Kind.ANONYMOUS, 4096);
+        io.pagewire.ramtracker.linux.Mappings.adviseNoHugePages(r.memory()); // population is checked page by page
+        r.populate(1024, 16); // populated before tracking
+        write(r, 100);        // data before tracking
+        try (UffdWriteTracker t = UffdWriteTracker.open(r)) {
+            t.start();
+            assertEquals(100, r.nextPopulatedPage(0, 4096));
+            assertEquals(101, r.nextUnpopulatedPage(100, 4096));
+            assertEquals(1024, r.nextPopulatedPage(101, 4096));
+            assertEquals(1040, r.nextUnpopulatedPage(1024, 4096));
+            assertEquals(4096, r.nextPopulatedPage(1040, 4096), "never-written pages under markers are not populated");
+            NativeMemory.getByte(r.page(2000), 0); // a read maps the shared zero page: still no data
+            assertEquals(4096, r.nextPopulatedPage(1040, 4096));
+            write(r, 3000); // written while tracked: data at once
+            assertEquals(3000, r.nextPopulatedPage(1040, 4096));
+            assertEquals(3001, r.nextUnpopulatedPage(3000, 4096));
+            try (java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofConfined()) {
+                DirtyBitmap d = DirtyBitmap.allocate(r.pageCount(), arena);
+                t.collect(d);
+                assertEquals(bits(3000), dirtyPages(d));
+            }
+            assertEquals(3000, r.nextPopulatedPage(1040, 4096), "protected again by the collect, still data");
+            io.pagewire.ramtracker.scan.PageClassifier c = new io.pagewire.ramtracker.scan.PageClassifier(r, null);
+            assertEquals(4096, c.classify(0, 4096, (kind, first, count) -> true));
+            assertEquals(1 + 16 + 1, c.stats().pagesRead(), "only the pages that may hold data are read");
+        }
+        assertEquals(100, r.nextPopulatedPage(0, 4096), "untracked: the page tables alone again");
+    }
+
     @Test
     void unavailableFeaturesAreNamed() {
         String cause = UffdWriteTracker.unavailabilityCause(Backing.MEMFD);
