@@ -157,26 +157,13 @@ public final class PageMap {
      *                  {@code segment}, in address order
      */
     public static void writeProtectReportingPopulated(MemorySegment segment, long fromOffset, long toOffset, RangeConsumer populated) {
-        String what = "write-protect pages";
-        checkRange(segment, fromOffset, toOffset, what);
-        Buffers b = BUFFERS.get();
-        MemorySegment vec = b.vec;
-        long base = segment.address();
-        long end = base + toOffset;
-        long position = base + fromOffset;
-        long report = Libc.PAGE_IS_PRESENT | Libc.PAGE_IS_SWAPPED | Libc.PAGE_IS_PFNZERO;
-        while (position < end) {
-            // No category filter: every page matches and is protected; the vector says what each range was.
-            int n = ioctl(b, position, end, Libc.PM_SCAN_WP_MATCHING | Libc.PM_SCAN_CHECK_WPASYNC, 0, 0, 0, report, VEC_REGIONS, 0, what);
-            for (int i = 0; i < n; i++) {
-                long c = vec.get(JAVA_LONG, i * Libc.PAGE_REGION_SIZE + 16);
-                boolean data = (c & Libc.PAGE_IS_SWAPPED) != 0 || ((c & Libc.PAGE_IS_PRESENT) != 0 && (c & Libc.PAGE_IS_PFNZERO) == 0);
-                if (data) {
-                    populated.accept(vec.get(JAVA_LONG, i * Libc.PAGE_REGION_SIZE) - base, vec.get(JAVA_LONG, i * Libc.PAGE_REGION_SIZE + 8) - base);
-                }
-            }
-            position = advance(b, position, what);
-        }
+        // No category filter: every page matches and is protected; the vector says what each range was.
+        scan(segment, fromOffset, toOffset, Libc.PM_SCAN_WP_MATCHING | Libc.PM_SCAN_CHECK_WPASYNC, 0, 0, 0,
+                Libc.PAGE_IS_PRESENT | Libc.PAGE_IS_SWAPPED | Libc.PAGE_IS_PFNZERO, VEC_REGIONS, (start, end, c) -> {
+                    if ((c & Libc.PAGE_IS_SWAPPED) != 0 || ((c & Libc.PAGE_IS_PRESENT) != 0 && (c & Libc.PAGE_IS_PFNZERO) == 0)) {
+                        populated.accept(start, end);
+                    }
+                }, "write-protect pages");
     }
 
     /**
@@ -284,6 +271,18 @@ public final class PageMap {
      */
     private static long scan(MemorySegment segment, long fromOffset, long toOffset, long flags, long inverted, long mask, long anyOf,
             long returnMask, int maxRegions, RangeConsumer out, String what) {
+        return scan(segment, fromOffset, toOffset, flags, inverted, mask, anyOf, returnMask, maxRegions,
+                (start, end, categories) -> out.accept(start, end), what);
+    }
+
+    /** A range of the output vector with its categories (masked by the scan's return mask). */
+    @FunctionalInterface
+    private interface RegionConsumer {
+        void accept(long startOffset, long endOffset, long categories);
+    }
+
+    private static long scan(MemorySegment segment, long fromOffset, long toOffset, long flags, long inverted, long mask, long anyOf,
+            long returnMask, int maxRegions, RegionConsumer out, String what) {
         checkRange(segment, fromOffset, toOffset, what);
         Buffers b = BUFFERS.get();
         MemorySegment vec = b.vec;
@@ -297,7 +296,7 @@ public final class PageMap {
                 long s = vec.get(JAVA_LONG, i * Libc.PAGE_REGION_SIZE);
                 long e = vec.get(JAVA_LONG, i * Libc.PAGE_REGION_SIZE + 8);
                 reported += e - s;
-                out.accept(s - base, e - base);
+                out.accept(s - base, e - base, vec.get(JAVA_LONG, i * Libc.PAGE_REGION_SIZE + 16));
             }
             position = advance(b, position, what);
         }
