@@ -286,6 +286,7 @@ public abstract class SessionListener<E, A> implements Listener {
      *         source is told little
      */
     protected final AuthExchange.Result authenticate(Hello hello, AuthExchange.Channel channel, String peer) throws IOException {
+        refuseFrameMac(hello, peer);
         Authentication auth = context.authentication();
         if (auth == null) {
             if (hello.authenticated()) {
@@ -310,6 +311,36 @@ public abstract class SessionListener<E, A> implements Listener {
     private static AuthExchange.Refusal refusal(AuthExchange.Refusal e) {
         LOG.log(System.Logger.Level.WARNING, "refused: " + e.detail());
         return e;
+    }
+
+    /**
+     * Refuses a source that asks for per-frame MACs ({@link #frameMacRefusal}); {@link #authenticate}
+     * calls it first, a transport may call it as soon as the HELLO is decoded.
+     *
+     * @throws TransportException {@code HANDSHAKE} when {@code hello} asks for them
+     */
+    protected final void refuseFrameMac(Hello hello, String peer) {
+        String why = frameMacRefusal(hello, uri.substring(0, Math.max(0, uri.indexOf(':'))));
+        if (why != null) {
+            LOG.log(System.Logger.Level.WARNING, "refused: source " + peer + ": " + why);
+            throw new TransportException(Kind.HANDSHAKE, why);
+        }
+    }
+
+    /**
+     * A source that asks for a MAC after every frame (HELLO flag {@link Hello#FLAG_FRAME_MAC}, what
+     * {@code frame-mac=on} sets on {@code aeron:}) is refused by a transport that does not make or check
+     * them: accepting it would run the migration without the integrity that source asked for.
+     *
+     * @return why {@code hello} is refused, or null when it does not ask for per-frame MACs
+     */
+    public static String frameMacRefusal(Hello hello, String scheme) {
+        if (!hello.frameMac()) {
+            return null;
+        }
+        return "the source asks for a MAC after every frame (frame-mac=on, HELLO flag 0x" + Integer.toHexString(Hello.FLAG_FRAME_MAC)
+                + "), which " + scheme + ": does not provide (only aeron: does); remove frame-mac=on from the source's URI"
+                + (scheme.equals("tcp") ? " (tls=on authenticates every byte on tcp:)" : "");
     }
 
     /** @return why this transport refuses a HELLO that passed the common checks, or null */
