@@ -75,35 +75,26 @@ final class RdmaAuthWire implements AuthWire {
                 }
             }
         });
-        return new Recorder() {
-            @Override
-            public String uri() {
-                return listener.uri();
-            }
-
-            @Override
-            public Answer replay(Duration timeout) throws Exception {
-                List<Recorded> qps;
-                synchronized (byQp) {
-                    qps = new ArrayList<>(byQp.values());
+        return AuthWire.recorder(listener.uri(), timeout -> {
+            List<Recorded> qps = snapshot(byQp);
+            // the urgent queue pair connected first: HELLO + RDMA_SETUP + AUTH 1, then AUTH 3, with its connect request
+            Recorded urgent = qps.getFirst();
+            Answer answer = exchange(listener, urgent.privateData, urgent.messages.subList(0, 2), timeout);
+            for (Recorded bg : qps.subList(1, qps.size())) {
+                Answer a = exchange(listener, bg.privateData, bg.messages.subList(0, 1), timeout); // its JOIN, MAC and all
+                if (a.admitted()) {
+                    return a;
                 }
-                // the urgent queue pair connected first: HELLO + RDMA_SETUP + AUTH 1, then AUTH 3, with its connect request
-                Recorded urgent = qps.getFirst();
-                Answer answer = exchange(listener, urgent.privateData, urgent.messages.subList(0, 2), timeout);
-                for (Recorded bg : qps.subList(1, qps.size())) {
-                    Answer a = exchange(listener, bg.privateData, bg.messages.subList(0, 1), timeout); // its JOIN, MAC and all
-                    if (a.admitted()) {
-                        return a;
-                    }
-                }
-                return answer;
             }
+            return answer;
+        }, tap);
+    }
 
-            @Override
-            public void close() throws Exception {
-                tap.close();
-            }
-        };
+    /** @return the queue pairs recorded so far, in the order they first appeared */
+    private static List<Recorded> snapshot(Map<QueuePair, Recorded> byQp) {
+        synchronized (byQp) {
+            return new ArrayList<>(byQp.values());
+        }
     }
 
     @Override

@@ -290,6 +290,8 @@ public abstract class AuthTck {
         // played back while the recorded session runs: it must not be disturbed (its JOINs, MAC and all, are replayed too)
         AuthWire.Answer a = recorder.replay(WIRE_BOUND);
         assertFalse(a.admitted(), "a replayed handshake was admitted: " + a);
+        assertTrue(a.frameTypes().contains(io.pagewire.transport.spi.wire.FrameType.AUTH),
+                "the destination answers the replayed AUTH 1 with a fresh AUTH 2 (the replay reaches the proof): " + a);
         assertNotNull(a.error(), "the replay must be refused with an ERROR: " + a);
         assertTrue(a.error().contains(io.pagewire.transport.spi.kit.AuthExchange.REFUSED), a.toString());
         completeMigration(sc, s, d, src, dst);

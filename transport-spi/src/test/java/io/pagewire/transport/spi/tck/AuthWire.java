@@ -84,6 +84,32 @@ public interface AuthWire {
     /** @return a recorder in front of {@code listener} */
     Recorder record(Listener listener) throws Exception;
 
+    /** Plays a recording back: {@link Recorder#replay}. */
+    @FunctionalInterface
+    interface Replay {
+        Answer replay(Duration timeout) throws Exception;
+    }
+
+    /** @return a recorder sources reach at {@code uri}, played back by {@code replay}, stopped by {@code stop} */
+    static Recorder recorder(String uri, Replay replay, AutoCloseable stop) {
+        return new Recorder() {
+            @Override
+            public String uri() {
+                return uri;
+            }
+
+            @Override
+            public Answer replay(Duration timeout) throws Exception {
+                return replay.replay(timeout);
+            }
+
+            @Override
+            public void close() throws Exception {
+                stop.close();
+            }
+        };
+    }
+
     /** Makes the MAC a JOIN carries: a kit {@code AuthExchange.Result::joinMac} of some session. */
     @FunctionalInterface
     interface JoinProof {

@@ -229,34 +229,19 @@ public final class StreamAuthWire implements AuthWire {
     @Override
     public Recorder record(Listener listener) throws IOException {
         Relay relay = new Relay(listener, false);
-        return new Recorder() {
-            @Override
-            public String uri() {
-                return relay.uri;
-            }
-
-            @Override
-            public Answer replay(Duration timeout) throws IOException {
-                // HELLO, AUTH 1, AUTH 3 of the urgent connection: the source's whole side of the authentication
-                Answer urgent = exchange(relay.target, frames(relay.sent(0), 3), timeout);
-                // then its JOINs, MAC and all, each on a new connection
-                for (int i = 1; i < relay.connections(); i++) {
-                    byte[] bg = relay.sent(i);
-                    if (firstType(bg) == FrameType.JOIN) {
-                        Answer a = exchange(relay.target, frames(bg, 1), timeout);
-                        if (a.admitted()) {
-                            return a;
-                        }
-                    }
+        return AuthWire.recorder(relay.uri, timeout -> {
+            // HELLO, AUTH 1, AUTH 3 of the urgent connection: the source's whole side of the authentication
+            Answer urgent = exchange(relay.target, frames(relay.sent(0), 3), timeout);
+            // then its JOINs, MAC and all, each on a new connection: none may be admitted
+            for (int i = 1; i < relay.connections(); i++) {
+                byte[] bg = relay.sent(i);
+                Answer join = firstType(bg) == FrameType.JOIN ? exchange(relay.target, frames(bg, 1), timeout) : null;
+                if (join != null && join.admitted()) {
+                    return join;
                 }
-                return urgent;
             }
-
-            @Override
-            public void close() throws IOException {
-                relay.close();
-            }
-        };
+            return urgent;
+        }, relay);
     }
 
     @Override
