@@ -95,4 +95,31 @@ class AeronLogBoundsTest {
         later(source.get(30, TimeUnit.SECONDS));
         assertEquals(rejected, listener.rejectedForTermLength(), "a real source's stream is not rejected");
     }
+
+    /**
+     * The embedded drivers take at most {@link Drivers#STREAM_SESSION_LIMIT} senders on one stream of one endpoint:
+     * with that many images up, one more sender gets none while they last.
+     */
+    @Test
+    void theDriverTakesAtMostTheSessionLimitOfSendersPerStream() {
+        Drivers.Lease lease = later(Drivers.embedded(Drivers.Role.URGENT));
+        int stream = AeronTransportProvider.randomStreamId();
+        io.aeron.Subscription sub = later(lease.aeron().addSubscription("aeron:udp?endpoint=127.0.0.1:0", stream));
+        int port = Await.boundPort(sub, "the test stream", System.nanoTime() + TimeUnit.SECONDS.toNanos(10));
+        String channel = "aeron:udp?endpoint=127.0.0.1:" + port + "|term-length=64k";
+        java.util.List<ExclusivePublication> senders = new java.util.ArrayList<>();
+        for (int i = 0; i < Drivers.STREAM_SESSION_LIMIT; i++) {
+            senders.add(later(lease.aeron().addExclusivePublication(channel, stream)));
+        }
+        await(sub::imageCount, Drivers.STREAM_SESSION_LIMIT, "every sender up to the limit gets an image");
+        ExclusivePublication oneMore = later(lease.aeron().addExclusivePublication(channel, stream));
+        // Its SETUP goes out every few milliseconds; the driver ignores each while the limit is reached.
+        long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(2);
+        while (System.nanoTime() < until) {
+            assertEquals(Drivers.STREAM_SESSION_LIMIT, sub.imageCount(), "images on one stream");
+            assertTrue(!oneMore.isConnected(), "a sender over the limit got an image");
+            java.util.concurrent.locks.LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(20));
+        }
+        assertEquals(Drivers.STREAM_SESSION_LIMIT, senders.stream().filter(ExclusivePublication::isConnected).count());
+    }
 }
