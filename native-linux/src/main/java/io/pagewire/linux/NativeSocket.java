@@ -58,6 +58,10 @@ public final class NativeSocket implements AutoCloseable {
 
         /** As {@link NativeSocket#pollReadable}: true when the layer has bytes for the caller. */
         boolean pollReadable(long timeoutMs) throws IOException;
+
+        /** Ends this side's sending in order (TLS: close_notify), so the peer can tell the end from a cut. */
+        default void closeOutbound() throws IOException {
+        }
     }
 
     private NativeSocket(int fd, int family) {
@@ -946,6 +950,17 @@ public final class NativeSocket implements AutoCloseable {
             throw e;
         } catch (Throwable t) {
             throw Libc.unexpected("socket call", t);
+        }
+    }
+
+    /**
+     * Ends the record layer's sending in order (TLS: sends close_notify) before the socket is shut
+     * down; nothing without a layer or once shut down.
+     */
+    public void closeLayerOutbound() throws IOException {
+        Layer l = layer;
+        if (l != null && !isShutdown()) {
+            l.closeOutbound();
         }
     }
 

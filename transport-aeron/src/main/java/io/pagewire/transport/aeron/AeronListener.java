@@ -65,6 +65,20 @@ final class AeronListener implements Listener {
     private final ConcurrentLinkedQueue<Image> arrived = new ConcurrentLinkedQueue<>();
     private final ReadyQueue<Ready> ready = new ReadyQueue<>(MAX_READY);
     private final HandshakeGuard guard;
+    /**
+     * Largest term length of an image on the listening stream: a pagewire source's handshake publication uses
+     * {@link AeronOptions#URGENT_TERM_LENGTH}; a larger one is a stranger making the driver map a large log (up to
+     * 3 x 1 GiB), rejected as soon as it appears.
+     */
+    static final int MAX_HANDSHAKE_TERM_LENGTH = AeronOptions.URGENT_TERM_LENGTH;
+    /** Images on the listening stream rejected for their term length (for tests and diagnostics). */
+    private final java.util.concurrent.atomic.AtomicLong rejectedTermLength = new java.util.concurrent.atomic.AtomicLong();
+
+    /** @return images on the listening stream rejected so far for a term length over {@link #MAX_HANDSHAKE_TERM_LENGTH} */
+    long rejectedForTermLength() {
+        return rejectedTermLength.get();
+    }
+
     /** Most sources authenticating at once (each holds a thread and a reply publication for at most the connect timeout). */
     static final int MAX_AUTHENTICATING = 8;
     private final java.util.concurrent.Semaphore authSlots = new java.util.concurrent.Semaphore(MAX_AUTHENTICATING);
@@ -159,7 +173,14 @@ final class AeronListener implements Listener {
                 Image image;
                 while ((image = arrived.poll()) != null) {
                     work++;
-                    if (pending.size() >= MAX_HANDSHAKES) {
+                    if (image.termBufferLength() > MAX_HANDSHAKE_TERM_LENGTH) {
+                        // Its log buffers were sized by the sender before any pagewire byte was read: let go of them at once.
+                        LOG.log(System.Logger.Level.INFO, "aeron: rejecting a stream from " + image.sourceIdentity() + " with term length "
+                                + image.termBufferLength() + " on the listening stream (a pagewire source uses " + MAX_HANDSHAKE_TERM_LENGTH + ")");
+                        AeronTransportProvider.reject(image, "term length " + image.termBufferLength() + " exceeds the "
+                                + MAX_HANDSHAKE_TERM_LENGTH + " of a pagewire handshake stream");
+                        rejectedTermLength.incrementAndGet();
+                    } else if (pending.size() >= MAX_HANDSHAKES) {
                         AeronTransportProvider.reject(image, "the destination has " + MAX_HANDSHAKES + " handshakes in progress; try again");
                     } else {
                         pending.add(new Pending(image, System.nanoTime() + connectTimeoutNs));

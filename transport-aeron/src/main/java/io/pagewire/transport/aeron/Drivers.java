@@ -59,6 +59,14 @@ final class Drivers {
         BULK
     }
 
+    /**
+     * Most senders (Aeron sessions, each an image with its own log buffers) the embedded drivers take on one
+     * stream of one receiving endpoint; the driver ignores further SETUPs. pagewire needs one per connection
+     * stream and, on a listening stream, one per source in its handshake (16 + 8 authenticating + 8 waiting for
+     * accept at most): a stranger cannot make the driver map more logs than this per stream.
+     */
+    static final int STREAM_SESSION_LIMIT = 64;
+
     /** Nice value of the bulk driver's thread. */
     static final int BULK_DRIVER_NICE = (int) longProperty("pagewire.aeron.bulk.nice", 10, 0, 19);
 
@@ -267,6 +275,7 @@ final class Drivers {
                     return t;
                 })
                 .termBufferSparseFile(true)
+                .streamSessionLimit(STREAM_SESSION_LIMIT)
                 .spiesSimulateConnection(false)
                 .printConfigurationOnStart(false)
                 .errorHandler(e -> LOG.log(System.Logger.Level.WARNING, "aeron " + role.name().toLowerCase() + " media driver " + dir + ": " + e, e));

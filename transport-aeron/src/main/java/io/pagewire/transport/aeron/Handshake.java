@@ -252,6 +252,9 @@ final class Handshake {
      */
     static String checkJoin(MemorySegment m, long sessionId, long streamIndex, AuthExchange.Result auth) {
         int macLength = auth == null ? 0 : AuthExchange.JOIN_MAC_BYTES;
+        if (auth != null && m.byteSize() == JOIN_LENGTH) {
+            return AuthExchange.REFUSED + ": a JOIN without a MAC into an authenticated session";
+        }
         if (m.byteSize() != JOIN_LENGTH + macLength) {
             return "a first message of " + m.byteSize() + " bytes instead of a " + (JOIN_LENGTH + macLength) + "-byte JOIN";
         }
@@ -267,7 +270,7 @@ final class Handshake {
                         + " for session " + Long.toHexString(h.first());
             }
             if (auth != null && !auth.checkJoin(sessionId, streamIndex, 1, m.asSlice(JOIN_LENGTH).toArray(ValueLayout.JAVA_BYTE))) {
-                return "JOIN(session " + Long.toHexString(sessionId) + ", stream " + streamIndex + ") without this session's MAC";
+                return AuthExchange.REFUSED + ": JOIN(session " + Long.toHexString(sessionId) + ", stream " + streamIndex + ") without this session's MAC";
             }
             return null;
         } catch (WireException e) {

@@ -28,9 +28,9 @@ final class AeronRawPeer implements RawPeer {
     private static final long TIMEOUT_NS = TimeUnit.SECONDS.toNanos(30);
 
     /** Writes go to one publication; answers come from the reply subscription. */
-    private static final class Stream implements RawStream {
-        private final Drivers.Lease lease;
-        private final Subscription reply;
+    static final class Stream implements RawStream {
+        final Drivers.Lease lease;
+        final Subscription reply;
         private final List<ExclusivePublication> pubs = new ArrayList<>();
         private ExclusivePublication target;
         private byte[] prefix;
@@ -93,7 +93,7 @@ final class AeronRawPeer implements RawPeer {
         }
     }
 
-    private static Stream connect(String listenerUri) {
+    static Stream connect(String listenerUri) {
         TransportUri uri = TransportUri.parse(listenerUri);
         AeronOptions o = AeronOptions.parse(uri, false);
         Drivers.Lease lease = o.aeronDir() != null ? Drivers.directory(o.aeronDir(), listenerUri) : Drivers.embedded(Drivers.Role.URGENT);

@@ -219,6 +219,7 @@ final class RdmaListener extends SessionListener<Channel, Protocol.Setup> {
             if (first.type() == FrameType.HELLO) {
                 Hello hello = Hello.decode(first.payload(), (int) first.payload().byteSize());
                 claimByHello(ch, hello.sessionId());
+                refuseFrameMac(hello, peerName(ch));
                 if (context.authentication() == null) {
                     // A HELLO that does not fit is refused for that, whatever follows. (With authentication the layout
                     // is looked at only once the source has proved itself.)

@@ -191,6 +191,17 @@ final class RdmaRawPeer implements RawPeer {
             cq.awaitEvent(TimeUnit.MILLISECONDS.toNanos(20));
         }
 
+        /** Waits until {@code count} messages arrived or the destination disconnected. */
+        void awaitMessages(int count, Duration timeout) throws IOException {
+            long deadline = System.nanoTime() + timeout.toNanos();
+            while (messages < count && !closedByPeer) {
+                if (System.nanoTime() > deadline) {
+                    throw new AssertionError("no message " + count + " from the destination within " + timeout);
+                }
+                pollSome();
+            }
+        }
+
         /** Everything received (envelopes removed) until the destination disconnected. */
         byte[] readUntilClosed(Duration timeout) throws IOException {
             long deadline = System.nanoTime() + timeout.toNanos();

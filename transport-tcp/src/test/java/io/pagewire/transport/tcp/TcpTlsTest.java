@@ -117,6 +117,91 @@ class TcpTlsTest {
         }
     }
 
+    /** Two loopback sockets with TLS between them (the kit's layer, certificates of the test CA): [client, server]. */
+    private io.pagewire.linux.NativeSocket[] tlsPair() throws Exception {
+        TckCredentials c = TckCredentials.get();
+        javax.net.ssl.SSLContext server = io.pagewire.transport.spi.kit.Authentication.certificates(c.certs.resolve("server-cert.pem"),
+                c.certs.resolve("server-key.pem"), c.certs.resolve("ca-cert.pem"), java.util.Set.of()).tlsContext("test server");
+        javax.net.ssl.SSLContext client = io.pagewire.transport.spi.kit.Authentication.certificates(c.certs.resolve("client-cert.pem"),
+                c.certs.resolve("client-key.pem"), c.certs.resolve("ca-cert.pem"), java.util.Set.of()).tlsContext("test client");
+        io.pagewire.linux.NativeSocket listening = closeLater(io.pagewire.linux.NativeSocket.listen(new InetSocketAddress("127.0.0.1", 0), 1));
+        io.pagewire.linux.NativeSocket out = closeLater(io.pagewire.linux.NativeSocket.connect(listening.localAddress(), 10_000));
+        io.pagewire.linux.NativeSocket in = closeLater(listening.accept(10_000));
+        CompletableFuture<Void> serverSide = CompletableFuture.runAsync(() -> {
+            try {
+                io.pagewire.transport.spi.kit.stream.TlsLayer.server(in, server, "test client", System.nanoTime() + TimeUnit.SECONDS.toNanos(10));
+            } catch (IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
+        }, r -> Thread.ofPlatform().daemon().start(r));
+        io.pagewire.transport.spi.kit.stream.TlsLayer.client(out, client, "test server", 10_000);
+        serverSide.get(10, TimeUnit.SECONDS);
+        in.receiveTimeoutMs(10_000);
+        return new io.pagewire.linux.NativeSocket[]{out, in};
+    }
+
+    private static void send(io.pagewire.linux.NativeSocket s, byte[] b) throws IOException {
+        s.sendFully(java.lang.foreign.Arena.ofAuto().allocateFrom(ValueLayout.JAVA_BYTE, b), 0, b.length);
+    }
+
+    /**
+     * An orderly end sends close_notify, and the reader sees the end of the stream; a TLS stream whose socket
+     * ends without it (cut on the way, or a peer that died) is a truncation, not an end.
+     */
+    @Test
+    void closeNotifyEndsATlsStreamAndAStreamCutWithoutItIsATruncation() throws Exception {
+        java.lang.foreign.Arena arena = closeLater(java.lang.foreign.Arena.ofShared());
+        MemorySegment buf = arena.allocate(64);
+        byte[] hello = "hello".getBytes(StandardCharsets.US_ASCII);
+
+        io.pagewire.linux.NativeSocket[] orderly = tlsPair();
+        send(orderly[0], hello);
+        orderly[0].closeLayerOutbound();
+        orderly[0].shutdown();
+        assertEquals(hello.length, orderly[1].recvFully(buf, 0, hello.length));
+        assertEquals(-1, orderly[1].recvFully(buf, 0, 1), "close_notify, then the socket's end: the end of the stream");
+
+        io.pagewire.linux.NativeSocket[] cut = tlsPair();
+        send(cut[0], hello);
+        cut[0].shutdown(); // the socket ends without close_notify
+        assertEquals(hello.length, cut[1].recvFully(buf, 0, hello.length));
+        IOException e = assertThrows(io.pagewire.transport.spi.kit.stream.TlsLayer.TruncatedException.class, () -> cut[1].recvFully(buf, 0, 1));
+        assertTrue(e.getMessage().contains("without close_notify"), e.getMessage());
+    }
+
+    /**
+     * A migration whose TLS connections are cut on the way before it completed fails naming the truncation;
+     * one that completed ends in order on both sides (each sends close_notify as it closes).
+     */
+    @Test
+    void aTlsMigrationCutBeforeItCompletedFailsNamingTheTruncation() throws Exception {
+        TckCredentials c = TckCredentials.get();
+        TckRam src = closeLater(TckRam.of(4 * MIB));
+        TckRam dst = closeLater(TckRam.of(4 * MIB));
+        String options = "tls=on&" + creds(c.certs);
+        Listener l = closeLater(Transports.listen("tcp://127.0.0.1:0?" + options, context(dst)));
+        Relay relay = closeLater(new Relay(URI.create(l.uri().replace("tcp://", "http://")).getPort()));
+        AckingHandler s = new AckingHandler(false);
+        AckingHandler d = new AckingHandler(true);
+        String uri = "tcp://127.0.0.1:" + relay.port() + "?" + options;
+        CompletableFuture<Connection> source = CompletableFuture.supplyAsync(() -> Transports.connect(uri, context(src).handler(s)),
+                r -> Thread.ofPlatform().daemon().start(r));
+        Connection dc = closeLater(l.accept(d, Duration.ofSeconds(30)));
+        d.self = dc;
+        closeLater(source.get(30, TimeUnit.SECONDS));
+        relay.close(); // every connection cut between the two (FIN from the relay, no close_notify)
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        while (d.error.get() == null) {
+            assertTrue(System.nanoTime() < deadline, "the destination did not notice the cut within 30 s");
+            java.util.concurrent.locks.LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(5)); // polling the handler with a deadline
+        }
+        String why = d.error.get().getMessage();
+        assertTrue(why.contains("without close_notify"), why);
+        assertTrue(d.completed.getCount() == 1, "no completion after a cut");
+        // and a migration that completes ends cleanly on both sides
+        migrate(l, "tcp://127.0.0.1:" + URI.create(l.uri().replace("tcp://", "http://")).getPort() + "?" + options, src, dst);
+    }
+
     @Test
     void sourceWithACertificateOfAnotherCaIsRefusedAndTheListenerGoesOn() throws Exception {
         TckCredentials c = TckCredentials.get();

@@ -51,6 +51,52 @@ public final class SimFabric implements RdmaFabric {
     }
 
     /** @return the JVM's simulated fabric */
+    /**
+     * A test's recording of a listener's sources on the wire: each active queue pair's connect private data
+     * (when it connects) and every SEND message it posts, as the bytes went.
+     */
+    public interface Tap {
+        void connecting(QueuePair qp, byte[] privateData);
+
+        void sent(QueuePair qp, byte[] message);
+    }
+
+    private final java.util.Map<Integer, Tap> taps = new java.util.concurrent.ConcurrentHashMap<>();
+    private final java.util.Map<Integer, Hold> holds = new java.util.concurrent.ConcurrentHashMap<>();
+
+    /** Connect requests to a port whose private data matches, held until released. */
+    private record Hold(java.util.function.Predicate<byte[]> which, java.util.concurrent.CountDownLatch release, Runnable onHeld) {
+    }
+
+    /** Records the sources of the listener at {@code port} until the returned handle is closed. */
+    public AutoCloseable tap(int port, Tap tap) {
+        taps.put(port, tap);
+        return () -> taps.remove(port, tap);
+    }
+
+    /**
+     * Holds the next connect request to {@code port} whose private data {@code which} matches (calling {@code onHeld})
+     * until {@code release} opens or the connect times out; unless the returned handle is closed first.
+     */
+    public AutoCloseable hold(int port, java.util.function.Predicate<byte[]> which, java.util.concurrent.CountDownLatch release, Runnable onHeld) {
+        Hold h = new Hold(which, release, onHeld);
+        holds.put(port, h);
+        return () -> holds.remove(port, h);
+    }
+
+    Tap tapOf(int port) {
+        return taps.get(port);
+    }
+
+    /** A connect request to {@code port}: waits while a hold matches it. */
+    void gate(int port, byte[] privateData, long timeoutNs) throws InterruptedException {
+        Hold h = holds.get(port);
+        if (h != null && h.which.test(privateData) && holds.remove(port, h)) { // one request: the next ones pass
+            h.onHeld.run();
+            h.release.await(timeoutNs, TimeUnit.NANOSECONDS);
+        }
+    }
+
     public static SimFabric instance() {
         return INSTANCE;
     }
@@ -507,6 +553,16 @@ public final class SimFabric implements RdmaFabric {
                         + Verbs.MAX_CONNECT_PRIVATE_DATA);
             }
             this.privateData = privateData.clone();
+            Tap tap = fabric.tapOf(port);
+            if (tap != null && qp != null) {
+                tap.connecting(qp, this.privateData);
+            }
+            try {
+                fabric.gate(port, this.privateData, timeoutNs);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new VerbsException("interrupted while connecting", e);
+            }
             SimServer s = fabric.server(port);
             lock.lock();
             try {

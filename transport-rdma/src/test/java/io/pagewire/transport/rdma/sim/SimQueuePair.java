@@ -493,6 +493,10 @@ public final class SimQueuePair implements QueuePair {
                     return Outcome.OK;
                 }
                 default -> {
+                    SimFabric.Tap tap = passive ? null : fabric.tapOf(serverPort);
+                    if (tap != null) {
+                        tap.sent(this, localMr.memory.asSlice(local - localMr.address, length).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE));
+                    }
                     return p.deliver(localMr, local, length, config.rnrRetry());
                 }
             }

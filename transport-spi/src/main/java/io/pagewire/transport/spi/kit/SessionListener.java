@@ -286,6 +286,7 @@ public abstract class SessionListener<E, A> implements Listener {
      *         source is told little
      */
     protected final AuthExchange.Result authenticate(Hello hello, AuthExchange.Channel channel, String peer) throws IOException {
+        refuseFrameMac(hello, peer);
         Authentication auth = context.authentication();
         if (auth == null) {
             if (hello.authenticated()) {
@@ -310,6 +311,46 @@ public abstract class SessionListener<E, A> implements Listener {
     private static AuthExchange.Refusal refusal(AuthExchange.Refusal e) {
         LOG.log(System.Logger.Level.WARNING, "refused: " + e.detail());
         return e;
+    }
+
+    /** @return whether a JOIN may act on {@code s}: it carries the session's MAC, or the session is not authenticated */
+    private static <E, A> boolean joinAuthenticated(Session<E, A> s, First<A> first, String peer) {
+        if (s.auth == null || s.auth.checkJoin(first.sessionId(), first.stream(), first.streams(), first.joinMac())) {
+            return true;
+        }
+        LOG.log(System.Logger.Level.WARNING, "refused: JOIN from " + peer + " for channel " + first.stream() + " of session "
+                + Long.toHexString(first.sessionId()) + " (source " + s.peer + ") does not carry that session's MAC");
+        return false;
+    }
+
+    /**
+     * Refuses a source that asks for per-frame MACs ({@link #frameMacRefusal}); {@link #authenticate}
+     * calls it first, a transport may call it as soon as the HELLO is decoded.
+     *
+     * @throws TransportException {@code HANDSHAKE} when {@code hello} asks for them
+     */
+    protected final void refuseFrameMac(Hello hello, String peer) {
+        String why = frameMacRefusal(hello, uri.substring(0, Math.max(0, uri.indexOf(':'))));
+        if (why != null) {
+            LOG.log(System.Logger.Level.WARNING, "refused: source " + peer + ": " + why);
+            throw new TransportException(Kind.HANDSHAKE, why);
+        }
+    }
+
+    /**
+     * A source that asks for a MAC after every frame (HELLO flag {@link Hello#FLAG_FRAME_MAC}, what
+     * {@code frame-mac=on} sets on {@code aeron:}) is refused by a transport that does not make or check
+     * them: accepting it would run the migration without the integrity that source asked for.
+     *
+     * @return why {@code hello} is refused, or null when it does not ask for per-frame MACs
+     */
+    public static String frameMacRefusal(Hello hello, String scheme) {
+        if (!hello.frameMac()) {
+            return null;
+        }
+        return "the source asks for a MAC after every frame (frame-mac=on, HELLO flag 0x" + Integer.toHexString(Hello.FLAG_FRAME_MAC)
+                + "), which " + scheme + ": does not provide (only aeron: does); remove frame-mac=on from the source's URI"
+                + (scheme.equals("tcp") ? " (tls=on authenticates every byte on tcp:)" : "");
     }
 
     /** @return why this transport refuses a HELLO that passed the common checks, or null */
@@ -579,6 +620,17 @@ public abstract class SessionListener<E, A> implements Listener {
             while ((s = pending.get(first.sessionId())) == null && !closed && !a.evicted) {
                 expireRecent();
                 Session<E, A> done = recent.get(first.sessionId());
+                if (done != null && !joinAuthenticated(done, first, peer)) {
+                    // Without that session's MAC it is a stranger: turned away, the session undisturbed.
+                    refuse(e, AuthExchange.REFUSED + ": JOIN not authenticated for this session");
+                    return;
+                }
+                if (done != null && done.auth != null) {
+                    // It carries the MAC, which has no nonce: the session's own JOIN played back by someone who saw it. The
+                    // channel is taken by the first, authenticated JOIN; only the copy is turned away, the session goes on.
+                    refuse(e, "JOIN for channel " + first.stream() + " of session " + id + " after every channel joined (a replayed JOIN)");
+                    return;
+                }
                 if (done != null) {
                     // Every channel of that session joined already: two peers claim one channel.
                     String why = "JOIN for channel " + first.stream() + " of session " + id + " from " + peer
@@ -616,6 +668,15 @@ public abstract class SessionListener<E, A> implements Listener {
                         + s.peer + ": a JOIN must come from the peer that sent the HELLO");
                 return;
             }
+            if (!joinAuthenticated(s, first, peer)) {
+                // Checked before the double-JOIN rule: a stranger's JOIN must not make the session's own channels contested.
+                refuse(e, AuthExchange.REFUSED + ": JOIN not authenticated for this session");
+                return;
+            }
+            if (s.background[(int) stream] != null && s.auth != null) {
+                refuse(e, "channel " + stream + " of session " + id + " joined already (a replayed JOIN from " + peer + ")");
+                return;
+            }
             if (s.background[(int) stream] != null) {
                 String why = "channel " + stream + " of session " + id + " joined twice (the second JOIN from " + peer
                         + "): two peers claim one channel, both are refused";
@@ -624,11 +685,6 @@ public abstract class SessionListener<E, A> implements Listener {
                 return;
             }
             String why = joinRefusal(s, e);
-            if (why == null && s.auth != null && !s.auth.checkJoin(first.sessionId(), stream, first.streams(), first.joinMac())) {
-                LOG.log(System.Logger.Level.WARNING, "refused: JOIN from " + peer + " for channel " + stream + " of session "
-                        + Long.toHexString(first.sessionId()) + " (source " + s.peer + ") does not carry that session's MAC");
-                why = AuthExchange.REFUSED + ": JOIN not authenticated for this session";
-            }
             if (why == null) {
                 why = guard.admitJoin(s.hello, (int) stream, peer);
             }

@@ -58,6 +58,7 @@ import java.util.concurrent.locks.ReentrantLock;
  * closes them once every thread has ended, so no thread ever uses a recycled descriptor.
  */
 public class StreamConnection extends KitConnection {
+    private static final System.Logger LOG = System.getLogger(StreamConnection.class.getName());
     private final String scheme;
     private final int channels;
     private final boolean sharedChannel;
@@ -149,6 +150,10 @@ public class StreamConnection extends KitConnection {
 
     @Override
     protected void shutdown() {
+        if (endedInOrder() && failure() == null) {
+            // An orderly end: a record layer (TLS) says so before the sockets go (close_notify), so the peer can tell it from a cut.
+            endLayers();
+        }
         urgentSocket.shutdown();
         for (NativeSocket s : backgroundSockets) {
             s.shutdown();
@@ -156,6 +161,20 @@ public class StreamConnection extends KitConnection {
         if (queues != null) {
             for (BackgroundQueue q : queues) {
                 q.close();
+            }
+        }
+    }
+
+    private void endLayers() {
+        java.util.Set<NativeSocket> sockets = java.util.Collections.newSetFromMap(new java.util.IdentityHashMap<>());
+        sockets.add(urgentSocket);
+        sockets.addAll(java.util.Arrays.asList(backgroundSockets));
+        for (NativeSocket s : sockets) {
+            try {
+                s.closeLayerOutbound();
+            } catch (IOException e) {
+                // The peer may have gone first (it closed in order too): its end does not need ours.
+                LOG.log(System.Logger.Level.DEBUG, "no close_notify to the " + otherSide() + " on " + s + ": " + e.getMessage());
             }
         }
     }

@@ -36,9 +36,11 @@ import java.util.concurrent.locks.ReentrantLock;
  * that must answer the peer (a TLS 1.3 KeyUpdate asking for one back) wraps under the send lock.
  *
  * <h2>End of stream</h2>
- * Neither side sends close_notify: a connection ends with the socket's shutdown, as without TLS. A
- * truncation by an attacker is therefore an end of stream, which the migration protocol itself
- * detects (no COMPLETE, no verification).
+ * A connection that ends in order (the migration completed) sends close_notify on each socket before
+ * shutting it down ({@link #closeOutbound}). A TLS stream whose socket ends without the peer's
+ * close_notify was cut (by the network, an attacker, or a peer that died): reads fail with
+ * {@link TruncatedException} instead of seeing an end of stream, which the connection reports as an
+ * error unless the migration had already completed by its own protocol.
  *
  * <h2>Memory</h2>
  * Per socket: an inbound and an outbound buffer of {@link #BUFFER_RECORDS} TLS records and one
@@ -54,6 +56,16 @@ public final class TlsLayer implements NativeSocket.Layer {
             super(message);
         }
     }
+
+    /** The peer's bytes ended without its close_notify: the TLS stream was cut, not closed. */
+    public static final class TruncatedException extends EOFException {
+        TruncatedException(String message) {
+            super(message);
+        }
+    }
+
+    /** How long an orderly end waits to send close_notify (a sender blocked on a full socket: skipped). */
+    private static final long CLOSE_NOTIFY_MS = 1000;
 
     /** Records buffered each way: larger sends and receives per system call. */
     static final int BUFFER_RECORDS = 4;
@@ -311,6 +323,10 @@ public final class TlsLayer implements NativeSocket.Layer {
     private int decrypt(ByteBuffer dst, boolean block) throws IOException {
         while (true) {
             if (ended) {
+                if (!engine.isInboundDone()) {
+                    throw new TruncatedException("the TLS stream from " + peer + " ended without close_notify: it was cut (by the network,"
+                            + " an attacker, or a peer that died), not closed");
+                }
                 return -1;
             }
             if (netIn.hasRemaining()) {
@@ -343,8 +359,7 @@ public final class TlsLayer implements NativeSocket.Layer {
                 return 0;
             }
             if (!fill(0)) {
-                ended = true;
-                return -1;
+                ended = true; // the loop's top tells an end after close_notify from a cut
             }
         }
     }
@@ -469,6 +484,42 @@ public final class TlsLayer implements NativeSocket.Layer {
             }
         } finally {
             receiveLock.unlock();
+        }
+    }
+
+    /**
+     * Sends close_notify (once): this side sends nothing more. A sender that holds the send lock longer than
+     * {@link #CLOSE_NOTIFY_MS} (blocked on a full socket: not an orderly end) is not waited for; the peer then
+     * sees a cut stream.
+     */
+    @Override
+    public void closeOutbound() throws IOException {
+        try {
+            if (!sendLock.tryLock(CLOSE_NOTIFY_MS, TimeUnit.MILLISECONDS)) {
+                throw new IOException("close_notify to " + peer + " not sent: a send is still blocked after " + CLOSE_NOTIFY_MS + " ms");
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new java.io.InterruptedIOException("interrupted before sending close_notify to " + peer);
+        }
+        try {
+            if (engine.isOutboundDone()) {
+                return;
+            }
+            engine.closeOutbound();
+            socket.sendTimeoutMs(CLOSE_NOTIFY_MS);
+            netOut.clear();
+            while (!engine.isOutboundDone()) {
+                SSLEngineResult r = engine.wrap(NO_DATA, netOut);
+                if (r.bytesProduced() == 0) {
+                    break;
+                }
+            }
+            if (netOut.position() > 0) {
+                socket.rawSendFully(netOutSegment, 0, netOut.position());
+            }
+        } finally {
+            sendLock.unlock();
         }
     }
 
