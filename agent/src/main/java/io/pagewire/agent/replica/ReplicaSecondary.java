@@ -66,7 +66,14 @@ public final class ReplicaSecondary implements AutoCloseable {
         /** Only pages dirtied by the primary since the last checkpoint or by the secondary's guest. */
         DIRTY,
         /** Every populated page of the cache (the seed's problem; for comparison). */
-        WHOLE
+        WHOLE,
+        /**
+         * The pages of {@link #DIRTY}, not copied while the guest is paused: their page-table entries in the guest's
+         * mapping are dropped (the page cache keeps them), the guest resumes, and each page is filled from the cache on
+         * the guest's first access (userfaultfd MINOR/MISSING fault) or by the filler that runs after the resume,
+         * whichever claims it first. The primary sends no page until the fill is done ({@code replica-filled}).
+         */
+        LAZY
     }
 
     /** How {@link #run} ended. */
@@ -83,6 +90,17 @@ public final class ReplicaSecondary implements AutoCloseable {
     private final List<MemorySegment> backup = new ArrayList<>();
     private final List<DirtyBitmap> received = new ArrayList<>();
     private final List<DirtyBitmap> secondaryDirty = new ArrayList<>();
+    /** LAZY: pages dropped from the guest's mapping at the last apply and not filled yet; guarded by fillLock. */
+    private final List<DirtyBitmap> pending = new ArrayList<>();
+    private final Object fillLock = new Object();
+    private long fillFaultPages;   // guarded by fillLock: pages of the current fill filled on fault
+    private long fillerPages;      // guarded by fillLock: ... and by the filler
+    private volatile boolean filling;
+    private volatile long holdFillEpoch = -1;
+    private Runnable onHoldFill;
+    private volatile long lastFillNs;
+    private volatile long resumedNs;
+    private volatile boolean primaryLost;
     private final WriteProtectedRam protection;
     private final Thread faultThread;
     private volatile boolean stopFaults;
@@ -92,7 +110,8 @@ public final class ReplicaSecondary implements AutoCloseable {
     private final Object tracking = new Object();
     private final AtomicLong receivedPages = new AtomicLong();
     private final Object events = new Object();
-    private ReplicaMessages.Checkpoint pending; // guarded by events
+    private ReplicaMessages.Checkpoint marker;  // guarded by events
+    private long markerNs;                  // guarded by events: when the marker arrived
     private long roundEnded = -1;           // guarded by events
     private boolean primaryComplete;        // guarded by events
     private TransportException lost;        // guarded by events
@@ -127,7 +146,7 @@ public final class ReplicaSecondary implements AutoCloseable {
                         + " is populated): it must be fresh (all zero, never written) when replication starts");
             }
         }
-        String cause = WriteProtectedRam.unavailabilityCause(regions);
+        String cause = WriteProtectedRam.unavailabilityCause(regions, apply == Apply.LAZY);
         if (cause != null) {
             throw new ReplicationException("cannot track the secondary guest's writes: " + cause);
         }
@@ -142,8 +161,11 @@ public final class ReplicaSecondary implements AutoCloseable {
                 backup.add(Mappings.mapAnonymous(r.sizeBytes(), true, arena));
                 received.add(DirtyBitmap.allocate(r.pageCount(), arena));
                 secondaryDirty.add(DirtyBitmap.allocate(r.pageCount(), arena));
+                if (apply == Apply.LAZY) {
+                    pending.add(DirtyBitmap.allocate(r.pageCount(), arena));
+                }
             }
-            wp = WriteProtectedRam.open(regions);
+            wp = WriteProtectedRam.open(regions, apply == Apply.LAZY);
             wp.protectAll();
         } catch (RuntimeException e) {
             if (wp != null) {
@@ -181,9 +203,29 @@ public final class ReplicaSecondary implements AutoCloseable {
         return lastApplyNs;
     }
 
+    /** @return the last lazy fill's time (ns), from the guest's resume to its last page filled */
+    public long lastFillNs() {
+        return lastFillNs;
+    }
+
     /** @return the CRC32C of the guest's RAM (read through the second mapping; call with the guest paused) */
     public long checksum() {
         return RamCrc.of(regions, alias);
+    }
+
+    /**
+     * @return the CRC32C of the last complete checkpoint as this side holds it while its guest runs: the guest's RAM,
+     *         with the pages its guest wrote since read from their saved copies (what a failover would restore). Call
+     *         with the guest paused and no lazy fill in progress (e.g. from the {@code onApplied} callback of a LAZY
+     *         replica, after pausing the guest).
+     */
+    public long checkpointChecksum() {
+        synchronized (tracking) {
+            if (filling) {
+                throw new IllegalStateException("checkpoint " + completeEpoch + " is still being filled");
+            }
+            return RamCrc.of(regions, alias, secondaryDirty, backup);
+        }
     }
 
     /**
@@ -192,18 +234,20 @@ public final class ReplicaSecondary implements AutoCloseable {
      *
      * @param listener from {@link #listen}
      * @param acceptTimeout how long to wait for the primary
-     * @param onApplied called on this thread after each checkpoint is applied, with the guest still paused (may be null)
+     * @param onApplied called on this thread after each checkpoint is applied, with the guest still paused (may be null);
+     *                  LAZY: once the checkpoint is filled, with the guest running
      * @return the last complete checkpoint and how replication ended; after a failover the guest is paused at it
      */
     public Result run(Listener listener, Duration acceptTimeout, java.util.function.LongConsumer onApplied) throws InterruptedException {
         Connection c = listener.accept(new Handler(), acceptTimeout);
-        if (apply == Apply.DIRTY) {
+        if (apply != Apply.WHOLE) {
             initialCopy = Thread.ofPlatform().daemon().name("replica-initial-copy").start(this::copyInitialSync);
         }
         try {
             while (true) {
                 ReplicaMessages.Checkpoint cp = null;
                 String failure = null;
+                long waitNs = 0;
                 synchronized (events) {
                     while (true) {
                         if (faultFailure != null) {
@@ -214,12 +258,13 @@ public final class ReplicaSecondary implements AutoCloseable {
                             failure = bad;
                             break;
                         }
-                        if (pending != null && roundEnded >= pending.round()) {
-                            cp = pending;
-                            pending = null;
+                        if (marker != null && roundEnded >= marker.round()) {
+                            cp = marker;
+                            marker = null;
+                            waitNs = System.nanoTime() - markerNs;
                             break;
                         }
-                        if (primaryComplete && pending == null) {
+                        if (primaryComplete && marker == null) {
                             break;
                         }
                         if (lost != null) {
@@ -247,15 +292,28 @@ public final class ReplicaSecondary implements AutoCloseable {
                 }
                 endInitialCopy();
                 completeEpoch = cp.epoch(); // the complete marker: from here the checkpoint is applied whatever happens to the primary
+                long spanStart = System.nanoTime();
                 long[] counts = applyCheckpoint();
-                if (onApplied != null) {
+                if (onApplied != null && apply != Apply.LAZY) {
                     onApplied.accept(cp.epoch());
                 }
                 if (guest != null) {
                     guest.resume();
                 }
+                resumedNs = System.nanoTime();
                 try {
-                    c.urgent().sendControl(ReplicaMessages.applied(cp.epoch(), counts[0], lastApplyNs, counts[1]));
+                    c.urgent().sendControl(ReplicaMessages.applied(cp.epoch(), counts[0], lastApplyNs, counts[1], counts[2], waitNs,
+                            System.nanoTime() - spanStart));
+                    if (apply == Apply.LAZY) {
+                        long[] filled = fillAll(cp.epoch(), true, false);
+                        if (filled == null) {
+                            continue; // the primary is gone: the loop fails over, which finishes the fill
+                        }
+                        if (onApplied != null) {
+                            onApplied.accept(cp.epoch());
+                        }
+                        c.urgent().sendControl(ReplicaMessages.filled(cp.epoch(), filled[0], filled[1], lastFillNs));
+                    }
                 } catch (TransportException e) {
                     // The primary died after the checkpoint was complete: it stays applied; the next turn of the loop
                     // sees the connection lost (onClosed) and fails over from this checkpoint.
@@ -325,11 +383,21 @@ public final class ReplicaSecondary implements AutoCloseable {
         long t0 = System.nanoTime();
         long copied = 0;
         long guestDirty = 0;
+        long lazy = 0;
         synchronized (tracking) {
             for (int i = 0; i < regions.size(); i++) {
                 DirtyBitmap rx = received.get(i);
                 DirtyBitmap sd = secondaryDirty.get(i);
                 guestDirty += sd.count();
+                if (apply == Apply.LAZY) {
+                    lazy += dropForFill(i, rx, sd);
+                    if (sd.count() > 0) {
+                        Mappings.dontNeed(backup.get(i)); // the dropped pages are filled write-protected: no re-protect
+                    }
+                    rx.clearAll();
+                    sd.clearAll();
+                    continue;
+                }
                 if (apply == Apply.WHOLE) {
                     copied += copyPopulated(i);
                     copied += copyRuns(i, sd); // pages the guest wrote where the cache has a hole
@@ -349,7 +417,143 @@ public final class ReplicaSecondary implements AutoCloseable {
         }
         lastApplyNs = System.nanoTime() - t0;
         applied++;
-        return new long[] {copied, guestDirty};
+        if (lazy > 0) {
+            filling = true;
+        }
+        return new long[] {copied, guestDirty, lazy};
+    }
+
+    /**
+     * LAZY apply of one region, guest paused: the pages received or dirtied by the guest become pending, and their
+     * page-table entries in the guest's mapping are dropped (batched {@code MADV_DONTNEED}; the page cache keeps the
+     * pages, so the guest's next access raises a fill fault). @return pages pending
+     */
+    private long dropForFill(int region, DirtyBitmap rx, DirtyBitmap sd) {
+        DirtyBitmap pend = pending.get(region);
+        GuestRegion r = regions.get(region);
+        long base = r.memory().address();
+        long ps = r.pageSize();
+        long[] addresses = new long[ZAP_BATCH];
+        long[] lengths = new long[ZAP_BATCH];
+        int[] n = {0};
+        synchronized (fillLock) {
+            fillFaultPages = 0; // the counts are per fill (the guest is paused: no fault in flight)
+            fillerPages = 0;
+            for (long w = 0; w < rx.wordCount(); w++) {
+                long bits = rx.word(w) | sd.word(w);
+                if (bits != 0) {
+                    pend.orWordAtomic(w, bits);
+                }
+            }
+        }
+        forEachRun(pend, r.pageCount(), (p, count) -> {
+            addresses[n[0]] = base + p * ps;
+            lengths[n[0]] = count * ps;
+            if (++n[0] == ZAP_BATCH) {
+                Mappings.dontNeedRanges(addresses, lengths, n[0]);
+                n[0] = 0;
+            }
+        });
+        if (n[0] > 0) {
+            Mappings.dontNeedRanges(addresses, lengths, n[0]);
+        }
+        return pend.count();
+    }
+
+    private static final int ZAP_BATCH = 1024;
+    /** Pages the filler copies and maps per turn (it holds the fill lock for the copy: a faulting vCPU waits at most that). */
+    private static final int FILL_RUN = 64;
+
+    /**
+     * LAZY: fills every pending page (copy from the cache through the second mapping, then map it write-protected),
+     * racing with the fault thread page by page under the fill lock: each page is copied exactly once, and only a
+     * copied page is ever mapped. Runs on the apply thread with the guest running; when the primary is lost it stops
+     * and leaves the rest to the failover, which calls it again to finish. @return {pages filled on fault, pages
+     * filled by this filler}, or null when it stopped early
+     */
+    private long[] fillAll(long epoch, boolean map, boolean failingOver) throws InterruptedException {
+        if (apply != Apply.LAZY) {
+            return new long[] {0, 0};
+        }
+        long t0 = System.nanoTime();
+        boolean held = false;
+        for (int i = 0; i < regions.size(); i++) {
+            GuestRegion r = regions.get(i);
+            DirtyBitmap pend = pending.get(i);
+            long ps = r.pageSize();
+            long pages = r.pageCount();
+            long from = 0;
+            while (true) {
+                long p;
+                long end;
+                synchronized (fillLock) {
+                    p = pend.nextDirty(from, pages);
+                    if (p >= pages) {
+                        break;
+                    }
+                    end = Math.min(pend.nextClean(p, pages), p + FILL_RUN);
+                    NativeMemory.copy(cache.get(i).memory(), p * ps, alias.get(i), p * ps, (end - p) * ps);
+                    pend.clearRange(p, end - p);
+                    fillerPages += end - p;
+                }
+                if (map) {
+                    protection.fill(i, p, end - p);
+                }
+                from = end;
+                if (!held && epoch == holdFillEpoch && filling) {
+                    held = true;
+                    holdFillEpoch = -1;
+                    holdFill();
+                }
+                if (!failingOver && primaryLost) {
+                    return null; // the failover finishes the fill
+                }
+            }
+        }
+        filling = false;
+        lastFillNs = System.nanoTime() - Math.min(t0, resumedNs);
+        synchronized (fillLock) {
+            return new long[] {fillFaultPages, fillerPages};
+        }
+    }
+
+    /** Test hook: inside a fill, wait until the connection to the primary is lost (the guest keeps running and faulting). */
+    private void holdFill() throws InterruptedException {
+        Runnable hook = onHoldFill;
+        if (hook != null) {
+            hook.run();
+        }
+        synchronized (events) {
+            while (lost == null && bad == null && faultFailure == null) {
+                events.wait(TimeUnit.SECONDS.toMillis(1));
+            }
+        }
+    }
+
+    /**
+     * Test hook (LAZY): the filler of checkpoint {@code epoch} stops after its first run of pages and waits, the guest
+     * running, until the connection to the primary is lost; {@code onHold} is called when it stops.
+     */
+    public void holdFill(long epoch, Runnable onHold) {
+        this.onHoldFill = onHold;
+        this.holdFillEpoch = epoch;
+    }
+
+    /** A fill fault (LAZY): fill the page if it is pending, then map it write-protected. On the fault thread. */
+    private void fillOnFault(int region, long page, boolean missing) {
+        long ps = regions.get(region).pageSize();
+        synchronized (fillLock) {
+            DirtyBitmap pend = pending.get(region);
+            if (pend.isDirty(page)) {
+                NativeMemory.copy(cache.get(region).memory(), page * ps, alias.get(region), page * ps, ps);
+                pend.clearRange(page, 1);
+                fillFaultPages++;
+            } else if (missing) {
+                // A page never populated and not part of a checkpoint: zero, as before; put it in the page cache.
+                Mappings.populateWrite(alias.get(region).asSlice(page * ps, ps));
+            }
+        }
+        protection.fill(region, page, 1);
     }
 
     private long copyRuns(int region, DirtyBitmap pages) {
@@ -429,6 +633,9 @@ public final class ReplicaSecondary implements AutoCloseable {
 
     private Result failover(String reason) throws InterruptedException {
         endInitialCopy();
+        // A lazy fill in progress is finished first: the guest RAM then holds the checkpoint. (Pages are mapped too, which
+        // answers a vCPU waiting on one, unless tracking failed: then the protection is gone and nothing waits.)
+        fillAll(completeEpoch, faultFailure == null, true);
         if (guest != null) {
             guest.pause();
         }
@@ -451,19 +658,7 @@ public final class ReplicaSecondary implements AutoCloseable {
         MemorySegment buf = Arena.ofAuto().allocate(Userfaultfd.MSG_SIZE * 64L, 8);
         try {
             while (!stopFaults) {
-                protection.readFaults(buf, 100, (region, page, tid) -> {
-                    long ps = regions.get(region).pageSize();
-                    synchronized (tracking) {
-                        DirtyBitmap sd = secondaryDirty.get(region);
-                        if (!sd.isDirty(page)) {
-                            // Save the checkpoint's content before the guest's first write lands (through the
-                            // second mapping: reading the protected mapping would be fine, but this is the same page).
-                            NativeMemory.copy(alias.get(region), page * ps, backup.get(region), page * ps, ps);
-                            sd.mark(page);
-                        }
-                    }
-                    protection.unprotect(region, page, 1);
-                });
+                protection.readFaults(buf, 100, this::saveBeforeWrite, this::fillOnFault);
             }
         } catch (RuntimeException e) {
             faultFailure = e;
@@ -472,6 +667,22 @@ public final class ReplicaSecondary implements AutoCloseable {
             }
             protection.close(); // wake every blocked writer: tracking is over
         }
+    }
+
+    /** A write fault: save the page's checkpoint content to the backup, then let the write through. */
+    private void saveBeforeWrite(int region, long page, int tid) {
+        long ps = regions.get(region).pageSize();
+        synchronized (tracking) {
+            DirtyBitmap sd = secondaryDirty.get(region);
+            if (!sd.isDirty(page)) {
+                // Save the checkpoint's content before the guest's first write lands (through the second mapping:
+                // reading the protected mapping would be fine, but this is the same page). A LAZY page is filled before
+                // it is mapped, so the saved content is the checkpoint's.
+                NativeMemory.copy(alias.get(region), page * ps, backup.get(region), page * ps, ps);
+                sd.mark(page);
+            }
+        }
+        protection.unprotect(region, page, 1);
     }
 
     private void stopTracking() {
@@ -497,6 +708,10 @@ public final class ReplicaSecondary implements AutoCloseable {
     private final class Handler implements MessageHandler {
         @Override
         public void onPages(LaneKind lane, int regionId, long firstPage, int pageCount) {
+            if (filling) {
+                badMessage("pages (region " + regionId + ", " + firstPage + "+" + pageCount + ") arrived while checkpoint " + completeEpoch
+                        + " is being filled lazily: the primary must wait for replica-filled");
+            }
             received.get(regionId).markRangeAtomic(firstPage, pageCount);
             receivedPages.addAndGet(pageCount);
         }
@@ -530,11 +745,12 @@ public final class ReplicaSecondary implements AutoCloseable {
                 ReplicaMessages.Checkpoint cp = ReplicaMessages.parseCheckpoint(text);
                 synchronized (events) {
                     long expected = completeEpoch + 1;
-                    if (pending != null || cp.epoch() != expected) {
+                    if (marker != null || cp.epoch() != expected) {
                         throw new IllegalArgumentException("checkpoint " + cp.epoch() + " out of order: expected " + expected
-                                + (pending != null ? " after " + pending.epoch() + " is applied" : ""));
+                                + (marker != null ? " after " + marker.epoch() + " is applied" : ""));
                     }
-                    pending = cp;
+                    marker = cp;
+                    markerNs = System.nanoTime();
                     events.notifyAll();
                 }
             } catch (IllegalArgumentException e) {
@@ -552,6 +768,7 @@ public final class ReplicaSecondary implements AutoCloseable {
 
         @Override
         public void onClosed(TransportException failure) {
+            primaryLost = true;
             synchronized (events) {
                 if (lost == null) {
                     lost = failure != null ? failure : new TransportException(TransportException.Kind.CLOSED, "closed by the primary");

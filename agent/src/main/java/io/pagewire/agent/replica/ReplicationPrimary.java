@@ -78,6 +78,7 @@ public final class ReplicationPrimary implements AutoCloseable {
     private boolean checkpointRequested; // guarded by lock
     private boolean stopRequested;       // guarded by lock
     private ReplicaMessages.Applied applied; // guarded by lock
+    private long fillEpoch;              // guarded by lock: a lazy fill of this checkpoint is in progress at the secondary (0: none)
     private RuntimeException failure;    // guarded by lock
     private long holdEpoch = -1;
     private long round;
@@ -218,6 +219,7 @@ public final class ReplicationPrimary implements AutoCloseable {
                 }
                 nextPass = System.nanoTime() + config.passIntervalNs();
             }
+            awaitFilled();
             Lane bg = connection.background();
             bg.sendComplete();
         } catch (TransportException e) {
@@ -268,6 +270,7 @@ public final class ReplicationPrimary implements AutoCloseable {
 
     /** Collects the dirty log and sends what is dirty, then a ROUND_END. @return pages sent */
     private long pass(boolean capped) throws InterruptedException {
+        awaitFilled();
         Lane bg = connection.background();
         long sent = 0;
         long rateStart = System.nanoTime();
@@ -325,6 +328,7 @@ public final class ReplicationPrimary implements AutoCloseable {
     }
 
     private void checkpoint() throws InterruptedException {
+        awaitFilled(); // before the pause: the guest runs while the secondary finishes filling the previous checkpoint
         long e = ++epoch;
         long t0 = System.nanoTime();
         guest.pause();
@@ -332,14 +336,19 @@ public final class ReplicationPrimary implements AutoCloseable {
         try {
             long before = pagesSinceCheckpoint;
             Lane bg = connection.background();
+            long tPaused = System.nanoTime();
+            long collectNs = 0;
             for (int i = 0; i < regions.size(); i++) {
                 DirtyBitmap d = dirty.get(i);
+                long c0 = System.nanoTime();
                 trackers.get(i).collect(d);
+                collectNs += System.nanoTime() - c0;
                 pagesSinceCheckpoint += sendDirty(i, d, -1, 0);
             }
             long atPause = pagesSinceCheckpoint - before;
             long r = round++;
             bg.sendRoundEnd(r);
+            long tSent = System.nanoTime();
             if (e == holdEpoch) {
                 bg.flush();
                 events.onHold(e);
@@ -354,14 +363,18 @@ public final class ReplicationPrimary implements AutoCloseable {
                 return;
             }
             connection.urgent().sendControl(ReplicaMessages.checkpoint(e, r, pagesSinceCheckpoint));
+            long tMarker = System.nanoTime();
             long crc = config.checksums() ? RamCrc.of(regions, regions.stream().map(GuestRegion::memory).toList()) : -1;
+            long tCrc = System.nanoTime();
             ReplicaMessages.Applied a = awaitApplied(e);
-            long pauseNs = System.nanoTime() - t0;
-            stats.checkpoint(e, pauseNs, atPause, a);
+            long tAcked = System.nanoTime();
             pagesSinceCheckpoint = 0;
-            events.onCheckpoint(e, pauseNs, crc);
+            events.onCheckpoint(e, tAcked - t0, crc);
             guest.resume();
             resumed = true;
+            long pauseNs = System.nanoTime() - t0;
+            stats.checkpoint(e, pauseNs, atPause, a, new long[] {tPaused - t0, collectNs, tSent - tPaused - collectNs, tMarker - tSent,
+                    tCrc - tMarker, tAcked - tCrc, t0 + pauseNs - tAcked});
         } finally {
             if (!resumed) {
                 guest.resume();
@@ -370,24 +383,45 @@ public final class ReplicationPrimary implements AutoCloseable {
     }
 
     private ReplicaMessages.Applied awaitApplied(long e) throws InterruptedException {
-        long deadline = System.nanoTime() + config.ackTimeoutNs();
         lock.lock();
         try {
-            while (applied == null || applied.epoch() < e) {
-                throwIfFailed();
-                long left = deadline - System.nanoTime();
-                if (left <= 0) {
-                    throw new ReplicationException("the secondary " + connection.peer() + " did not acknowledge checkpoint " + e + " within "
-                            + TimeUnit.NANOSECONDS.toMillis(config.ackTimeoutNs()) + " ms");
-                }
-                signal.awaitNanos(left);
-            }
+            awaitLocked(() -> applied != null && applied.epoch() >= e, () -> "acknowledge checkpoint " + e);
             if (applied.epoch() != e) {
                 throw new ReplicationException("the secondary acknowledged checkpoint " + applied.epoch() + ", expected " + e);
             }
             return applied;
         } finally {
             lock.unlock();
+        }
+    }
+
+    /** Waits until the secondary has finished filling the last checkpoint lazily (no page may land in its cache before). */
+    private void awaitFilled() throws InterruptedException {
+        long t0 = System.nanoTime();
+        lock.lock();
+        try {
+            if (fillEpoch == 0) {
+                return;
+            }
+            long e = fillEpoch;
+            awaitLocked(() -> fillEpoch == 0, () -> "finish filling checkpoint " + e);
+        } finally {
+            lock.unlock();
+        }
+        stats.fillWait(System.nanoTime() - t0);
+    }
+
+    /** Under the lock: waits for {@code done}, failing on a connection failure or after the acknowledgement timeout. */
+    private void awaitLocked(java.util.function.BooleanSupplier done, java.util.function.Supplier<String> what) throws InterruptedException {
+        long deadline = System.nanoTime() + config.ackTimeoutNs();
+        while (!done.getAsBoolean()) {
+            throwIfFailed();
+            long left = deadline - System.nanoTime();
+            if (left <= 0) {
+                throw new ReplicationException("the secondary " + connection.peer() + " did not " + what.get() + " within "
+                        + TimeUnit.NANOSECONDS.toMillis(config.ackTimeoutNs()) + " ms");
+            }
+            signal.awaitNanos(left);
         }
     }
 
@@ -425,14 +459,34 @@ public final class ReplicationPrimary implements AutoCloseable {
         public void onControl(LaneKind lane, MemorySegment payload) {
             try {
                 String text = ReplicaMessages.decode(payload);
-                if (!ReplicaMessages.type(text).equals(ReplicaMessages.APPLIED)) {
+                String type = ReplicaMessages.type(text);
+                if (type.equals(ReplicaMessages.FILLED)) {
+                    ReplicaMessages.Filled f = ReplicaMessages.parseFilled(text);
+                    lock.lock();
+                    try {
+                        if (f.epoch() != fillEpoch) {
+                            throw new IllegalArgumentException("replica-filled " + f.epoch() + " while "
+                                    + (fillEpoch == 0 ? "no fill is in progress" : "checkpoint " + fillEpoch + " is being filled"));
+                        }
+                        stats.filled(f); // before the replication thread can go on (and a reader see the stats)
+                        fillEpoch = 0;
+                        signal.signalAll();
+                    } finally {
+                        lock.unlock();
+                    }
+                    return;
+                }
+                if (!type.equals(ReplicaMessages.APPLIED)) {
                     throw new IllegalArgumentException("unknown replication message '" + PeerText.escape(text) + "' (expected "
-                            + ReplicaMessages.APPLIED + ")");
+                            + ReplicaMessages.APPLIED + " or " + ReplicaMessages.FILLED + ")");
                 }
                 ReplicaMessages.Applied a = ReplicaMessages.parseApplied(text);
                 lock.lock();
                 try {
                     applied = a;
+                    if (a.lazyPages() > 0) {
+                        fillEpoch = a.epoch();
+                    }
                     signal.signalAll();
                 } finally {
                     lock.unlock();

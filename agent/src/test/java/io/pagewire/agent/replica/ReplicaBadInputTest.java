@@ -76,7 +76,7 @@ class ReplicaBadInputTest {
 
     @Test
     void parsingNamesTheField() {
-        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> ReplicaMessages.parseApplied("replica-applied 1 2 three 4"));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> ReplicaMessages.parseApplied("replica-applied 1 2 three 4 0 0 0"));
         assertTrue(e.getMessage().contains("field 3 is not a decimal number"), e.getMessage());
         assertEquals(new ReplicaMessages.Checkpoint(2, 9, 100), ReplicaMessages.parseCheckpoint("replica-checkpoint 2 9 100"));
         assertThrows(IllegalArgumentException.class, () -> ReplicaMessages.parseCheckpoint("replica-checkpoint 0 9 100"));
