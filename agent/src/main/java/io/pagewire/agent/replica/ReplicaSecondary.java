@@ -90,11 +90,20 @@ public final class ReplicaSecondary implements AutoCloseable {
     private final List<MemorySegment> backup = new ArrayList<>();
     private final List<DirtyBitmap> received = new ArrayList<>();
     private final List<DirtyBitmap> secondaryDirty = new ArrayList<>();
-    /** LAZY: pages dropped from the guest's mapping at the last apply and not filled yet; guarded by fillLock. */
+    /** LAZY: pages dropped from the guest's mapping at the last apply and not filled yet; guarded by pageLock. */
     private final List<DirtyBitmap> pending = new ArrayList<>();
-    private final Object fillLock = new Object();
-    private long fillFaultPages;   // guarded by fillLock: pages of the current fill filled on fault
-    private long fillerPages;      // guarded by fillLock: ... and by the filler
+    /**
+     * LAZY: pages not mapped in the guest's mapping whose page cache holds their right content: dropped by the sweeper
+     * ahead of the next apply, or filled by the filler (which does not map). A fill fault maps such a page and clears
+     * its bit. Guarded by pageLock.
+     */
+    private final List<DirtyBitmap> unmapped = new ArrayList<>();
+    /** LAZY: orders every change of a page's state (pending, filled, unmapped, mapped) between the threads. */
+    private final Object pageLock = new Object();
+    private Thread sweeper;
+    private volatile boolean stopSweeper;
+    private long fillFaultPages;   // guarded by pageLock: pages of the current fill filled on fault
+    private long fillerPages;      // guarded by pageLock: ... and by the filler
     private volatile boolean filling;
     private volatile long holdFillEpoch = -1;
     private Runnable onHoldFill;
@@ -163,6 +172,7 @@ public final class ReplicaSecondary implements AutoCloseable {
                 secondaryDirty.add(DirtyBitmap.allocate(r.pageCount(), arena));
                 if (apply == Apply.LAZY) {
                     pending.add(DirtyBitmap.allocate(r.pageCount(), arena));
+                    unmapped.add(DirtyBitmap.allocate(r.pageCount(), arena));
                 }
             }
             wp = WriteProtectedRam.open(regions, apply == Apply.LAZY);
@@ -240,6 +250,9 @@ public final class ReplicaSecondary implements AutoCloseable {
      */
     public Result run(Listener listener, Duration acceptTimeout, java.util.function.LongConsumer onApplied) throws InterruptedException {
         Connection c = listener.accept(new Handler(), acceptTimeout);
+        if (apply == Apply.LAZY) {
+            sweeper = Thread.ofPlatform().daemon().name("replica-sweeper").start(this::sweep);
+        }
         if (apply != Apply.WHOLE) {
             initialCopy = Thread.ofPlatform().daemon().name("replica-initial-copy").start(this::copyInitialSync);
         }
@@ -290,9 +303,9 @@ public final class ReplicaSecondary implements AutoCloseable {
                     receivedPages.addAndGet(cp.pages());
                     return failover(why);
                 }
+                long spanStart = System.nanoTime();
                 endInitialCopy();
                 completeEpoch = cp.epoch(); // the complete marker: from here the checkpoint is applied whatever happens to the primary
-                long spanStart = System.nanoTime();
                 long[] counts = applyCheckpoint();
                 if (onApplied != null && apply != Apply.LAZY) {
                     onApplied.accept(cp.epoch());
@@ -305,14 +318,16 @@ public final class ReplicaSecondary implements AutoCloseable {
                     c.urgent().sendControl(ReplicaMessages.applied(cp.epoch(), counts[0], lastApplyNs, counts[1], counts[2], waitNs,
                             System.nanoTime() - spanStart));
                     if (apply == Apply.LAZY) {
-                        long[] filled = fillAll(cp.epoch(), true, false);
+                        long[] filled = fillAll(cp.epoch(), false);
                         if (filled == null) {
                             continue; // the primary is gone: the loop fails over, which finishes the fill
                         }
                         if (onApplied != null) {
                             onApplied.accept(cp.epoch());
                         }
-                        c.urgent().sendControl(ReplicaMessages.filled(cp.epoch(), filled[0], filled[1], lastFillNs));
+                        if (counts[2] > 0) {
+                            c.urgent().sendControl(ReplicaMessages.filled(cp.epoch(), filled[0], filled[1], lastFillNs));
+                        }
                     }
                 } catch (TransportException e) {
                     // The primary died after the checkpoint was complete: it stays applied; the next turn of the loop
@@ -326,6 +341,7 @@ public final class ReplicaSecondary implements AutoCloseable {
             }
         } finally {
             endInitialCopy();
+            endSweeper();
             c.close();
         }
     }
@@ -338,9 +354,9 @@ public final class ReplicaSecondary implements AutoCloseable {
      * apply (the transport reports a page only once it is placed), so a copy that raced with a placement is repaired.
      */
     private void copyInitialSync() {
-        long[] batch = new long[4096];
+        long[] batch = new long[512];
         while (!stopInitialCopy) {
-            boolean any = false;
+            boolean any = revertSecondaryWrites();
             for (int i = 0; i < regions.size() && !stopInitialCopy; i++) {
                 long ps = regions.get(i).pageSize();
                 MemorySegment from = cache.get(i).memory();
@@ -365,6 +381,52 @@ public final class ReplicaSecondary implements AutoCloseable {
             }
         }
     }
+
+    /**
+     * Before the first checkpoint, also undoes the secondary guest's own writes while it runs, so that the first apply
+     * finds only those of the last moments (not every page the guest wrote during the whole initial sync): each page
+     * it wrote is protected again, then given the cache's content, and forgotten. A write after the protection faults
+     * and marks the page again (the fault handler waits for the tracking lock held here until the copy is done).
+     *
+     * @return whether any page was reverted
+     */
+    private boolean revertSecondaryWrites() {
+        boolean any = false;
+        for (int i = 0; i < regions.size() && !stopInitialCopy; i++) {
+            GuestRegion r = regions.get(i);
+            long ps = r.pageSize();
+            DirtyBitmap sd = secondaryDirty.get(i);
+            long p = 0;
+            while (!stopInitialCopy) {
+                synchronized (tracking) {
+                    int done = 0;
+                    p = sd.nextDirty(p, r.pageCount());
+                    while (p < r.pageCount() && done < REVERT_BATCH) {
+                        long end = Math.min(sd.nextClean(p, r.pageCount()), p + REVERT_BATCH - done);
+                        protection.protect(i, p, end - p);
+                        NativeMemory.copy(cache.get(i).memory(), p * ps, alias.get(i), p * ps, (end - p) * ps);
+                        sd.clearRange(p, end - p);
+                        done += (int) (end - p);
+                        p = sd.nextDirty(end, r.pageCount());
+                    }
+                    if (done == 0) {
+                        break;
+                    }
+                    any = true;
+                }
+            }
+            if (any) {
+                synchronized (tracking) {
+                    // Before the first checkpoint nothing is restored from the backup: free what the guest's writes saved.
+                    Mappings.dontNeed(backup.get(i));
+                }
+            }
+        }
+        return any;
+    }
+
+    /** Pages reverted per hold of the tracking lock (a writing vCPU waits at most that long). */
+    private static final int REVERT_BATCH = 64;
 
     private void endInitialCopy() throws InterruptedException {
         Thread t = initialCopy;
@@ -417,61 +479,96 @@ public final class ReplicaSecondary implements AutoCloseable {
         }
         lastApplyNs = System.nanoTime() - t0;
         applied++;
-        if (lazy > 0) {
-            filling = true;
-        }
+        filling = lazy > 0;
         return new long[] {copied, guestDirty, lazy};
     }
 
     /**
      * LAZY apply of one region, guest paused: the pages received or dirtied by the guest become pending, and their
      * page-table entries in the guest's mapping are dropped (batched {@code MADV_DONTNEED}; the page cache keeps the
-     * pages, so the guest's next access raises a fill fault). @return pages pending
+     * pages, so the guest's next access raises a fill fault), except those already dropped (by the sweeper or the
+     * last fill) and not mapped again since. @return pages pending
      */
     private long dropForFill(int region, DirtyBitmap rx, DirtyBitmap sd) {
         DirtyBitmap pend = pending.get(region);
+        DirtyBitmap z = unmapped.get(region);
         GuestRegion r = regions.get(region);
-        long base = r.memory().address();
-        long ps = r.pageSize();
-        long[] addresses = new long[ZAP_BATCH];
-        long[] lengths = new long[ZAP_BATCH];
-        int[] n = {0};
-        synchronized (fillLock) {
+        Drops drops = new Drops(r.memory().address(), r.pageSize(), ZAP_BATCH);
+        synchronized (pageLock) {
+            filling = true; // the sweeper stops (it looks under pageLock) until the fill is done
             fillFaultPages = 0; // the counts are per fill (the guest is paused: no fault in flight)
             fillerPages = 0;
             for (long w = 0; w < rx.wordCount(); w++) {
                 long bits = rx.word(w) | sd.word(w);
                 if (bits != 0) {
                     pend.orWordAtomic(w, bits);
+                    drops.addWord(w, bits & ~z.take(w, bits)); // pending pages are unmapped: not tracked as 'unmapped'
                 }
             }
-        }
-        forEachRun(pend, r.pageCount(), (p, count) -> {
-            addresses[n[0]] = base + p * ps;
-            lengths[n[0]] = count * ps;
-            if (++n[0] == ZAP_BATCH) {
-                Mappings.dontNeedRanges(addresses, lengths, n[0]);
-                n[0] = 0;
-            }
-        });
-        if (n[0] > 0) {
-            Mappings.dontNeedRanges(addresses, lengths, n[0]);
+            drops.flush();
         }
         return pend.count();
     }
 
+    /** Ranges of pages of one region to drop from the guest's mapping, merged when adjacent, dropped a batch at a time. */
+    private static final class Drops {
+        private final long base;
+        private final long pageSize;
+        private final long[] addresses;
+        private final long[] lengths;
+        private int n;
+
+        Drops(long base, long pageSize, int batch) {
+            this.base = base;
+            this.pageSize = pageSize;
+            this.addresses = new long[batch];
+            this.lengths = new long[batch];
+        }
+
+        /** Adds the pages of bitmap word {@code w} set in {@code bits}. */
+        void addWord(long w, long bits) {
+            while (bits != 0) {
+                long address = base + ((w << 6) + Long.numberOfTrailingZeros(bits)) * pageSize;
+                bits &= bits - 1;
+                if (n > 0 && addresses[n - 1] + lengths[n - 1] == address) {
+                    lengths[n - 1] += pageSize;
+                    continue;
+                }
+                if (n == addresses.length) {
+                    flush();
+                }
+                addresses[n] = address;
+                lengths[n] = pageSize;
+                n++;
+            }
+        }
+
+        /** @return ranges waiting */
+        int size() {
+            return n;
+        }
+
+        void flush() {
+            if (n > 0) {
+                Mappings.dontNeedRanges(addresses, lengths, n);
+                n = 0;
+            }
+        }
+    }
+
     private static final int ZAP_BATCH = 1024;
-    /** Pages the filler copies and maps per turn (it holds the fill lock for the copy: a faulting vCPU waits at most that). */
+    /** Pages the filler copies per hold of the page lock (a faulting vCPU waits at most that). */
     private static final int FILL_RUN = 64;
 
     /**
-     * LAZY: fills every pending page (copy from the cache through the second mapping, then map it write-protected),
-     * racing with the fault thread page by page under the fill lock: each page is copied exactly once, and only a
-     * copied page is ever mapped. Runs on the apply thread with the guest running; when the primary is lost it stops
-     * and leaves the rest to the failover, which calls it again to finish. @return {pages filled on fault, pages
-     * filled by this filler}, or null when it stopped early
+     * LAZY: fills every pending page by a copy from the cache through the second mapping, racing with the fault thread
+     * page by page under the page lock: each page is copied exactly once, and a page is mapped only once copied (by a
+     * fault; the filler leaves the pages it copied unmapped, no system call per page: the guest's next access maps
+     * them). Runs on the apply thread with the guest running; when the primary is lost it stops and leaves the rest to
+     * the failover, which calls it again to finish. @return {pages filled on fault, pages filled by this filler}, or
+     * null when it stopped early
      */
-    private long[] fillAll(long epoch, boolean map, boolean failingOver) throws InterruptedException {
+    private long[] fillAll(long epoch, boolean failingOver) throws InterruptedException {
         if (apply != Apply.LAZY) {
             return new long[] {0, 0};
         }
@@ -480,26 +577,23 @@ public final class ReplicaSecondary implements AutoCloseable {
         for (int i = 0; i < regions.size(); i++) {
             GuestRegion r = regions.get(i);
             DirtyBitmap pend = pending.get(i);
+            DirtyBitmap z = unmapped.get(i);
             long ps = r.pageSize();
             long pages = r.pageCount();
             long from = 0;
             while (true) {
-                long p;
-                long end;
-                synchronized (fillLock) {
-                    p = pend.nextDirty(from, pages);
+                synchronized (pageLock) {
+                    long p = pend.nextDirty(from, pages);
                     if (p >= pages) {
                         break;
                     }
-                    end = Math.min(pend.nextClean(p, pages), p + FILL_RUN);
+                    long end = Math.min(pend.nextClean(p, pages), p + FILL_RUN);
                     NativeMemory.copy(cache.get(i).memory(), p * ps, alias.get(i), p * ps, (end - p) * ps);
                     pend.clearRange(p, end - p);
+                    z.markRange(p, end - p);
                     fillerPages += end - p;
+                    from = end;
                 }
-                if (map) {
-                    protection.fill(i, p, end - p);
-                }
-                from = end;
                 if (!held && epoch == holdFillEpoch && filling) {
                     held = true;
                     holdFillEpoch = -1;
@@ -510,9 +604,9 @@ public final class ReplicaSecondary implements AutoCloseable {
                 }
             }
         }
-        filling = false;
         lastFillNs = System.nanoTime() - Math.min(t0, resumedNs);
-        synchronized (fillLock) {
+        synchronized (pageLock) {
+            filling = false;
             return new long[] {fillFaultPages, fillerPages};
         }
     }
@@ -539,10 +633,13 @@ public final class ReplicaSecondary implements AutoCloseable {
         this.holdFillEpoch = epoch;
     }
 
-    /** A fill fault (LAZY): fill the page if it is pending, then map it write-protected. On the fault thread. */
+    /**
+     * A fill fault (LAZY), on the fault thread: fills the page if it is pending, then maps it write-protected (so that
+     * the guest's write, if it was one, faults again and is tracked).
+     */
     private void fillOnFault(int region, long page, boolean missing) {
         long ps = regions.get(region).pageSize();
-        synchronized (fillLock) {
+        synchronized (pageLock) {
             DirtyBitmap pend = pending.get(region);
             if (pend.isDirty(page)) {
                 NativeMemory.copy(cache.get(region).memory(), page * ps, alias.get(region), page * ps, ps);
@@ -552,8 +649,60 @@ public final class ReplicaSecondary implements AutoCloseable {
                 // A page never populated and not part of a checkpoint: zero, as before; put it in the page cache.
                 Mappings.populateWrite(alias.get(region).asSlice(page * ps, ps));
             }
+            protection.fill(region, page, 1);
+            unmapped.get(region).clearRange(page, 1);
         }
-        protection.fill(region, page, 1);
+    }
+
+    /**
+     * LAZY, between checkpoints (not during a fill): drops the guest-mapping entries of the pages the next apply will
+     * drop anyway (received since the last checkpoint, or dirtied by the secondary's guest), a batch at a time, so the
+     * apply, while the guest is paused, drops only those that came since the last sweep or that a fault mapped again.
+     * A dropped page keeps its content in the page cache; the guest's next access maps it again through a fill fault.
+     */
+    private void sweep() {
+        while (!stopSweeper) {
+            LockSupport.parkNanos(SWEEP_INTERVAL_NS);
+            if (filling || completeEpoch == 0) {
+                continue; // before checkpoint 1 the initial copy handles the guest's writes
+            }
+            for (int i = 0; i < regions.size() && !stopSweeper; i++) {
+                GuestRegion r = regions.get(i);
+                DirtyBitmap rx = received.get(i);
+                DirtyBitmap sd = secondaryDirty.get(i);
+                DirtyBitmap z = unmapped.get(i);
+                Drops drops = new Drops(r.memory().address(), r.pageSize(), SWEEP_BATCH);
+                long w = 0;
+                while (w < rx.wordCount() && !stopSweeper) {
+                    synchronized (pageLock) {
+                        if (filling) {
+                            break;
+                        }
+                        for (; w < rx.wordCount() && drops.size() < SWEEP_BATCH - 64; w++) {
+                            // Racy read of sd (its writer holds 'tracking'): a bit missed here is dropped by the apply.
+                            long bits = (rx.word(w) | sd.word(w)) & ~z.word(w);
+                            if (bits != 0) {
+                                z.orWordAtomic(w, bits);
+                                drops.addWord(w, bits);
+                            }
+                        }
+                        drops.flush();
+                    }
+                }
+            }
+        }
+    }
+
+    private static final int SWEEP_BATCH = 256;
+    private static final long SWEEP_INTERVAL_NS = TimeUnit.MILLISECONDS.toNanos(2);
+
+    private void endSweeper() throws InterruptedException {
+        Thread t = sweeper;
+        if (t != null) {
+            stopSweeper = true;
+            t.join();
+            sweeper = null;
+        }
     }
 
     private long copyRuns(int region, DirtyBitmap pages) {
@@ -633,9 +782,9 @@ public final class ReplicaSecondary implements AutoCloseable {
 
     private Result failover(String reason) throws InterruptedException {
         endInitialCopy();
-        // A lazy fill in progress is finished first: the guest RAM then holds the checkpoint. (Pages are mapped too, which
-        // answers a vCPU waiting on one, unless tracking failed: then the protection is gone and nothing waits.)
-        fillAll(completeEpoch, faultFailure == null, true);
+        endSweeper();
+        // A lazy fill in progress is finished first: the guest RAM then holds the checkpoint.
+        fillAll(completeEpoch, true);
         if (guest != null) {
             guest.pause();
         }
@@ -681,8 +830,9 @@ public final class ReplicaSecondary implements AutoCloseable {
                 NativeMemory.copy(alias.get(region), page * ps, backup.get(region), page * ps, ps);
                 sd.mark(page);
             }
+            // Under the lock: the initial copy's revert (guest running) must not see the mark before the unprotect.
+            protection.unprotect(region, page, 1);
         }
-        protection.unprotect(region, page, 1);
     }
 
     private void stopTracking() {

@@ -211,6 +211,10 @@ public final class ReplicationPrimary implements AutoCloseable {
                     lock.unlock();
                 }
                 if (due) {
+                    if (config.design() == ReplicationConfig.Design.BACKGROUND) {
+                        // A last pass while the guest still runs: the pause then sends only what is dirtied during it.
+                        stats.background(pass(true));
+                    }
                     checkpoint();
                     nextCheckpoint = System.nanoTime() + config.intervalNs();
                 } else {

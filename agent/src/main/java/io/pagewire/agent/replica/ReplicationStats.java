@@ -40,6 +40,8 @@ public final class ReplicationStats {
     private long initialSyncNs;
     private long initialSyncPages;
     private long initialSyncPauseNs;
+    private long[] initialSyncStages;
+    private ReplicaMessages.Applied initialSyncApplied;
     private long backgroundPages;
     private long pausePages;
     private long maxPausePages;
@@ -84,6 +86,8 @@ public final class ReplicationStats {
         lazyPages += applied.lazyPages();
         if (checkpoints == 0) {
             initialSyncPauseNs = pauseNanos;
+            initialSyncStages = stages.clone();
+            initialSyncApplied = applied;
         }
         checkpoints++;
         lastEpoch = epoch;
@@ -156,6 +160,18 @@ public final class ReplicationStats {
         init.put("time-ms", Json.round(initialSyncNs / 1e6, 2));
         init.put("pages", initialSyncPages);
         init.put("pause-ms", Json.round(initialSyncPauseNs / 1e6, 3));
+        if (initialSyncStages != null) {
+            ObjectNode st = init.putObject("pause-stages-ms");
+            for (int i = 0; i < STAGES.length; i++) {
+                st.put(STAGES[i], Json.round(initialSyncStages[i] / 1e6, 3));
+            }
+            st.put("secondary-complete-wait", Json.round(initialSyncApplied.waitNs() / 1e6, 3));
+            st.put("secondary-apply-span", Json.round(initialSyncApplied.spanNs() / 1e6, 3));
+            st.put("secondary-apply", Json.round(initialSyncApplied.applyNs() / 1e6, 3));
+            init.put("secondary-copied-pages", initialSyncApplied.copiedPages());
+            init.put("secondary-lazy-pages", initialSyncApplied.lazyPages());
+            init.put("secondary-dirty-pages", initialSyncApplied.secondaryDirtyPages());
+        }
         putMs(o.putObject("pause-ms"), pauseNs);
         o.put("last-pause-ms", Json.round(lastPauseNs / 1e6, 3));
         ObjectNode p = o.putObject("pause-pages");

@@ -167,6 +167,7 @@ public final class ReplicationBench {
                 long[] fills = st.fillPages();
                 stages.append(String.format(Locale.ROOT, " %.1f / %.1f | %.0f / %.0f | %.1f |", lazy.get("fill-ms").get("p50").asDouble(),
                         lazy.get("fill-ms").get("p99").asDouble(), (double) fills[0] / n, (double) fills[1] / n, lazy.get("primary-wait-ms").asDouble()));
+                System.out.println("INITIAL-SYNC design " + design + " " + json.get("initial-sync"));
                 return new String[] {main, stages.toString()};
             }
         }
