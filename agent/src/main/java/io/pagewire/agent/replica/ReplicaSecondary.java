@@ -131,8 +131,8 @@ public final class ReplicaSecondary implements AutoCloseable {
     private volatile RuntimeException faultFailure;
 
     /**
-     * @param regions the secondary guest's RAM: memfd regions, same names, sizes and page sizes as the primary's, fresh
-     *                (never written: its guest starts after this constructor)
+     * @param regions the secondary guest's RAM: memfd regions, same names, sizes and page sizes as the primary's; what
+     *                they hold is zeroed (the first checkpoint brings the primary's content)
      * @param guest pauses and resumes the secondary's guest (its vCPUs must write from native code: the RAM is under
      *              synchronous write-protection), or null when no guest runs here
      * @param apply how checkpoints are applied
@@ -145,14 +145,6 @@ public final class ReplicaSecondary implements AutoCloseable {
             if (r.backing() == Backing.ANONYMOUS) {
                 throw new IllegalArgumentException("region '" + r.name() + "' is anonymous memory: the secondary's guest RAM must be a memfd or file "
                         + "(checkpoints are copied in through a second mapping)");
-            }
-        }
-        for (GuestRegion r : regions) {
-            long populated = r.nextPopulatedPage(0, r.pageCount());
-            if (r.populationSource() != GuestRegion.PopulationSource.NONE && populated < r.pageCount()) {
-                // The cache starts all zero and a page the primary never sends is zero there: so must the guest's be.
-                throw new IllegalArgumentException("region '" + r.name() + "' of the secondary's guest holds data (page " + populated
-                        + " is populated): it must be fresh (all zero, never written) when replication starts");
             }
         }
         String cause = WriteProtectedRam.unavailabilityCause(regions, apply == Apply.LAZY);
@@ -177,6 +169,7 @@ public final class ReplicaSecondary implements AutoCloseable {
             }
             wp = WriteProtectedRam.open(regions, apply == Apply.LAZY);
             wp.protectAll();
+            clearStale();
         } catch (RuntimeException e) {
             if (wp != null) {
                 wp.close();
@@ -188,6 +181,28 @@ public final class ReplicaSecondary implements AutoCloseable {
         this.protection = wp;
         this.faultThread = Thread.ofPlatform().daemon().name("replica-faults").start(this::handleFaults);
     }
+
+    /**
+     * Zeroes whatever the guest's RAM holds when replication starts (through the second mapping, after the protection
+     * is on): the cache starts all zero and the primary sends only its populated pages, so a page the primary never
+     * sends must read zero here too. Before the first checkpoint the guest RAM holds nothing to keep; a write of the
+     * guest meanwhile is tracked, and the first checkpoint brings that page from the cache.
+     */
+    private void clearStale() {
+        MemorySegment zeros = Mappings.mapAnonymous(ZERO_CHUNK, true, arena); // never written: reads as zeros
+        for (int i = 0; i < regions.size(); i++) {
+            GuestRegion r = regions.get(i);
+            MemorySegment to = alias.get(i);
+            long ps = r.pageSize();
+            PopulatedRuns.forEach(r, (data, count) -> {
+                for (long off = data * ps; off < (data + count) * ps; off += ZERO_CHUNK) {
+                    NativeMemory.copy(zeros, 0, to, off, Math.min(ZERO_CHUNK, (data + count) * ps - off));
+                }
+            });
+        }
+    }
+
+    private static final long ZERO_CHUNK = 1L << 20;
 
     /** @return a listener on {@code uri} whose destination RAM is the RAM cache */
     public Listener listen(String uri) {
@@ -720,22 +735,14 @@ public final class ReplicaSecondary implements AutoCloseable {
 
     private long copyPopulated(int region) {
         GuestRegion c = cache.get(region);
-        long n = c.pageCount();
         long ps = c.pageSize();
-        long copied = 0;
-        long p = 0;
-        while (p < n) {
-            long data = c.nextPopulatedPage(p, n);
-            if (data >= n) {
-                break;
-            }
-            long hole = c.nextUnpopulatedPage(data, n);
-            populateForCopy(alias.get(region), data * ps, (hole - data) * ps);
-            NativeMemory.copy(c.memory(), data * ps, alias.get(region), data * ps, (hole - data) * ps);
-            copied += hole - data;
-            p = hole;
-        }
-        return copied;
+        long[] copied = {0};
+        PopulatedRuns.forEach(c, (data, count) -> {
+            populateForCopy(alias.get(region), data * ps, count * ps);
+            NativeMemory.copy(c.memory(), data * ps, alias.get(region), data * ps, count * ps);
+            copied[0] += count;
+        });
+        return copied[0];
     }
 
     /**

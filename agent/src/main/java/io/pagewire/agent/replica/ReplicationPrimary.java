@@ -63,6 +63,9 @@ public final class ReplicationPrimary implements AutoCloseable {
     }
 
     private static final int RUN_PAGES = 256;
+    /** At most this many background passes right before a checkpoint's pause, fewer once one sends this few pages. */
+    private static final int PRE_PAUSE_PASSES = 3;
+    private static final long PRE_PAUSE_ENOUGH = 256;
 
     private final List<GuestRegion> regions;
     private final GuestControl guest;
@@ -72,6 +75,7 @@ public final class ReplicationPrimary implements AutoCloseable {
     private final List<DirtyBitmap> dirty = new ArrayList<>();
     private final Arena arena = Arena.ofShared();
     private final ReplicationStats stats;
+    private final RateLimiter limiter;
     private final ReentrantLock lock = new ReentrantLock();
     private final Condition signal = lock.newCondition();
     private Connection connection;
@@ -91,6 +95,7 @@ public final class ReplicationPrimary implements AutoCloseable {
         this.config = config.conclude();
         this.events = events;
         this.stats = new ReplicationStats(regions.getFirst().pageSize());
+        this.limiter = new RateLimiter(this.config.rateLimitBytesPerSec());
     }
 
     /**
@@ -212,8 +217,15 @@ public final class ReplicationPrimary implements AutoCloseable {
                 }
                 if (due) {
                     if (config.design() == ReplicationConfig.Design.BACKGROUND) {
-                        // A last pass while the guest still runs: the pause then sends only what is dirtied during it.
-                        stats.background(pass(true));
+                        // Last passes while the guest still runs, until one is short: the pause then sends only what is
+                        // dirtied during the last one.
+                        for (int k = 0; k < PRE_PAUSE_PASSES; k++) {
+                            long sent = pass(true);
+                            stats.background(sent);
+                            if (sent <= PRE_PAUSE_ENOUGH) {
+                                break;
+                            }
+                        }
                     }
                     checkpoint();
                     nextCheckpoint = System.nanoTime() + config.intervalNs();
@@ -236,27 +248,20 @@ public final class ReplicationPrimary implements AutoCloseable {
         long sent = 0;
         // Bulk pass: every populated page (never-populated pages read as zeros on both sides).
         Lane bg = connection.background();
-        long rateStart = System.nanoTime();
-        long bytes = 0;
+        limiter.start(System.nanoTime());
         for (int i = 0; i < regions.size(); i++) {
             GuestRegion r = regions.get(i);
-            long pages = r.pageCount();
-            long p = 0;
-            while (p < pages) {
-                long data = r.nextPopulatedPage(p, pages);
-                if (data >= pages) {
-                    break;
+            int region = i;
+            long[] pages = {0};
+            PopulatedRuns.forEach(r, (data, count) -> {
+                for (long q = data; q < data + count; q += RUN_PAGES) {
+                    long n = Math.min(RUN_PAGES, data + count - q);
+                    bg.sendPages(region, q, n);
+                    pages[0] += n;
+                    pace(n * r.pageSize());
                 }
-                long hole = r.nextUnpopulatedPage(data, pages);
-                for (long q = data; q < hole; q += RUN_PAGES) {
-                    long n = Math.min(RUN_PAGES, hole - q);
-                    bg.sendPages(i, q, n);
-                    sent += n;
-                    bytes += n * r.pageSize();
-                    pace(rateStart, bytes);
-                }
-                p = hole;
-            }
+            });
+            sent += pages[0];
         }
         bg.sendRoundEnd(round++);
         // Dirty passes while the guest runs, until what is left is small or the pass budget is spent.
@@ -277,11 +282,11 @@ public final class ReplicationPrimary implements AutoCloseable {
         awaitFilled();
         Lane bg = connection.background();
         long sent = 0;
-        long rateStart = System.nanoTime();
+        limiter.start(System.nanoTime());
         for (int i = 0; i < regions.size(); i++) {
             DirtyBitmap d = dirty.get(i);
             trackers.get(i).collect(d);
-            sent += sendDirty(i, d, capped ? rateStart : -1, sent * regions.get(i).pageSize());
+            sent += sendDirty(i, d, capped);
         }
         if (sent > 0) {
             bg.sendRoundEnd(round++);
@@ -290,7 +295,7 @@ public final class ReplicationPrimary implements AutoCloseable {
         return sent;
     }
 
-    private long sendDirty(int region, DirtyBitmap d, long rateStart, long bytesBefore) throws InterruptedException {
+    private long sendDirty(int region, DirtyBitmap d, boolean capped) throws InterruptedException {
         GuestRegion r = regions.get(region);
         Lane bg = connection.background();
         long pages = r.pageCount();
@@ -300,31 +305,28 @@ public final class ReplicationPrimary implements AutoCloseable {
             long end = Math.min(d.nextClean(p, pages), p + RUN_PAGES);
             // PAUSE_ALL marks every page dirty for the first pause: holes need no sending.
             long data = r.nextPopulatedPage(p, end);
+            long n = 0;
             if (data < end) {
                 long hole = r.nextUnpopulatedPage(data, end);
-                bg.sendPages(region, data, hole - data);
-                sent += hole - data;
+                n = hole - data;
+                bg.sendPages(region, data, n);
+                sent += n;
                 end = hole;
             }
             d.clearRange(p, end - p);
-            if (rateStart >= 0) {
-                pace(rateStart, bytesBefore + sent * r.pageSize());
+            if (capped && n > 0) {
+                pace(n * r.pageSize()); // pages sent, not the holes skipped
             }
             p = d.nextDirty(end, pages);
         }
         return sent;
     }
 
-    /** Sleeps so that {@code bytes} since {@code startNs} stay within the rate cap. */
-    private void pace(long startNs, long bytes) throws InterruptedException {
-        long rate = config.rateLimitBytesPerSec();
-        if (rate <= 0) {
-            return;
-        }
-        long due = startNs + (long) (bytes * 1e9 / rate);
-        long now = System.nanoTime();
-        if (due - now > 50_000) {
-            LockSupport.parkNanos(due - now);
+    /** Accounts {@code bytes} just sent in the background and sleeps as long as the rate cap says. */
+    private void pace(long bytes) throws InterruptedException {
+        long wait = limiter.sent(bytes, System.nanoTime());
+        if (wait > 0) {
+            LockSupport.parkNanos(wait);
             if (Thread.interrupted()) {
                 throw new InterruptedException("replication interrupted while pacing");
             }
@@ -347,7 +349,7 @@ public final class ReplicationPrimary implements AutoCloseable {
                 long c0 = System.nanoTime();
                 trackers.get(i).collect(d);
                 collectNs += System.nanoTime() - c0;
-                pagesSinceCheckpoint += sendDirty(i, d, -1, 0);
+                pagesSinceCheckpoint += sendDirty(i, d, false);
             }
             long atPause = pagesSinceCheckpoint - before;
             long r = round++;
