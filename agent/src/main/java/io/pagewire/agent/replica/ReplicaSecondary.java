@@ -49,7 +49,12 @@ import java.util.concurrent.locks.LockSupport;
  *     from the cache through a second mapping of the guest's memfd (so the copy does not fault on the protection);
  *     pages the guest dirtied are protected again; guest resumed; {@code replica-applied} acknowledges. A page neither
  *     side touched is already equal in the cache and the guest (the seed's observation). With
- *     {@link Apply#WHOLE} every populated cache page is copied instead (the seed's problem, for comparison).</li>
+ *     {@link Apply#WHOLE} every populated cache page is copied instead (the seed's problem, for comparison). With
+ *     {@link Apply#LAZY} nothing is copied while the guest is paused: the pages' entries in the guest's mapping are
+ *     dropped, the guest resumes, and each page is copied in on the guest's first access (userfaultfd MINOR/MISSING
+ *     fault, mapped back write-protected) or by the filler on the apply thread, exactly once; {@code replica-filled}
+ *     tells the primary when it may send pages again. A sweeper thread drops the entries of the next apply's pages
+ *     ahead of it.</li>
  * <li><b>Failover</b>: the connection breaks (primary killed, link cut): an incomplete checkpoint is dropped (its pages
  *     are only in the cache), the guest is paused and the pages it dirtied since the last complete checkpoint are
  *     restored from the backup: the guest RAM then equals that checkpoint exactly, and the guest is left paused for the
@@ -57,8 +62,11 @@ import java.util.concurrent.locks.LockSupport;
  *     the guest RAM then holds part of the initial sync.</li>
  * </ul>
  *
- * <p>Threading: {@link #run} on one thread (the apply thread); transport callbacks on transport threads; one fault
- * thread. The sets of dirtied pages are guarded by {@code tracking}; the guest is paused whenever they are read in bulk.
+ * <p>Threading: {@link #run} on one thread (the apply thread, also the lazy filler); transport callbacks on transport
+ * threads; one fault thread; before the first checkpoint an initial-copy thread; with LAZY a sweeper thread. The sets
+ * of dirtied pages are guarded by {@code tracking}; the guest is paused whenever they are read in bulk. LAZY page
+ * states (pending, unmapped) are guarded by {@code pageLock}; the two locks are never held together in the order
+ * pageLock then tracking.
  */
 public final class ReplicaSecondary implements AutoCloseable {
     /** How a complete checkpoint is brought into the guest's RAM. */
