@@ -100,8 +100,13 @@ final class ReceiveCommand implements Callable<Integer> {
     boolean replica;
 
     @Option(names = "--replica-apply", defaultValue = "dirty", paramLabel = "MODE",
-            description = "replica: copy only dirtied pages (dirty) or the whole cache (whole, for comparison) (default ${DEFAULT-VALUE})")
+            description = {"replica: copy only dirtied pages while paused (dirty), the whole cache (whole, for comparison), or resume first and",
+                    "fill the dirtied pages on fault and in the background (lazy, userfaultfd MINOR) (default ${DEFAULT-VALUE})"})
     String replicaApply;
+
+    @Option(names = "--debug-hold-fill", hidden = true, defaultValue = "0", paramLabel = "EPOCH",
+            description = "test hook (replica, lazy): stop the fill of this checkpoint part way until the primary is gone (prints FILL-HOLD EPOCH)")
+    long holdFillEpoch;
 
     @Override
     public Integer call() throws Exception {

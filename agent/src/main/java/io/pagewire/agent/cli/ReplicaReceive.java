@@ -21,7 +21,8 @@ final class ReplicaReceive {
         ReplicaSecondary.Apply apply = switch (cmd.replicaApply) {
             case "dirty" -> ReplicaSecondary.Apply.DIRTY;
             case "whole" -> ReplicaSecondary.Apply.WHOLE;
-            default -> throw new IllegalArgumentException("--replica-apply " + cmd.replicaApply + " is not one of dirty, whole");
+            case "lazy" -> ReplicaSecondary.Apply.LAZY;
+            default -> throw new IllegalArgumentException("--replica-apply " + cmd.replicaApply + " is not one of dirty, whole, lazy");
         };
         SyntheticGuest.Pattern pattern;
         try {
@@ -36,12 +37,19 @@ final class ReplicaReceive {
                     new SyntheticGuest.Config(cmd.vcpus, cmd.rate, pattern, cmd.workingSet, 11, SyntheticGuest.Access.STAMP), page -> true);
                  ReplicaSecondary secondary = new ReplicaSecondary(List.of(region), guest, apply);
                  Listener l = secondary.listen(cmd.listen)) {
+                if (cmd.holdFillEpoch > 0) {
+                    secondary.holdFill(cmd.holdFillEpoch, () -> {
+                        out.println("FILL-HOLD " + cmd.holdFillEpoch);
+                        out.flush();
+                    });
+                }
                 out.println("LISTENING " + l.uri());
                 out.flush();
                 guest.start();
                 ReplicaSecondary.Result r = secondary.run(l, cmd.acceptTimeout, epoch -> {
                     if (!cmd.quiet) {
-                        out.println(String.format(Locale.ROOT, "APPLIED %d cache-copy-ms=%.3f", epoch, secondary.lastApplyNs() / 1e6));
+                        out.println(String.format(Locale.ROOT, "APPLIED %d cache-copy-ms=%.3f%s", epoch, secondary.lastApplyNs() / 1e6,
+                                apply == ReplicaSecondary.Apply.LAZY ? String.format(Locale.ROOT, " fill-ms=%.3f", secondary.lastFillNs() / 1e6) : ""));
                         out.flush();
                     }
                 });

@@ -13,16 +13,22 @@ import java.nio.charset.StandardCharsets;
  *   primary -> secondary  "replica-checkpoint EPOCH ROUND PAGES"
  *                         checkpoint EPOCH (1, 2, ...) is every page sent on the background lane before ROUND_END ROUND;
  *                         PAGES pages were sent since the previous checkpoint's ROUND_END (background passes and the pause)
- *   secondary -> primary  "replica-applied EPOCH COPIED_PAGES APPLY_NS SECONDARY_DIRTY_PAGES"
+ *   secondary -> primary  "replica-applied EPOCH COPIED_PAGES APPLY_NS SECONDARY_DIRTY_PAGES LAZY_PAGES WAIT_NS SPAN_NS"
  *                         checkpoint EPOCH is complete at the secondary and its guest RAM equals it: COPIED_PAGES pages
  *                         were copied from the RAM cache in APPLY_NS ns, SECONDARY_DIRTY_PAGES of them because the
- *                         secondary's own guest had written them
+ *                         secondary's own guest had written them; LAZY_PAGES pages are left to fill after the resume
+ *                         (lazy apply: the primary then sends no page before replica-filled EPOCH); WAIT_NS from the
+ *                         marker's arrival to the checkpoint being complete, SPAN_NS from complete to this message
+ *   secondary -> primary  "replica-filled EPOCH FAULT_PAGES FILLER_PAGES FILL_NS"
+ *                         the lazy fill of checkpoint EPOCH is done: FAULT_PAGES were filled on the guest's access,
+ *                         FILLER_PAGES by the background filler, in FILL_NS ns after the resume
  * </pre>
  * Pages themselves are ordinary PAGE frames on the background lane, placed straight into the secondary's RAM cache.
  */
 final class ReplicaMessages {
     static final String CHECKPOINT = "replica-checkpoint";
     static final String APPLIED = "replica-applied";
+    static final String FILLED = "replica-filled";
 
     private ReplicaMessages() {
     }
@@ -32,15 +38,23 @@ final class ReplicaMessages {
     }
 
     /** A decoded acknowledgement. */
-    record Applied(long epoch, long copiedPages, long applyNs, long secondaryDirtyPages) {
+    record Applied(long epoch, long copiedPages, long applyNs, long secondaryDirtyPages, long lazyPages, long waitNs, long spanNs) {
+    }
+
+    /** A decoded end of a lazy fill. */
+    record Filled(long epoch, long faultPages, long fillerPages, long fillNs) {
     }
 
     static MemorySegment checkpoint(long epoch, long round, long pages) {
         return text(CHECKPOINT + " " + epoch + " " + round + " " + pages);
     }
 
-    static MemorySegment applied(long epoch, long copiedPages, long applyNs, long secondaryDirty) {
-        return text(APPLIED + " " + epoch + " " + copiedPages + " " + applyNs + " " + secondaryDirty);
+    static MemorySegment applied(long epoch, long copiedPages, long applyNs, long secondaryDirty, long lazyPages, long waitNs, long spanNs) {
+        return text(APPLIED + " " + epoch + " " + copiedPages + " " + applyNs + " " + secondaryDirty + " " + lazyPages + " " + waitNs + " " + spanNs);
+    }
+
+    static MemorySegment filled(long epoch, long faultPages, long fillerPages, long fillNs) {
+        return text(FILLED + " " + epoch + " " + faultPages + " " + fillerPages + " " + fillNs);
     }
 
     private static MemorySegment text(String s) {
@@ -64,8 +78,13 @@ final class ReplicaMessages {
     }
 
     static Applied parseApplied(String text) {
-        long[] v = numbers(text, APPLIED, 4);
-        return new Applied(v[0], v[1], v[2], v[3]);
+        long[] v = numbers(text, APPLIED, 7);
+        return new Applied(v[0], v[1], v[2], v[3], v[4], v[5], v[6]);
+    }
+
+    static Filled parseFilled(String text) {
+        long[] v = numbers(text, FILLED, 4);
+        return new Filled(v[0], v[1], v[2], v[3]);
     }
 
     /** @return the message's type (its first word) */

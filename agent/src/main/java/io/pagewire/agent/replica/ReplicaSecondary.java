@@ -49,7 +49,12 @@ import java.util.concurrent.locks.LockSupport;
  *     from the cache through a second mapping of the guest's memfd (so the copy does not fault on the protection);
  *     pages the guest dirtied are protected again; guest resumed; {@code replica-applied} acknowledges. A page neither
  *     side touched is already equal in the cache and the guest (the seed's observation). With
- *     {@link Apply#WHOLE} every populated cache page is copied instead (the seed's problem, for comparison).</li>
+ *     {@link Apply#WHOLE} every populated cache page is copied instead (the seed's problem, for comparison). With
+ *     {@link Apply#LAZY} nothing is copied while the guest is paused: the pages' entries in the guest's mapping are
+ *     dropped, the guest resumes, and each page is copied in on the guest's first access (userfaultfd MINOR/MISSING
+ *     fault, mapped back write-protected) or by the filler on the apply thread, exactly once; {@code replica-filled}
+ *     tells the primary when it may send pages again. A sweeper thread drops the entries of the next apply's pages
+ *     ahead of it.</li>
  * <li><b>Failover</b>: the connection breaks (primary killed, link cut): an incomplete checkpoint is dropped (its pages
  *     are only in the cache), the guest is paused and the pages it dirtied since the last complete checkpoint are
  *     restored from the backup: the guest RAM then equals that checkpoint exactly, and the guest is left paused for the
@@ -57,8 +62,11 @@ import java.util.concurrent.locks.LockSupport;
  *     the guest RAM then holds part of the initial sync.</li>
  * </ul>
  *
- * <p>Threading: {@link #run} on one thread (the apply thread); transport callbacks on transport threads; one fault
- * thread. The sets of dirtied pages are guarded by {@code tracking}; the guest is paused whenever they are read in bulk.
+ * <p>Threading: {@link #run} on one thread (the apply thread, also the lazy filler); transport callbacks on transport
+ * threads; one fault thread; before the first checkpoint an initial-copy thread; with LAZY a sweeper thread. The sets
+ * of dirtied pages are guarded by {@code tracking}; the guest is paused whenever they are read in bulk. LAZY page
+ * states (pending, unmapped) are guarded by {@code pageLock}; the two locks are never held together in the order
+ * pageLock then tracking.
  */
 public final class ReplicaSecondary implements AutoCloseable {
     /** How a complete checkpoint is brought into the guest's RAM. */
@@ -66,7 +74,14 @@ public final class ReplicaSecondary implements AutoCloseable {
         /** Only pages dirtied by the primary since the last checkpoint or by the secondary's guest. */
         DIRTY,
         /** Every populated page of the cache (the seed's problem; for comparison). */
-        WHOLE
+        WHOLE,
+        /**
+         * The pages of {@link #DIRTY}, not copied while the guest is paused: their page-table entries in the guest's
+         * mapping are dropped (the page cache keeps them), the guest resumes, and each page is filled from the cache on
+         * the guest's first access (userfaultfd MINOR/MISSING fault) or by the filler that runs after the resume,
+         * whichever claims it first. The primary sends no page until the fill is done ({@code replica-filled}).
+         */
+        LAZY
     }
 
     /** How {@link #run} ended. */
@@ -83,6 +98,26 @@ public final class ReplicaSecondary implements AutoCloseable {
     private final List<MemorySegment> backup = new ArrayList<>();
     private final List<DirtyBitmap> received = new ArrayList<>();
     private final List<DirtyBitmap> secondaryDirty = new ArrayList<>();
+    /** LAZY: pages dropped from the guest's mapping at the last apply and not filled yet; guarded by pageLock. */
+    private final List<DirtyBitmap> pending = new ArrayList<>();
+    /**
+     * LAZY: pages not mapped in the guest's mapping whose page cache holds their right content: dropped by the sweeper
+     * ahead of the next apply, or filled by the filler (which does not map). A fill fault maps such a page and clears
+     * its bit. Guarded by pageLock.
+     */
+    private final List<DirtyBitmap> unmapped = new ArrayList<>();
+    /** LAZY: orders every change of a page's state (pending, filled, unmapped, mapped) between the threads. */
+    private final Object pageLock = new Object();
+    private Thread sweeper;
+    private volatile boolean stopSweeper;
+    private long fillFaultPages;   // guarded by pageLock: pages of the current fill filled on fault
+    private long fillerPages;      // guarded by pageLock: ... and by the filler
+    private volatile boolean filling;
+    private volatile long holdFillEpoch = -1;
+    private Runnable onHoldFill;
+    private volatile long lastFillNs;
+    private volatile long resumedNs;
+    private volatile boolean primaryLost;
     private final WriteProtectedRam protection;
     private final Thread faultThread;
     private volatile boolean stopFaults;
@@ -92,7 +127,8 @@ public final class ReplicaSecondary implements AutoCloseable {
     private final Object tracking = new Object();
     private final AtomicLong receivedPages = new AtomicLong();
     private final Object events = new Object();
-    private ReplicaMessages.Checkpoint pending; // guarded by events
+    private ReplicaMessages.Checkpoint marker;  // guarded by events
+    private long markerNs;                  // guarded by events: when the marker arrived
     private long roundEnded = -1;           // guarded by events
     private boolean primaryComplete;        // guarded by events
     private TransportException lost;        // guarded by events
@@ -103,8 +139,8 @@ public final class ReplicaSecondary implements AutoCloseable {
     private volatile RuntimeException faultFailure;
 
     /**
-     * @param regions the secondary guest's RAM: memfd regions, same names, sizes and page sizes as the primary's, fresh
-     *                (never written: its guest starts after this constructor)
+     * @param regions the secondary guest's RAM: memfd regions, same names, sizes and page sizes as the primary's; what
+     *                they hold is zeroed (the first checkpoint brings the primary's content)
      * @param guest pauses and resumes the secondary's guest (its vCPUs must write from native code: the RAM is under
      *              synchronous write-protection), or null when no guest runs here
      * @param apply how checkpoints are applied
@@ -119,15 +155,7 @@ public final class ReplicaSecondary implements AutoCloseable {
                         + "(checkpoints are copied in through a second mapping)");
             }
         }
-        for (GuestRegion r : regions) {
-            long populated = r.nextPopulatedPage(0, r.pageCount());
-            if (r.populationSource() != GuestRegion.PopulationSource.NONE && populated < r.pageCount()) {
-                // The cache starts all zero and a page the primary never sends is zero there: so must the guest's be.
-                throw new IllegalArgumentException("region '" + r.name() + "' of the secondary's guest holds data (page " + populated
-                        + " is populated): it must be fresh (all zero, never written) when replication starts");
-            }
-        }
-        String cause = WriteProtectedRam.unavailabilityCause(regions);
+        String cause = WriteProtectedRam.unavailabilityCause(regions, apply == Apply.LAZY);
         if (cause != null) {
             throw new ReplicationException("cannot track the secondary guest's writes: " + cause);
         }
@@ -142,9 +170,14 @@ public final class ReplicaSecondary implements AutoCloseable {
                 backup.add(Mappings.mapAnonymous(r.sizeBytes(), true, arena));
                 received.add(DirtyBitmap.allocate(r.pageCount(), arena));
                 secondaryDirty.add(DirtyBitmap.allocate(r.pageCount(), arena));
+                if (apply == Apply.LAZY) {
+                    pending.add(DirtyBitmap.allocate(r.pageCount(), arena));
+                    unmapped.add(DirtyBitmap.allocate(r.pageCount(), arena));
+                }
             }
-            wp = WriteProtectedRam.open(regions);
+            wp = WriteProtectedRam.open(regions, apply == Apply.LAZY);
             wp.protectAll();
+            clearStale();
         } catch (RuntimeException e) {
             if (wp != null) {
                 wp.close();
@@ -156,6 +189,28 @@ public final class ReplicaSecondary implements AutoCloseable {
         this.protection = wp;
         this.faultThread = Thread.ofPlatform().daemon().name("replica-faults").start(this::handleFaults);
     }
+
+    /**
+     * Zeroes whatever the guest's RAM holds when replication starts (through the second mapping, after the protection
+     * is on): the cache starts all zero and the primary sends only its populated pages, so a page the primary never
+     * sends must read zero here too. Before the first checkpoint the guest RAM holds nothing to keep; a write of the
+     * guest meanwhile is tracked, and the first checkpoint brings that page from the cache.
+     */
+    private void clearStale() {
+        MemorySegment zeros = Mappings.mapAnonymous(ZERO_CHUNK, true, arena); // never written: reads as zeros
+        for (int i = 0; i < regions.size(); i++) {
+            GuestRegion r = regions.get(i);
+            MemorySegment to = alias.get(i);
+            long ps = r.pageSize();
+            PopulatedRuns.forEach(r, (data, count) -> {
+                for (long off = data * ps; off < (data + count) * ps; off += ZERO_CHUNK) {
+                    NativeMemory.copy(zeros, 0, to, off, Math.min(ZERO_CHUNK, (data + count) * ps - off));
+                }
+            });
+        }
+    }
+
+    private static final long ZERO_CHUNK = 1L << 20;
 
     /** @return a listener on {@code uri} whose destination RAM is the RAM cache */
     public Listener listen(String uri) {
@@ -181,9 +236,29 @@ public final class ReplicaSecondary implements AutoCloseable {
         return lastApplyNs;
     }
 
+    /** @return the last lazy fill's time (ns), from the guest's resume to its last page filled */
+    public long lastFillNs() {
+        return lastFillNs;
+    }
+
     /** @return the CRC32C of the guest's RAM (read through the second mapping; call with the guest paused) */
     public long checksum() {
         return RamCrc.of(regions, alias);
+    }
+
+    /**
+     * @return the CRC32C of the last complete checkpoint as this side holds it while its guest runs: the guest's RAM,
+     *         with the pages its guest wrote since read from their saved copies (what a failover would restore). Call
+     *         with the guest paused and no lazy fill in progress (e.g. from the {@code onApplied} callback of a LAZY
+     *         replica, after pausing the guest).
+     */
+    public long checkpointChecksum() {
+        synchronized (tracking) {
+            if (filling) {
+                throw new IllegalStateException("checkpoint " + completeEpoch + " is still being filled");
+            }
+            return RamCrc.of(regions, alias, secondaryDirty, backup);
+        }
     }
 
     /**
@@ -192,18 +267,23 @@ public final class ReplicaSecondary implements AutoCloseable {
      *
      * @param listener from {@link #listen}
      * @param acceptTimeout how long to wait for the primary
-     * @param onApplied called on this thread after each checkpoint is applied, with the guest still paused (may be null)
+     * @param onApplied called on this thread after each checkpoint is applied, with the guest still paused (may be null);
+     *                  LAZY: once the checkpoint is filled, with the guest running
      * @return the last complete checkpoint and how replication ended; after a failover the guest is paused at it
      */
     public Result run(Listener listener, Duration acceptTimeout, java.util.function.LongConsumer onApplied) throws InterruptedException {
         Connection c = listener.accept(new Handler(), acceptTimeout);
-        if (apply == Apply.DIRTY) {
+        if (apply == Apply.LAZY) {
+            sweeper = Thread.ofPlatform().daemon().name("replica-sweeper").start(this::sweep);
+        }
+        if (apply != Apply.WHOLE) {
             initialCopy = Thread.ofPlatform().daemon().name("replica-initial-copy").start(this::copyInitialSync);
         }
         try {
             while (true) {
                 ReplicaMessages.Checkpoint cp = null;
                 String failure = null;
+                long waitNs = 0;
                 synchronized (events) {
                     while (true) {
                         if (faultFailure != null) {
@@ -214,12 +294,13 @@ public final class ReplicaSecondary implements AutoCloseable {
                             failure = bad;
                             break;
                         }
-                        if (pending != null && roundEnded >= pending.round()) {
-                            cp = pending;
-                            pending = null;
+                        if (marker != null && roundEnded >= marker.round()) {
+                            cp = marker;
+                            marker = null;
+                            waitNs = System.nanoTime() - markerNs;
                             break;
                         }
-                        if (primaryComplete && pending == null) {
+                        if (primaryComplete && marker == null) {
                             break;
                         }
                         if (lost != null) {
@@ -245,17 +326,32 @@ public final class ReplicaSecondary implements AutoCloseable {
                     receivedPages.addAndGet(cp.pages());
                     return failover(why);
                 }
+                long spanStart = System.nanoTime();
                 endInitialCopy();
                 completeEpoch = cp.epoch(); // the complete marker: from here the checkpoint is applied whatever happens to the primary
                 long[] counts = applyCheckpoint();
-                if (onApplied != null) {
+                if (onApplied != null && apply != Apply.LAZY) {
                     onApplied.accept(cp.epoch());
                 }
                 if (guest != null) {
                     guest.resume();
                 }
+                resumedNs = System.nanoTime();
                 try {
-                    c.urgent().sendControl(ReplicaMessages.applied(cp.epoch(), counts[0], lastApplyNs, counts[1]));
+                    c.urgent().sendControl(ReplicaMessages.applied(cp.epoch(), counts[0], lastApplyNs, counts[1], counts[2], waitNs,
+                            System.nanoTime() - spanStart));
+                    if (apply == Apply.LAZY) {
+                        long[] filled = fillAll(cp.epoch(), false);
+                        if (filled == null) {
+                            continue; // the primary is gone: the loop fails over, which finishes the fill
+                        }
+                        if (onApplied != null) {
+                            onApplied.accept(cp.epoch());
+                        }
+                        if (counts[2] > 0) {
+                            c.urgent().sendControl(ReplicaMessages.filled(cp.epoch(), filled[0], filled[1], lastFillNs));
+                        }
+                    }
                 } catch (TransportException e) {
                     // The primary died after the checkpoint was complete: it stays applied; the next turn of the loop
                     // sees the connection lost (onClosed) and fails over from this checkpoint.
@@ -268,6 +364,7 @@ public final class ReplicaSecondary implements AutoCloseable {
             }
         } finally {
             endInitialCopy();
+            endSweeper();
             c.close();
         }
     }
@@ -280,9 +377,9 @@ public final class ReplicaSecondary implements AutoCloseable {
      * apply (the transport reports a page only once it is placed), so a copy that raced with a placement is repaired.
      */
     private void copyInitialSync() {
-        long[] batch = new long[4096];
+        long[] batch = new long[512];
         while (!stopInitialCopy) {
-            boolean any = false;
+            boolean any = revertSecondaryWrites();
             for (int i = 0; i < regions.size() && !stopInitialCopy; i++) {
                 long ps = regions.get(i).pageSize();
                 MemorySegment from = cache.get(i).memory();
@@ -308,6 +405,52 @@ public final class ReplicaSecondary implements AutoCloseable {
         }
     }
 
+    /**
+     * Before the first checkpoint, also undoes the secondary guest's own writes while it runs, so that the first apply
+     * finds only those of the last moments (not every page the guest wrote during the whole initial sync): each page
+     * it wrote is protected again, then given the cache's content, and forgotten. A write after the protection faults
+     * and marks the page again (the fault handler waits for the tracking lock held here until the copy is done).
+     *
+     * @return whether any page was reverted
+     */
+    private boolean revertSecondaryWrites() {
+        boolean any = false;
+        for (int i = 0; i < regions.size() && !stopInitialCopy; i++) {
+            GuestRegion r = regions.get(i);
+            long ps = r.pageSize();
+            DirtyBitmap sd = secondaryDirty.get(i);
+            long p = 0;
+            while (!stopInitialCopy) {
+                synchronized (tracking) {
+                    int done = 0;
+                    p = sd.nextDirty(p, r.pageCount());
+                    while (p < r.pageCount() && done < REVERT_BATCH) {
+                        long end = Math.min(sd.nextClean(p, r.pageCount()), p + REVERT_BATCH - done);
+                        protection.protect(i, p, end - p);
+                        NativeMemory.copy(cache.get(i).memory(), p * ps, alias.get(i), p * ps, (end - p) * ps);
+                        sd.clearRange(p, end - p);
+                        done += (int) (end - p);
+                        p = sd.nextDirty(end, r.pageCount());
+                    }
+                    if (done == 0) {
+                        break;
+                    }
+                    any = true;
+                }
+            }
+            if (any) {
+                synchronized (tracking) {
+                    // Before the first checkpoint nothing is restored from the backup: free what the guest's writes saved.
+                    Mappings.dontNeed(backup.get(i));
+                }
+            }
+        }
+        return any;
+    }
+
+    /** Pages reverted per hold of the tracking lock (a writing vCPU waits at most that long). */
+    private static final int REVERT_BATCH = 64;
+
     private void endInitialCopy() throws InterruptedException {
         Thread t = initialCopy;
         if (t != null) {
@@ -325,11 +468,21 @@ public final class ReplicaSecondary implements AutoCloseable {
         long t0 = System.nanoTime();
         long copied = 0;
         long guestDirty = 0;
+        long lazy = 0;
         synchronized (tracking) {
             for (int i = 0; i < regions.size(); i++) {
                 DirtyBitmap rx = received.get(i);
                 DirtyBitmap sd = secondaryDirty.get(i);
                 guestDirty += sd.count();
+                if (apply == Apply.LAZY) {
+                    lazy += dropForFill(i, rx, sd);
+                    if (sd.count() > 0) {
+                        Mappings.dontNeed(backup.get(i)); // the dropped pages are filled write-protected: no re-protect
+                    }
+                    rx.clearAll();
+                    sd.clearAll();
+                    continue;
+                }
                 if (apply == Apply.WHOLE) {
                     copied += copyPopulated(i);
                     copied += copyRuns(i, sd); // pages the guest wrote where the cache has a hole
@@ -349,7 +502,230 @@ public final class ReplicaSecondary implements AutoCloseable {
         }
         lastApplyNs = System.nanoTime() - t0;
         applied++;
-        return new long[] {copied, guestDirty};
+        filling = lazy > 0;
+        return new long[] {copied, guestDirty, lazy};
+    }
+
+    /**
+     * LAZY apply of one region, guest paused: the pages received or dirtied by the guest become pending, and their
+     * page-table entries in the guest's mapping are dropped (batched {@code MADV_DONTNEED}; the page cache keeps the
+     * pages, so the guest's next access raises a fill fault), except those already dropped (by the sweeper or the
+     * last fill) and not mapped again since. @return pages pending
+     */
+    private long dropForFill(int region, DirtyBitmap rx, DirtyBitmap sd) {
+        DirtyBitmap pend = pending.get(region);
+        DirtyBitmap z = unmapped.get(region);
+        GuestRegion r = regions.get(region);
+        Drops drops = new Drops(r.memory().address(), r.pageSize(), ZAP_BATCH);
+        synchronized (pageLock) {
+            filling = true; // the sweeper stops (it looks under pageLock) until the fill is done
+            fillFaultPages = 0; // the counts are per fill (the guest is paused: no fault in flight)
+            fillerPages = 0;
+            for (long w = 0; w < rx.wordCount(); w++) {
+                long bits = rx.word(w) | sd.word(w);
+                if (bits != 0) {
+                    pend.orWordAtomic(w, bits);
+                    drops.addWord(w, bits & ~z.take(w, bits)); // pending pages are unmapped: not tracked as 'unmapped'
+                }
+            }
+            drops.flush();
+        }
+        return pend.count();
+    }
+
+    /** Ranges of pages of one region to drop from the guest's mapping, merged when adjacent, dropped a batch at a time. */
+    private static final class Drops {
+        private final long base;
+        private final long pageSize;
+        private final long[] addresses;
+        private final long[] lengths;
+        private int n;
+
+        Drops(long base, long pageSize, int batch) {
+            this.base = base;
+            this.pageSize = pageSize;
+            this.addresses = new long[batch];
+            this.lengths = new long[batch];
+        }
+
+        /** Adds the pages of bitmap word {@code w} set in {@code bits}. */
+        void addWord(long w, long bits) {
+            while (bits != 0) {
+                long address = base + ((w << 6) + Long.numberOfTrailingZeros(bits)) * pageSize;
+                bits &= bits - 1;
+                if (n > 0 && addresses[n - 1] + lengths[n - 1] == address) {
+                    lengths[n - 1] += pageSize;
+                    continue;
+                }
+                if (n == addresses.length) {
+                    flush();
+                }
+                addresses[n] = address;
+                lengths[n] = pageSize;
+                n++;
+            }
+        }
+
+        /** @return ranges waiting */
+        int size() {
+            return n;
+        }
+
+        void flush() {
+            if (n > 0) {
+                Mappings.dontNeedRanges(addresses, lengths, n);
+                n = 0;
+            }
+        }
+    }
+
+    private static final int ZAP_BATCH = 1024;
+    /** Pages the filler copies per hold of the page lock (a faulting vCPU waits at most that). */
+    private static final int FILL_RUN = 64;
+
+    /**
+     * LAZY: fills every pending page by a copy from the cache through the second mapping, racing with the fault thread
+     * page by page under the page lock: each page is copied exactly once, and a page is mapped only once copied (by a
+     * fault; the filler leaves the pages it copied unmapped, no system call per page: the guest's next access maps
+     * them). Runs on the apply thread with the guest running; when the primary is lost it stops and leaves the rest to
+     * the failover, which calls it again to finish. @return {pages filled on fault, pages filled by this filler}, or
+     * null when it stopped early
+     */
+    private long[] fillAll(long epoch, boolean failingOver) throws InterruptedException {
+        if (apply != Apply.LAZY) {
+            return new long[] {0, 0};
+        }
+        long t0 = System.nanoTime();
+        boolean held = false;
+        for (int i = 0; i < regions.size(); i++) {
+            GuestRegion r = regions.get(i);
+            DirtyBitmap pend = pending.get(i);
+            DirtyBitmap z = unmapped.get(i);
+            long ps = r.pageSize();
+            long pages = r.pageCount();
+            long from = 0;
+            while (true) {
+                synchronized (pageLock) {
+                    long p = pend.nextDirty(from, pages);
+                    if (p >= pages) {
+                        break;
+                    }
+                    long end = Math.min(pend.nextClean(p, pages), p + FILL_RUN);
+                    NativeMemory.copy(cache.get(i).memory(), p * ps, alias.get(i), p * ps, (end - p) * ps);
+                    pend.clearRange(p, end - p);
+                    z.markRange(p, end - p);
+                    fillerPages += end - p;
+                    from = end;
+                }
+                if (!held && epoch == holdFillEpoch && filling) {
+                    held = true;
+                    holdFillEpoch = -1;
+                    holdFill();
+                }
+                if (!failingOver && primaryLost) {
+                    return null; // the failover finishes the fill
+                }
+            }
+        }
+        lastFillNs = System.nanoTime() - Math.min(t0, resumedNs);
+        synchronized (pageLock) {
+            filling = false;
+            return new long[] {fillFaultPages, fillerPages};
+        }
+    }
+
+    /** Test hook: inside a fill, wait until the connection to the primary is lost (the guest keeps running and faulting). */
+    private void holdFill() throws InterruptedException {
+        Runnable hook = onHoldFill;
+        if (hook != null) {
+            hook.run();
+        }
+        synchronized (events) {
+            while (lost == null && bad == null && faultFailure == null) {
+                events.wait(TimeUnit.SECONDS.toMillis(1));
+            }
+        }
+    }
+
+    /**
+     * Test hook (LAZY): the filler of checkpoint {@code epoch} stops after its first run of pages and waits, the guest
+     * running, until the connection to the primary is lost; {@code onHold} is called when it stops.
+     */
+    public void holdFill(long epoch, Runnable onHold) {
+        this.onHoldFill = onHold;
+        this.holdFillEpoch = epoch;
+    }
+
+    /**
+     * A fill fault (LAZY), on the fault thread: fills the page if it is pending, then maps it write-protected (so that
+     * the guest's write, if it was one, faults again and is tracked).
+     */
+    private void fillOnFault(int region, long page, boolean missing) {
+        long ps = regions.get(region).pageSize();
+        synchronized (pageLock) {
+            DirtyBitmap pend = pending.get(region);
+            if (pend.isDirty(page)) {
+                NativeMemory.copy(cache.get(region).memory(), page * ps, alias.get(region), page * ps, ps);
+                pend.clearRange(page, 1);
+                fillFaultPages++;
+            } else if (missing) {
+                // A page never populated and not part of a checkpoint: zero, as before; put it in the page cache.
+                Mappings.populateWrite(alias.get(region).asSlice(page * ps, ps));
+            }
+            protection.fill(region, page, 1);
+            unmapped.get(region).clearRange(page, 1);
+        }
+    }
+
+    /**
+     * LAZY, between checkpoints (not during a fill): drops the guest-mapping entries of the pages the next apply will
+     * drop anyway (received since the last checkpoint, or dirtied by the secondary's guest), a batch at a time, so the
+     * apply, while the guest is paused, drops only those that came since the last sweep or that a fault mapped again.
+     * A dropped page keeps its content in the page cache; the guest's next access maps it again through a fill fault.
+     */
+    private void sweep() {
+        while (!stopSweeper) {
+            LockSupport.parkNanos(SWEEP_INTERVAL_NS);
+            if (filling || completeEpoch == 0) {
+                continue; // before checkpoint 1 the initial copy handles the guest's writes
+            }
+            for (int i = 0; i < regions.size() && !stopSweeper; i++) {
+                GuestRegion r = regions.get(i);
+                DirtyBitmap rx = received.get(i);
+                DirtyBitmap sd = secondaryDirty.get(i);
+                DirtyBitmap z = unmapped.get(i);
+                Drops drops = new Drops(r.memory().address(), r.pageSize(), SWEEP_BATCH);
+                long w = 0;
+                while (w < rx.wordCount() && !stopSweeper) {
+                    synchronized (pageLock) {
+                        if (filling) {
+                            break;
+                        }
+                        for (; w < rx.wordCount() && drops.size() < SWEEP_BATCH - 64; w++) {
+                            // Racy read of sd (its writer holds 'tracking'): a bit missed here is dropped by the apply.
+                            long bits = (rx.word(w) | sd.word(w)) & ~z.word(w);
+                            if (bits != 0) {
+                                z.orWordAtomic(w, bits);
+                                drops.addWord(w, bits);
+                            }
+                        }
+                        drops.flush();
+                    }
+                }
+            }
+        }
+    }
+
+    private static final int SWEEP_BATCH = 256;
+    private static final long SWEEP_INTERVAL_NS = TimeUnit.MILLISECONDS.toNanos(2);
+
+    private void endSweeper() throws InterruptedException {
+        Thread t = sweeper;
+        if (t != null) {
+            stopSweeper = true;
+            t.join();
+            sweeper = null;
+        }
     }
 
     private long copyRuns(int region, DirtyBitmap pages) {
@@ -367,22 +743,14 @@ public final class ReplicaSecondary implements AutoCloseable {
 
     private long copyPopulated(int region) {
         GuestRegion c = cache.get(region);
-        long n = c.pageCount();
         long ps = c.pageSize();
-        long copied = 0;
-        long p = 0;
-        while (p < n) {
-            long data = c.nextPopulatedPage(p, n);
-            if (data >= n) {
-                break;
-            }
-            long hole = c.nextUnpopulatedPage(data, n);
-            populateForCopy(alias.get(region), data * ps, (hole - data) * ps);
-            NativeMemory.copy(c.memory(), data * ps, alias.get(region), data * ps, (hole - data) * ps);
-            copied += hole - data;
-            p = hole;
-        }
-        return copied;
+        long[] copied = {0};
+        PopulatedRuns.forEach(c, (data, count) -> {
+            populateForCopy(alias.get(region), data * ps, count * ps);
+            NativeMemory.copy(c.memory(), data * ps, alias.get(region), data * ps, count * ps);
+            copied[0] += count;
+        });
+        return copied[0];
     }
 
     /**
@@ -429,6 +797,9 @@ public final class ReplicaSecondary implements AutoCloseable {
 
     private Result failover(String reason) throws InterruptedException {
         endInitialCopy();
+        endSweeper();
+        // A lazy fill in progress is finished first: the guest RAM then holds the checkpoint.
+        fillAll(completeEpoch, true);
         if (guest != null) {
             guest.pause();
         }
@@ -451,19 +822,7 @@ public final class ReplicaSecondary implements AutoCloseable {
         MemorySegment buf = Arena.ofAuto().allocate(Userfaultfd.MSG_SIZE * 64L, 8);
         try {
             while (!stopFaults) {
-                protection.readFaults(buf, 100, (region, page, tid) -> {
-                    long ps = regions.get(region).pageSize();
-                    synchronized (tracking) {
-                        DirtyBitmap sd = secondaryDirty.get(region);
-                        if (!sd.isDirty(page)) {
-                            // Save the checkpoint's content before the guest's first write lands (through the
-                            // second mapping: reading the protected mapping would be fine, but this is the same page).
-                            NativeMemory.copy(alias.get(region), page * ps, backup.get(region), page * ps, ps);
-                            sd.mark(page);
-                        }
-                    }
-                    protection.unprotect(region, page, 1);
-                });
+                protection.readFaults(buf, 100, this::saveBeforeWrite, this::fillOnFault);
             }
         } catch (RuntimeException e) {
             faultFailure = e;
@@ -471,6 +830,23 @@ public final class ReplicaSecondary implements AutoCloseable {
                 events.notifyAll();
             }
             protection.close(); // wake every blocked writer: tracking is over
+        }
+    }
+
+    /** A write fault: save the page's checkpoint content to the backup, then let the write through. */
+    private void saveBeforeWrite(int region, long page, int tid) {
+        long ps = regions.get(region).pageSize();
+        synchronized (tracking) {
+            DirtyBitmap sd = secondaryDirty.get(region);
+            if (!sd.isDirty(page)) {
+                // Save the checkpoint's content before the guest's first write lands (through the second mapping:
+                // reading the protected mapping would be fine, but this is the same page). A LAZY page is filled before
+                // it is mapped, so the saved content is the checkpoint's.
+                NativeMemory.copy(alias.get(region), page * ps, backup.get(region), page * ps, ps);
+                sd.mark(page);
+            }
+            // Under the lock: the initial copy's revert (guest running) must not see the mark before the unprotect.
+            protection.unprotect(region, page, 1);
         }
     }
 
@@ -497,6 +873,10 @@ public final class ReplicaSecondary implements AutoCloseable {
     private final class Handler implements MessageHandler {
         @Override
         public void onPages(LaneKind lane, int regionId, long firstPage, int pageCount) {
+            if (filling) {
+                badMessage("pages (region " + regionId + ", " + firstPage + "+" + pageCount + ") arrived while checkpoint " + completeEpoch
+                        + " is being filled lazily: the primary must wait for replica-filled");
+            }
             received.get(regionId).markRangeAtomic(firstPage, pageCount);
             receivedPages.addAndGet(pageCount);
         }
@@ -530,11 +910,12 @@ public final class ReplicaSecondary implements AutoCloseable {
                 ReplicaMessages.Checkpoint cp = ReplicaMessages.parseCheckpoint(text);
                 synchronized (events) {
                     long expected = completeEpoch + 1;
-                    if (pending != null || cp.epoch() != expected) {
+                    if (marker != null || cp.epoch() != expected) {
                         throw new IllegalArgumentException("checkpoint " + cp.epoch() + " out of order: expected " + expected
-                                + (pending != null ? " after " + pending.epoch() + " is applied" : ""));
+                                + (marker != null ? " after " + marker.epoch() + " is applied" : ""));
                     }
-                    pending = cp;
+                    marker = cp;
+                    markerNs = System.nanoTime();
                     events.notifyAll();
                 }
             } catch (IllegalArgumentException e) {
@@ -552,6 +933,7 @@ public final class ReplicaSecondary implements AutoCloseable {
 
         @Override
         public void onClosed(TransportException failure) {
+            primaryLost = true;
             synchronized (events) {
                 if (lost == null) {
                     lost = failure != null ? failure : new TransportException(TransportException.Kind.CLOSED, "closed by the primary");

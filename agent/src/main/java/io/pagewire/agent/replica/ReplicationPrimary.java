@@ -63,6 +63,9 @@ public final class ReplicationPrimary implements AutoCloseable {
     }
 
     private static final int RUN_PAGES = 256;
+    /** At most this many background passes right before a checkpoint's pause, fewer once one sends this few pages. */
+    private static final int PRE_PAUSE_PASSES = 3;
+    private static final long PRE_PAUSE_ENOUGH = 256;
 
     private final List<GuestRegion> regions;
     private final GuestControl guest;
@@ -72,12 +75,14 @@ public final class ReplicationPrimary implements AutoCloseable {
     private final List<DirtyBitmap> dirty = new ArrayList<>();
     private final Arena arena = Arena.ofShared();
     private final ReplicationStats stats;
+    private final RateLimiter limiter;
     private final ReentrantLock lock = new ReentrantLock();
     private final Condition signal = lock.newCondition();
     private Connection connection;
     private boolean checkpointRequested; // guarded by lock
     private boolean stopRequested;       // guarded by lock
     private ReplicaMessages.Applied applied; // guarded by lock
+    private long fillEpoch;              // guarded by lock: a lazy fill of this checkpoint is in progress at the secondary (0: none)
     private RuntimeException failure;    // guarded by lock
     private long holdEpoch = -1;
     private long round;
@@ -90,6 +95,7 @@ public final class ReplicationPrimary implements AutoCloseable {
         this.config = config.conclude();
         this.events = events;
         this.stats = new ReplicationStats(regions.getFirst().pageSize());
+        this.limiter = new RateLimiter(this.config.rateLimitBytesPerSec());
     }
 
     /**
@@ -210,6 +216,17 @@ public final class ReplicationPrimary implements AutoCloseable {
                     lock.unlock();
                 }
                 if (due) {
+                    if (config.design() == ReplicationConfig.Design.BACKGROUND) {
+                        // Last passes while the guest still runs, until one is short: the pause then sends only what is
+                        // dirtied during the last one.
+                        for (int k = 0; k < PRE_PAUSE_PASSES; k++) {
+                            long sent = pass(true);
+                            stats.background(sent);
+                            if (sent <= PRE_PAUSE_ENOUGH) {
+                                break;
+                            }
+                        }
+                    }
                     checkpoint();
                     nextCheckpoint = System.nanoTime() + config.intervalNs();
                 } else {
@@ -218,6 +235,7 @@ public final class ReplicationPrimary implements AutoCloseable {
                 }
                 nextPass = System.nanoTime() + config.passIntervalNs();
             }
+            awaitFilled();
             Lane bg = connection.background();
             bg.sendComplete();
         } catch (TransportException e) {
@@ -230,27 +248,20 @@ public final class ReplicationPrimary implements AutoCloseable {
         long sent = 0;
         // Bulk pass: every populated page (never-populated pages read as zeros on both sides).
         Lane bg = connection.background();
-        long rateStart = System.nanoTime();
-        long bytes = 0;
+        limiter.start(System.nanoTime());
         for (int i = 0; i < regions.size(); i++) {
             GuestRegion r = regions.get(i);
-            long pages = r.pageCount();
-            long p = 0;
-            while (p < pages) {
-                long data = r.nextPopulatedPage(p, pages);
-                if (data >= pages) {
-                    break;
+            int region = i;
+            long[] pages = {0};
+            PopulatedRuns.forEach(r, (data, count) -> {
+                for (long q = data; q < data + count; q += RUN_PAGES) {
+                    long n = Math.min(RUN_PAGES, data + count - q);
+                    bg.sendPages(region, q, n);
+                    pages[0] += n;
+                    pace(n * r.pageSize());
                 }
-                long hole = r.nextUnpopulatedPage(data, pages);
-                for (long q = data; q < hole; q += RUN_PAGES) {
-                    long n = Math.min(RUN_PAGES, hole - q);
-                    bg.sendPages(i, q, n);
-                    sent += n;
-                    bytes += n * r.pageSize();
-                    pace(rateStart, bytes);
-                }
-                p = hole;
-            }
+            });
+            sent += pages[0];
         }
         bg.sendRoundEnd(round++);
         // Dirty passes while the guest runs, until what is left is small or the pass budget is spent.
@@ -268,13 +279,14 @@ public final class ReplicationPrimary implements AutoCloseable {
 
     /** Collects the dirty log and sends what is dirty, then a ROUND_END. @return pages sent */
     private long pass(boolean capped) throws InterruptedException {
+        awaitFilled();
         Lane bg = connection.background();
         long sent = 0;
-        long rateStart = System.nanoTime();
+        limiter.start(System.nanoTime());
         for (int i = 0; i < regions.size(); i++) {
             DirtyBitmap d = dirty.get(i);
             trackers.get(i).collect(d);
-            sent += sendDirty(i, d, capped ? rateStart : -1, sent * regions.get(i).pageSize());
+            sent += sendDirty(i, d, capped);
         }
         if (sent > 0) {
             bg.sendRoundEnd(round++);
@@ -283,7 +295,7 @@ public final class ReplicationPrimary implements AutoCloseable {
         return sent;
     }
 
-    private long sendDirty(int region, DirtyBitmap d, long rateStart, long bytesBefore) throws InterruptedException {
+    private long sendDirty(int region, DirtyBitmap d, boolean capped) throws InterruptedException {
         GuestRegion r = regions.get(region);
         Lane bg = connection.background();
         long pages = r.pageCount();
@@ -293,31 +305,28 @@ public final class ReplicationPrimary implements AutoCloseable {
             long end = Math.min(d.nextClean(p, pages), p + RUN_PAGES);
             // PAUSE_ALL marks every page dirty for the first pause: holes need no sending.
             long data = r.nextPopulatedPage(p, end);
+            long n = 0;
             if (data < end) {
                 long hole = r.nextUnpopulatedPage(data, end);
-                bg.sendPages(region, data, hole - data);
-                sent += hole - data;
+                n = hole - data;
+                bg.sendPages(region, data, n);
+                sent += n;
                 end = hole;
             }
             d.clearRange(p, end - p);
-            if (rateStart >= 0) {
-                pace(rateStart, bytesBefore + sent * r.pageSize());
+            if (capped && n > 0) {
+                pace(n * r.pageSize()); // pages sent, not the holes skipped
             }
             p = d.nextDirty(end, pages);
         }
         return sent;
     }
 
-    /** Sleeps so that {@code bytes} since {@code startNs} stay within the rate cap. */
-    private void pace(long startNs, long bytes) throws InterruptedException {
-        long rate = config.rateLimitBytesPerSec();
-        if (rate <= 0) {
-            return;
-        }
-        long due = startNs + (long) (bytes * 1e9 / rate);
-        long now = System.nanoTime();
-        if (due - now > 50_000) {
-            LockSupport.parkNanos(due - now);
+    /** Accounts {@code bytes} just sent in the background and sleeps as long as the rate cap says. */
+    private void pace(long bytes) throws InterruptedException {
+        long wait = limiter.sent(bytes, System.nanoTime());
+        if (wait > 0) {
+            LockSupport.parkNanos(wait);
             if (Thread.interrupted()) {
                 throw new InterruptedException("replication interrupted while pacing");
             }
@@ -325,6 +334,7 @@ public final class ReplicationPrimary implements AutoCloseable {
     }
 
     private void checkpoint() throws InterruptedException {
+        awaitFilled(); // before the pause: the guest runs while the secondary finishes filling the previous checkpoint
         long e = ++epoch;
         long t0 = System.nanoTime();
         guest.pause();
@@ -332,14 +342,19 @@ public final class ReplicationPrimary implements AutoCloseable {
         try {
             long before = pagesSinceCheckpoint;
             Lane bg = connection.background();
+            long tPaused = System.nanoTime();
+            long collectNs = 0;
             for (int i = 0; i < regions.size(); i++) {
                 DirtyBitmap d = dirty.get(i);
+                long c0 = System.nanoTime();
                 trackers.get(i).collect(d);
-                pagesSinceCheckpoint += sendDirty(i, d, -1, 0);
+                collectNs += System.nanoTime() - c0;
+                pagesSinceCheckpoint += sendDirty(i, d, false);
             }
             long atPause = pagesSinceCheckpoint - before;
             long r = round++;
             bg.sendRoundEnd(r);
+            long tSent = System.nanoTime();
             if (e == holdEpoch) {
                 bg.flush();
                 events.onHold(e);
@@ -354,14 +369,18 @@ public final class ReplicationPrimary implements AutoCloseable {
                 return;
             }
             connection.urgent().sendControl(ReplicaMessages.checkpoint(e, r, pagesSinceCheckpoint));
+            long tMarker = System.nanoTime();
             long crc = config.checksums() ? RamCrc.of(regions, regions.stream().map(GuestRegion::memory).toList()) : -1;
+            long tCrc = System.nanoTime();
             ReplicaMessages.Applied a = awaitApplied(e);
-            long pauseNs = System.nanoTime() - t0;
-            stats.checkpoint(e, pauseNs, atPause, a);
+            long tAcked = System.nanoTime();
             pagesSinceCheckpoint = 0;
-            events.onCheckpoint(e, pauseNs, crc);
+            events.onCheckpoint(e, tAcked - t0, crc);
             guest.resume();
             resumed = true;
+            long pauseNs = System.nanoTime() - t0;
+            stats.checkpoint(e, pauseNs, atPause, a, new long[] {tPaused - t0, collectNs, tSent - tPaused - collectNs, tMarker - tSent,
+                    tCrc - tMarker, tAcked - tCrc, t0 + pauseNs - tAcked});
         } finally {
             if (!resumed) {
                 guest.resume();
@@ -370,24 +389,45 @@ public final class ReplicationPrimary implements AutoCloseable {
     }
 
     private ReplicaMessages.Applied awaitApplied(long e) throws InterruptedException {
-        long deadline = System.nanoTime() + config.ackTimeoutNs();
         lock.lock();
         try {
-            while (applied == null || applied.epoch() < e) {
-                throwIfFailed();
-                long left = deadline - System.nanoTime();
-                if (left <= 0) {
-                    throw new ReplicationException("the secondary " + connection.peer() + " did not acknowledge checkpoint " + e + " within "
-                            + TimeUnit.NANOSECONDS.toMillis(config.ackTimeoutNs()) + " ms");
-                }
-                signal.awaitNanos(left);
-            }
+            awaitLocked(() -> applied != null && applied.epoch() >= e, () -> "acknowledge checkpoint " + e);
             if (applied.epoch() != e) {
                 throw new ReplicationException("the secondary acknowledged checkpoint " + applied.epoch() + ", expected " + e);
             }
             return applied;
         } finally {
             lock.unlock();
+        }
+    }
+
+    /** Waits until the secondary has finished filling the last checkpoint lazily (no page may land in its cache before). */
+    private void awaitFilled() throws InterruptedException {
+        long t0 = System.nanoTime();
+        lock.lock();
+        try {
+            if (fillEpoch == 0) {
+                return;
+            }
+            long e = fillEpoch;
+            awaitLocked(() -> fillEpoch == 0, () -> "finish filling checkpoint " + e);
+        } finally {
+            lock.unlock();
+        }
+        stats.fillWait(System.nanoTime() - t0);
+    }
+
+    /** Under the lock: waits for {@code done}, failing on a connection failure or after the acknowledgement timeout. */
+    private void awaitLocked(java.util.function.BooleanSupplier done, java.util.function.Supplier<String> what) throws InterruptedException {
+        long deadline = System.nanoTime() + config.ackTimeoutNs();
+        while (!done.getAsBoolean()) {
+            throwIfFailed();
+            long left = deadline - System.nanoTime();
+            if (left <= 0) {
+                throw new ReplicationException("the secondary " + connection.peer() + " did not " + what.get() + " within "
+                        + TimeUnit.NANOSECONDS.toMillis(config.ackTimeoutNs()) + " ms");
+            }
+            signal.awaitNanos(left);
         }
     }
 
@@ -425,14 +465,34 @@ public final class ReplicationPrimary implements AutoCloseable {
         public void onControl(LaneKind lane, MemorySegment payload) {
             try {
                 String text = ReplicaMessages.decode(payload);
-                if (!ReplicaMessages.type(text).equals(ReplicaMessages.APPLIED)) {
+                String type = ReplicaMessages.type(text);
+                if (type.equals(ReplicaMessages.FILLED)) {
+                    ReplicaMessages.Filled f = ReplicaMessages.parseFilled(text);
+                    lock.lock();
+                    try {
+                        if (f.epoch() != fillEpoch) {
+                            throw new IllegalArgumentException("replica-filled " + f.epoch() + " while "
+                                    + (fillEpoch == 0 ? "no fill is in progress" : "checkpoint " + fillEpoch + " is being filled"));
+                        }
+                        stats.filled(f); // before the replication thread can go on (and a reader see the stats)
+                        fillEpoch = 0;
+                        signal.signalAll();
+                    } finally {
+                        lock.unlock();
+                    }
+                    return;
+                }
+                if (!type.equals(ReplicaMessages.APPLIED)) {
                     throw new IllegalArgumentException("unknown replication message '" + PeerText.escape(text) + "' (expected "
-                            + ReplicaMessages.APPLIED + ")");
+                            + ReplicaMessages.APPLIED + " or " + ReplicaMessages.FILLED + ")");
                 }
                 ReplicaMessages.Applied a = ReplicaMessages.parseApplied(text);
                 lock.lock();
                 try {
                     applied = a;
+                    if (a.lazyPages() > 0) {
+                        fillEpoch = a.epoch();
+                    }
                     signal.signalAll();
                 } finally {
                     lock.unlock();

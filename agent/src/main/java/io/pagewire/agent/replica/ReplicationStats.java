@@ -18,10 +18,30 @@ public final class ReplicationStats {
     private final long pageSize;
     private final Histogram pauseNs = new Histogram(3_600_000_000_000L, 3);
     private final Histogram applyNs = new Histogram(3_600_000_000_000L, 3);
+    /** Where the primary's pause goes, one histogram per stage (ns), in the order of {@link #STAGES}. */
+    private final Histogram[] stageNs = new Histogram[STAGES.length];
+    /** The secondary's part of the acknowledgement wait: marker arrival to complete, complete to replica-applied. */
+    private final Histogram secondaryWaitNs = new Histogram(3_600_000_000_000L, 3);
+    private final Histogram secondarySpanNs = new Histogram(3_600_000_000_000L, 3);
+    private final Histogram fillNs = new Histogram(3_600_000_000_000L, 3);
+    private long lazyPages;
+    private long fillFaultPages;
+    private long fillerPages;
+    private long fillWaitNs;
+    private long maxFillWaitNs;
+
+    /**
+     * The stages of the primary's pause: stopping the guest; collecting the dirty log; sending the pages dirtied since
+     * the last pass and ROUND_END; the urgent marker; the checksum (tests only); waiting for {@code replica-applied}
+     * (the secondary's completion and apply, and the network both ways); resuming the guest.
+     */
+    public static final String[] STAGES = {"stop-guest", "collect", "send", "marker", "checksum", "ack-wait", "resume"};
     private long checkpoints;
     private long initialSyncNs;
     private long initialSyncPages;
     private long initialSyncPauseNs;
+    private long[] initialSyncStages;
+    private ReplicaMessages.Applied initialSyncApplied;
     private long backgroundPages;
     private long pausePages;
     private long maxPausePages;
@@ -32,6 +52,9 @@ public final class ReplicationStats {
 
     ReplicationStats(long pageSize) {
         this.pageSize = pageSize;
+        for (int i = 0; i < stageNs.length; i++) {
+            stageNs[i] = new Histogram(3_600_000_000_000L, 3);
+        }
     }
 
     synchronized void initialSync(long ns, long pages) {
@@ -43,9 +66,28 @@ public final class ReplicationStats {
         backgroundPages += pages;
     }
 
-    synchronized void checkpoint(long epoch, long pauseNanos, long pagesAtPause, ReplicaMessages.Applied applied) {
+    synchronized void fillWait(long ns) {
+        fillWaitNs += ns;
+        maxFillWaitNs = Math.max(maxFillWaitNs, ns);
+    }
+
+    synchronized void filled(ReplicaMessages.Filled f) {
+        fillNs.recordValue(Math.max(1, f.fillNs()));
+        fillFaultPages += f.faultPages();
+        fillerPages += f.fillerPages();
+    }
+
+    synchronized void checkpoint(long epoch, long pauseNanos, long pagesAtPause, ReplicaMessages.Applied applied, long[] stages) {
+        for (int i = 0; i < STAGES.length; i++) {
+            stageNs[i].recordValue(Math.max(1, stages[i]));
+        }
+        secondaryWaitNs.recordValue(Math.max(1, applied.waitNs()));
+        secondarySpanNs.recordValue(Math.max(1, applied.spanNs()));
+        lazyPages += applied.lazyPages();
         if (checkpoints == 0) {
             initialSyncPauseNs = pauseNanos;
+            initialSyncStages = stages.clone();
+            initialSyncApplied = applied;
         }
         checkpoints++;
         lastEpoch = epoch;
@@ -93,6 +135,21 @@ public final class ReplicationStats {
         return backgroundPages;
     }
 
+    /** @return a copy of stage {@code i}'s histogram ({@link #STAGES}) (ns) */
+    public synchronized Histogram stageNs(int i) {
+        return stageNs[i].copy();
+    }
+
+    /** @return a copy of the lazy fill-time histogram (ns, from the secondary's resume to its last page filled) */
+    public synchronized Histogram fillNs() {
+        return fillNs.copy();
+    }
+
+    /** @return pages filled lazily on the secondary's guest's access / by its filler */
+    public synchronized long[] fillPages() {
+        return new long[] {fillFaultPages, fillerPages};
+    }
+
     /** @return the statistics as one JSON object (schema {@link #SCHEMA}) */
     public synchronized ObjectNode toJson() {
         ObjectNode o = Json.object();
@@ -103,6 +160,18 @@ public final class ReplicationStats {
         init.put("time-ms", Json.round(initialSyncNs / 1e6, 2));
         init.put("pages", initialSyncPages);
         init.put("pause-ms", Json.round(initialSyncPauseNs / 1e6, 3));
+        if (initialSyncStages != null) {
+            ObjectNode st = init.putObject("pause-stages-ms");
+            for (int i = 0; i < STAGES.length; i++) {
+                st.put(STAGES[i], Json.round(initialSyncStages[i] / 1e6, 3));
+            }
+            st.put("secondary-complete-wait", Json.round(initialSyncApplied.waitNs() / 1e6, 3));
+            st.put("secondary-apply-span", Json.round(initialSyncApplied.spanNs() / 1e6, 3));
+            st.put("secondary-apply", Json.round(initialSyncApplied.applyNs() / 1e6, 3));
+            init.put("secondary-copied-pages", initialSyncApplied.copiedPages());
+            init.put("secondary-lazy-pages", initialSyncApplied.lazyPages());
+            init.put("secondary-dirty-pages", initialSyncApplied.secondaryDirtyPages());
+        }
         putMs(o.putObject("pause-ms"), pauseNs);
         o.put("last-pause-ms", Json.round(lastPauseNs / 1e6, 3));
         ObjectNode p = o.putObject("pause-pages");
@@ -119,6 +188,19 @@ public final class ReplicationStats {
         s.put("copied-pages", copiedPages);
         s.put("copied-bytes", copiedPages * pageSize);
         s.put("secondary-dirty-pages", secondaryDirtyPages);
+        putMs(s.putObject("complete-wait-ms"), secondaryWaitNs);
+        putMs(s.putObject("apply-span-ms"), secondarySpanNs);
+        ObjectNode lazy = s.putObject("lazy-fill");
+        lazy.put("pages", lazyPages);
+        lazy.put("fault-pages", fillFaultPages);
+        lazy.put("filler-pages", fillerPages);
+        putMs(lazy.putObject("fill-ms"), fillNs);
+        lazy.put("primary-wait-ms", Json.round(fillWaitNs / 1e6, 3));
+        lazy.put("primary-wait-max-ms", Json.round(maxFillWaitNs / 1e6, 3));
+        ObjectNode st = o.putObject("pause-stages-ms");
+        for (int i = 0; i < STAGES.length; i++) {
+            putMs(st.putObject(STAGES[i]), stageNs[i]);
+        }
         return o;
     }
 

@@ -42,7 +42,13 @@ class FailoverTest {
         /** Inside a checkpoint: its pages and round end sent, its marker not. */
         DURING_CHECKPOINT,
         /** Right after a checkpoint was acknowledged. */
-        AFTER_CHECKPOINT
+        AFTER_CHECKPOINT,
+        /**
+         * Lazy apply: checkpoint 3 is complete and the secondary's guest runs while its pages are filled; the filler is
+         * held part way ({@code --debug-hold-fill}), the guest faulting pages in meanwhile. The failover finishes the
+         * fill: the guest RAM is checkpoint 3.
+         */
+        DURING_LAZY_FILL
     }
 
     private final List<Process> children = new ArrayList<>();
@@ -61,8 +67,14 @@ class FailoverTest {
         assumeTrue(UffdWriteTracker.isAvailable(Backing.MEMFD), "userfaultfd write-protect async mode with PAGEMAP_SCAN on memfd");
         assumeTrue(Userfaultfd.missingFeatures(io.pagewire.ramtracker.snapshot.WriteProtectedRam.REQUIRED_FEATURES
                 | Userfaultfd.FEATURE_WP_HUGETLBFS_SHMEM) == null, "synchronous userfaultfd write-protect on shmem");
-        Process secondary = start(List.of("receive", "--replica", "--listen", "tcp://127.0.0.1:0", "--ram", "64M",
+        List<String> secondaryArgs = new ArrayList<>(List.of("receive", "--replica", "--listen", "tcp://127.0.0.1:0", "--ram", "64M",
                 "--vcpus", "1", "--pattern", "random", "--dirty-rate", "16M", "--working-set", "48M"));
+        if (kill == Kill.DURING_LAZY_FILL) {
+            assumeTrue(Userfaultfd.missingFeatures(io.pagewire.ramtracker.snapshot.WriteProtectedRam.REQUIRED_FEATURES
+                    | io.pagewire.ramtracker.snapshot.WriteProtectedRam.FILL_FEATURES) == null, "userfaultfd MINOR and MISSING faults on shmem");
+            secondaryArgs.addAll(List.of("--replica-apply", "lazy", "--debug-hold-fill", "3"));
+        }
+        Process secondary = start(secondaryArgs);
         BufferedReader sout = reader(secondary);
         String uri = awaitLine(sout, "LISTENING ", null).substring("LISTENING ".length());
         List<String> primaryArgs = new ArrayList<>(List.of("replicate", "--to", uri, "--ram", "64M", "--interval", "0", "--checksums", "--verbose",
@@ -84,15 +96,21 @@ class FailoverTest {
                 awaitLine(pout, "HOLD 3", crcs);
             }
             case AFTER_CHECKPOINT -> { }
+            case DURING_LAZY_FILL -> {
+                command(monitor, "checkpoint");
+                awaitLine(pout, "CHECKPOINT 3 ", crcs);
+                awaitLine(sout, "FILL-HOLD 3", null);
+            }
         }
         primary.destroyForcibly(); // SIGKILL
         assertTrue(primary.waitFor(10, TimeUnit.SECONDS));
         Matcher m = FAILOVER.matcher(awaitLine(sout, "FAILOVER ", null));
         assertTrue(m.matches());
         long epoch = Long.parseLong(m.group(1));
-        assertEquals(2, epoch, "the last complete checkpoint");
-        assertNotNull(crcs.get(2L));
-        assertEquals(crcs.get(2L), m.group(2), "the secondary's RAM after failover equals the primary's at checkpoint 2");
+        long expected = kill == Kill.DURING_LAZY_FILL ? 3 : 2;
+        assertEquals(expected, epoch, "the last complete checkpoint");
+        assertNotNull(crcs.get(expected));
+        assertEquals(crcs.get(expected), m.group(2), "the secondary's RAM after failover equals the primary's at checkpoint " + expected);
         assertTrue(secondary.waitFor(30, TimeUnit.SECONDS));
         assertEquals(0, secondary.exitValue());
     }

@@ -5,6 +5,7 @@ import io.pagewire.agent.guest.SyntheticGuest;
 import io.pagewire.ramtracker.GuestRam;
 import io.pagewire.ramtracker.GuestRegion;
 import io.pagewire.ramtracker.RegionSpec;
+import io.pagewire.ramtracker.linux.NativeMemory;
 import io.pagewire.ramtracker.dirty.UffdWriteTracker;
 import io.pagewire.ramtracker.snapshot.WriteProtectedRam;
 import io.pagewire.ramtracker.Backing;
@@ -35,12 +36,20 @@ class ReplicationTest {
     private static final long RAM = 32L << 20;
 
     @ParameterizedTest(name = "{0} design, {1} apply")
-    @CsvSource({"BACKGROUND, DIRTY", "PAUSE_ALL, WHOLE", "BACKGROUND, WHOLE"})
+    @CsvSource({"BACKGROUND, DIRTY", "PAUSE_ALL, WHOLE", "BACKGROUND, WHOLE", "BACKGROUND, LAZY"})
     void everyCheckpointIsExactlyThePrimarysRam(ReplicationConfig.Design design, ReplicaSecondary.Apply apply) throws Exception {
         assumeTrue(UffdWriteTracker.isAvailable(Backing.MEMFD), "userfaultfd write-protect async mode with PAGEMAP_SCAN on memfd");
         try (GuestRam svmRam = GuestRam.create()) {
             GuestRegion svm = svmRam.open(RegionSpec.memfd("pc.ram", RAM));
             assumeTrue(WriteProtectedRam.unavailabilityCause(List.of(svm)) == null, "synchronous userfaultfd write-protect on shmem");
+            boolean lazy = apply == ReplicaSecondary.Apply.LAZY;
+            assumeTrue(!lazy || WriteProtectedRam.unavailabilityCause(List.of(svm), true) == null,
+                    "userfaultfd MINOR and MISSING faults on shmem with UFFDIO_CONTINUE_MODE_WP (lazy apply)");
+            // The secondary's guest RAM holds data of its own before replication starts (a page every 61 KiB): pages the
+            // primary never sends must still end up as the primary's (zero).
+            for (long off = 0; off < RAM; off += 61L << 10) {
+                NativeMemory.setLong(svm.memory(), off & ~7L, 0x5ec0dL + off);
+            }
             Map<Long, Long> primaryCrc = new ConcurrentHashMap<>();
             Map<Long, Long> secondaryCrc = new ConcurrentHashMap<>();
             try (GuestImage image = GuestImage.create(RegionSpec.memfd("pc.ram", RAM), 0.5, 0, 3, false);
@@ -56,7 +65,20 @@ class ReplicationTest {
                 AtomicReference<Throwable> secondaryFailure = new AtomicReference<>();
                 Thread s = Thread.ofPlatform().name("secondary").start(() -> {
                     try {
-                        result.set(secondary.run(l, Duration.ofSeconds(30), e -> secondaryCrc.put(e, secondary.checksum())));
+                        result.set(secondary.run(l, Duration.ofSeconds(30), e -> {
+                            if (!lazy) {
+                                secondaryCrc.put(e, secondary.checksum()); // guest paused before its resume
+                                return;
+                            }
+                            // Lazy: the guest ran while the checkpoint was filled (on fault and by the filler); what it
+                            // wrote since is undone from the saved copies, the rest must be the checkpoint as filled.
+                            svmGuest.pause();
+                            try {
+                                secondaryCrc.put(e, secondary.checkpointChecksum());
+                            } finally {
+                                svmGuest.resume();
+                            }
+                        }));
                     } catch (Throwable t) {
                         secondaryFailure.set(t);
                     }
@@ -94,6 +116,13 @@ class ReplicationTest {
                     ObjectNode json = stats.toJson();
                     assertEquals(stats.checkpoints(), json.get("checkpoints").asLong());
                     assertTrue(json.get("secondary").get("secondary-dirty-pages").asLong() > 0, "the secondary's guest wrote between checkpoints");
+                    if (lazy) {
+                        long[] fills = stats.fillPages();
+                        assertTrue(fills[0] + fills[1] > 0, "pages were filled lazily");
+                        assertEquals(json.get("secondary").get("lazy-fill").get("pages").asLong(), fills[0] + fills[1],
+                                "every page left to fill was filled once, on fault or by the filler");
+                        assertEquals(0, json.get("secondary").get("copied-pages").asLong(), "nothing copied while paused");
+                    }
                     if (design == ReplicationConfig.Design.BACKGROUND) {
                         assertTrue(stats.backgroundPages() > 0, "background passes sent pages");
                     } else {

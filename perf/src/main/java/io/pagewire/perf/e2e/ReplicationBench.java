@@ -30,10 +30,11 @@ import java.util.concurrent.atomic.AtomicReference;
  * random over the same working set (the secondary's guest from native code, under write-protection).
  * <pre>
  *   ReplicationBench [--rams 1G,4G,16G] [--populated 1G] [--rate 64M] [--working-set 256M] [--intervals 100,1000]
- *                    [--designs 1,2] [--seconds 5] [--secondary-rate 64M] [--uri tcp://127.0.0.1:0] [--out results.md]
+ *                    [--designs 1,2,3] [--seconds 5] [--secondary-rate 64M] [--uri tcp://127.0.0.1:0] [--out results.md]
  * </pre>
  * Design 1 = {@code PAUSE_ALL} + {@code WHOLE} (the seed's problem: everything at the pause, the whole cache copied);
- * design 2 = {@code BACKGROUND} + {@code DIRTY}. A RAM larger than {@code --populated} is sparse: only about
+ * design 2 = {@code BACKGROUND} + {@code DIRTY}; design 3 = {@code BACKGROUND} + {@code LAZY} (the secondary resumes before
+ * the copy: pages are filled on fault and by a filler after the resume). A second table shows where the pause goes. A RAM larger than {@code --populated} is sparse: only about
  * {@code --populated} bytes of it hold data (the rest was never written), so 16 GiB runs on a machine that cannot hold
  * three copies of 16 GiB.
  */
@@ -59,6 +60,9 @@ public final class ReplicationBench {
         double seconds = Double.parseDouble(opt.getOrDefault("seconds", "5"));
         String uri = opt.getOrDefault("uri", "tcp://127.0.0.1:0");
         List<String> rows = new ArrayList<>();
+        List<String> stageRows = new ArrayList<>();
+        stageRows.add("| RAM | interval | design | stop guest | collect | send | marker | ack wait | of which secondary: complete wait / apply span | resume | fill p50 / p99 ms | filled on fault / by filler per checkpoint | primary waited for fill ms |");
+        stageRows.add("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         rows.add("| RAM (populated) | interval | design | checkpoints | pause p50 / p99 / max ms | initial-sync pause ms | pages at pause / checkpoint | background pages / checkpoint | cache copy p50 / p99 ms | copied pages / checkpoint |");
         rows.add("|---|---|---|---|---|---|---|---|---|---|");
         for (long ram : rams) {
@@ -67,26 +71,33 @@ public final class ReplicationBench {
                 long pop = populatedBytes(image.region());
                 for (long intervalMs : intervals) {
                     for (int design : designs) {
-                        String row = run(image, pop, rate, secondaryRate, workingSet, intervalMs, design, seconds, uri);
-                        System.out.println(row);
-                        rows.add(row);
+                        String[] row = run(image, pop, rate, secondaryRate, workingSet, intervalMs, design, seconds, uri);
+                        System.out.println(row[0]);
+                        System.out.println(row[1]);
+                        rows.add(row[0]);
+                        stageRows.add(row[1]);
                     }
                 }
             }
         }
-        String table = String.join("\n", rows);
+        String table = String.join("\n", rows) + "\n\nPause stages, p50 ms (p99 in parentheses):\n\n" + String.join("\n", stageRows);
         System.out.println(table);
         if (opt.containsKey("out")) {
             Files.writeString(Path.of(opt.get("out")), table + "\n");
         }
     }
 
-    private static String run(GuestImage image, long populated, long rate, long secondaryRate, long workingSet, long intervalMs, int design,
+    private static String[] run(GuestImage image, long populated, long rate, long secondaryRate, long workingSet, long intervalMs, int design,
                               double seconds, String uri) throws Exception {
         GuestRegion pvm = image.region();
         ReplicationConfig config = new ReplicationConfig().intervalNs(TimeUnit.MILLISECONDS.toNanos(intervalMs))
                 .design(design == 1 ? ReplicationConfig.Design.PAUSE_ALL : ReplicationConfig.Design.BACKGROUND);
-        ReplicaSecondary.Apply apply = design == 1 ? ReplicaSecondary.Apply.WHOLE : ReplicaSecondary.Apply.DIRTY;
+        ReplicaSecondary.Apply apply = switch (design) {
+            case 1 -> ReplicaSecondary.Apply.WHOLE;
+            case 2 -> ReplicaSecondary.Apply.DIRTY;
+            case 3 -> ReplicaSecondary.Apply.LAZY;
+            default -> throw new IllegalArgumentException("design " + design + " is not 1, 2 or 3");
+        };
         try (GuestRam svmRam = GuestRam.create()) {
             GuestRegion svm = svmRam.open(RegionSpec.memfd(pvm.name(), pvm.sizeBytes()));
             try (SyntheticGuest pvmGuest = new SyntheticGuest(pvm.memory().asSlice(0, pvm.sizeBytes()), pvm.pageSize(),
@@ -132,12 +143,32 @@ public final class ReplicationBench {
                 Histogram copy = st.applyNs();
                 var json = st.toJson();
                 long n = Math.max(1, st.checkpoints());
-                return String.format(Locale.ROOT, "| %s (%s) | %d ms | %d | %d | %.1f / %.1f / %.1f | %.1f | %.0f | %.0f | %.1f / %.1f | %.0f |",
+                String main = String.format(Locale.ROOT, "| %s (%s) | %d ms | %d | %d | %.1f / %.1f / %.1f | %.1f | %.0f | %.0f | %.1f / %.1f | %.0f |",
                         human(pvm.sizeBytes()), human(populated), intervalMs, design, st.checkpoints(),
                         pause.getValueAtPercentile(50) / 1e6, pause.getValueAtPercentile(99) / 1e6, pause.getMaxValue() / 1e6,
                         st.initialSyncPauseNs() / 1e6, (double) st.pausePages() / n, (double) st.backgroundPages() / n,
                         copy.getValueAtPercentile(50) / 1e6, copy.getValueAtPercentile(99) / 1e6,
                         json.get("secondary").get("copied-pages").asDouble() / n);
+                var sec = json.get("secondary");
+                var lazy = sec.get("lazy-fill");
+                StringBuilder stages = new StringBuilder(String.format(Locale.ROOT, "| %s | %d ms | %d |", human(pvm.sizeBytes()), intervalMs, design));
+                for (int i = 0; i < ReplicationStats.STAGES.length; i++) {
+                    if (ReplicationStats.STAGES[i].equals("checksum")) {
+                        continue;
+                    }
+                    if (ReplicationStats.STAGES[i].equals("resume")) {
+                        stages.append(String.format(Locale.ROOT, " %.2f / %.2f (%.1f / %.1f) |", sec.get("complete-wait-ms").get("p50").asDouble(),
+                                sec.get("apply-span-ms").get("p50").asDouble(), sec.get("complete-wait-ms").get("p99").asDouble(),
+                                sec.get("apply-span-ms").get("p99").asDouble()));
+                    }
+                    Histogram h = st.stageNs(i);
+                    stages.append(String.format(Locale.ROOT, " %.2f (%.1f) |", h.getValueAtPercentile(50) / 1e6, h.getValueAtPercentile(99) / 1e6));
+                }
+                long[] fills = st.fillPages();
+                stages.append(String.format(Locale.ROOT, " %.1f / %.1f | %.0f / %.0f | %.1f |", lazy.get("fill-ms").get("p50").asDouble(),
+                        lazy.get("fill-ms").get("p99").asDouble(), (double) fills[0] / n, (double) fills[1] / n, lazy.get("primary-wait-ms").asDouble()));
+                System.out.println("INITIAL-SYNC design " + design + " " + json.get("initial-sync"));
+                return new String[] {main, stages.toString()};
             }
         }
     }

@@ -93,6 +93,11 @@ final class Libc {
         case "aarch64", "arm64" -> 282L;
         default -> -1L;
     };
+    /** __NR_pidfd_open and __NR_process_madvise: the same on x86_64 and asm-generic (aarch64). */
+    static final long SYS_PIDFD_OPEN = 434L;
+    static final long SYS_PROCESS_MADVISE = 440L;
+    /** UIO_MAXIOV: most iovecs per process_madvise call. */
+    static final int UIO_MAXIOV = 1024;
 
     // ------------------------------------------------------------ <linux/userfaultfd.h>
     static final long UFFD_API = 0xAA;
@@ -115,6 +120,8 @@ final class Libc {
     static final long UFFDIO_CONTINUE = iowr(0xAA, 0x07, 32);
     static final long UFFDIO_WRITEPROTECT_MODE_WP = 1;
     static final long UFFDIO_COPY_MODE_DONTWAKE = 1;
+    /** UFFDIO_COPY_MODE_WP and UFFDIO_CONTINUE_MODE_WP (6.5+ for CONTINUE): the placed page is write-protected. */
+    static final long UFFDIO_PLACE_MODE_WP = 2;
 
     // ------------------------------------------------------------ <linux/fs.h> (6.7+)
     /** struct pm_scan_arg: twelve __u64 fields. */
@@ -162,6 +169,7 @@ final class Libc {
     static final MethodHandle MADVISE;
     static final MethodHandle IOCTL;
     static final MethodHandle SYSCALL1;
+    static final MethodHandle SYSCALL5;
     static final MethodHandle SYSCONF;
     static final MethodHandle READ;
     static final MethodHandle POLL;
@@ -173,7 +181,7 @@ final class Libc {
     static {
         String failure = null;
         MethodHandle memfd = null, open = null, close = null, ftruncate = null, fallocate = null, lseek = null, fstatfs = null,
-                mmap = null, munmap = null, madvise = null, ioctl = null, syscall = null, sysconf = null, read = null, poll = null,
+                mmap = null, munmap = null, madvise = null, ioctl = null, syscall = null, syscall5 = null, sysconf = null, read = null, poll = null,
                 memchr = null, memcpy = null, memcmp = null;
         try {
             memfd = link("memfd_create", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
@@ -193,6 +201,8 @@ final class Libc {
                     Linker.Option.firstVariadicArg(2));
             // long syscall(long number, ...): one long argument.
             syscall = link("syscall", FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG),
+                    Linker.Option.firstVariadicArg(1));
+            syscall5 = link("syscall", FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG),
                     Linker.Option.firstVariadicArg(1));
             sysconf = link("sysconf", FunctionDescriptor.of(JAVA_LONG, JAVA_INT));
             read = link("read", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG));
@@ -222,6 +232,7 @@ final class Libc {
         MADVISE = madvise;
         IOCTL = ioctl;
         SYSCALL1 = syscall;
+        SYSCALL5 = syscall5;
         SYSCONF = sysconf;
         READ = read;
         POLL = poll;

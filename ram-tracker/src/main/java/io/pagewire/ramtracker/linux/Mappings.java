@@ -148,6 +148,100 @@ public final class Mappings {
         madvise(range, Libc.MADV_DONTNEED, "madvise(MADV_DONTNEED)", null);
     }
 
+    /**
+     * Drops the page-table entries of many ranges of one shared mapping ({@code MADV_DONTNEED}) in as few system calls
+     * as the kernel allows: {@code process_madvise} on this process, up to 1024 ranges per call, one mmap-lock
+     * acquisition and (Linux 6.16+) one TLB flush per call; one {@code madvise} per range where the kernel refuses
+     * {@code MADV_DONTNEED} through {@code process_madvise} (before Linux 6.13). On a shared file mapping the pages stay
+     * in the page cache: the next access maps them again (or raises a userfaultfd MINOR fault).
+     *
+     * @param addresses start addresses, page-aligned
+     * @param lengths lengths in bytes, page multiples
+     * @param count ranges to drop (the first {@code count} of each array)
+     * @return system calls made
+     */
+    public static int dontNeedRanges(long[] addresses, long[] lengths, int count) {
+        Linux.ensureAvailable();
+        int calls = 0;
+        int fd = ProcessMadvise.pidfd();
+        if (fd >= 0) {
+            MemorySegment iov = ProcessMadvise.IOV.get();
+            int i = 0;
+            while (i < count) {
+                int n = Math.min(Libc.UIO_MAXIOV, count - i);
+                long total = 0;
+                for (int k = 0; k < n; k++) {
+                    iov.set(java.lang.foreign.ValueLayout.JAVA_LONG, 16L * k, addresses[i + k]);
+                    iov.set(java.lang.foreign.ValueLayout.JAVA_LONG, 16L * k + 8, lengths[i + k]);
+                    total += lengths[i + k];
+                }
+                long done;
+                try {
+                    MemorySegment cap = Libc.capture();
+                    done = (long) Libc.SYSCALL5.invokeExact(cap, Libc.SYS_PROCESS_MADVISE, (long) fd, iov.address(), (long) n,
+                            (long) Libc.MADV_DONTNEED, 0L);
+                    calls++;
+                    if (done < 0) {
+                        int errno = Libc.errno(cap);
+                        if (errno == Libc.EINVAL && i == 0 && calls == 1) {
+                            ProcessMadvise.refused();
+                            break; // this kernel refuses MADV_DONTNEED here: one madvise per range below
+                        }
+                        if (errno == Libc.EINTR || errno == Libc.EAGAIN) {
+                            continue;
+                        }
+                        throw Linux.failure("process_madvise(MADV_DONTNEED)", n + " ranges from 0x" + Long.toHexString(addresses[i]), errno, null);
+                    }
+                } catch (Throwable t) {
+                    throw Linux.unexpected("process_madvise", t);
+                }
+                if (done == total) {
+                    i += n;
+                    continue;
+                }
+                // Stopped part way: skip the ranges done, shorten the one it stopped in.
+                while (done >= lengths[i]) {
+                    done -= lengths[i];
+                    i++;
+                }
+                addresses[i] += done;
+                lengths[i] -= done;
+            }
+            if (i >= count) {
+                return calls;
+            }
+        }
+        for (int i = 0; i < count; i++) {
+            dontNeed(MemorySegment.ofAddress(addresses[i]).reinterpret(lengths[i]));
+            calls++;
+        }
+        return calls;
+    }
+
+    /** This process's pidfd for {@code process_madvise}, opened once; -1 when the kernel has none or refuses the advice. */
+    private static final class ProcessMadvise {
+        private static volatile int pidfd = open();
+        static final ThreadLocal<MemorySegment> IOV = ThreadLocal.withInitial(() -> Arena.ofAuto().allocate(16L * Libc.UIO_MAXIOV, 8));
+
+        private static int open() {
+            try {
+                MemorySegment cap = Libc.capture();
+                long fd = (long) Libc.SYSCALL5.invokeExact(cap, Libc.SYS_PIDFD_OPEN, ProcessHandle.current().pid(), 0L, 0L, 0L, 0L);
+                return (int) fd; // -1 (ENOSYS, before Linux 5.3): madvise per range
+            } catch (Throwable t) {
+                throw Linux.unexpected("pidfd_open", t);
+            }
+        }
+
+        static int pidfd() {
+            return pidfd;
+        }
+
+        static void refused() {
+            pidfd = -1; // the descriptor stays open for the process's life: one, never reused
+        }
+    }
+
     private static void madvise(MemorySegment range, int advice, String call, String advice2) {
         Linux.ensureAvailable();
         try {

@@ -439,6 +439,23 @@ public final class Userfaultfd implements AutoCloseable {
      * @return pages placed by this call (the rest already were)
      */
     public long place(MemorySegment destination, MemorySegment source, long pageSize) {
+        return place(destination, source, pageSize, false);
+    }
+
+    /**
+     * As {@link #place(MemorySegment, MemorySegment, long)}, the pages placed write-protected when {@code writeProtect}
+     * ({@code UFFDIO_COPY_MODE_WP}, {@code UFFDIO_CONTINUE_MODE_WP} (Linux 6.5+)): on a range also registered with
+     * {@link #MODE_WP} the first write to a placed page then raises a write-protect fault, so a tracker of writes that
+     * fills pages lazily keeps seeing every write.
+     *
+     * @param destination page-aligned range in the registered mapping
+     * @param source data for {@code UFFDIO_COPY}, or null for {@code UFFDIO_CONTINUE}
+     * @param pageSize page size
+     * @param writeProtect place the pages write-protected
+     * @return pages placed by this call (the rest already were)
+     */
+    public long place(MemorySegment destination, MemorySegment source, long pageSize, boolean writeProtect) {
+        long mode = writeProtect ? Libc.UFFDIO_PLACE_MODE_WP : 0L;
         long placed = 0;
         long off = 0;
         long size = destination.byteSize();
@@ -449,13 +466,13 @@ public final class Userfaultfd implements AutoCloseable {
                 arg.set(JAVA_LONG, 0, destination.address() + off);
                 arg.set(JAVA_LONG, 8, source.address() + off);
                 arg.set(JAVA_LONG, 16, size - off);
-                arg.set(JAVA_LONG, 24, 0L);
+                arg.set(JAVA_LONG, 24, mode);
                 arg.set(JAVA_LONG, 32, 0L);
                 request = Libc.UFFDIO_COPY;
             } else {
                 arg.set(JAVA_LONG, 0, destination.address() + off);
                 arg.set(JAVA_LONG, 8, size - off);
-                arg.set(JAVA_LONG, 16, 0L);
+                arg.set(JAVA_LONG, 16, mode);
                 arg.set(JAVA_LONG, 24, 0L);
                 request = Libc.UFFDIO_CONTINUE;
             }

@@ -30,14 +30,20 @@ public final class WriteProtectedRam implements AutoCloseable {
 
     private final List<GuestRegion> regions;
     private final Userfaultfd uffd;
+    private final boolean fillOnFault;
     private final long[] starts;
     private final long[] ends;
     private boolean registered;
     private boolean closed;
 
-    private WriteProtectedRam(List<GuestRegion> regions, Userfaultfd uffd) {
+    /** Features a region filled on fault ({@link #open(List, boolean)}) needs besides {@link #REQUIRED_FEATURES}. */
+    public static final long FILL_FEATURES = Userfaultfd.FEATURE_MISSING_SHMEM | Userfaultfd.FEATURE_MINOR_SHMEM
+            | Userfaultfd.FEATURE_WP_HUGETLBFS_SHMEM;
+
+    private WriteProtectedRam(List<GuestRegion> regions, Userfaultfd uffd, boolean fillOnFault) {
         this.regions = List.copyOf(regions);
         this.uffd = uffd;
+        this.fillOnFault = fillOnFault;
         this.starts = new long[regions.size()];
         this.ends = new long[regions.size()];
         for (int i = 0; i < regions.size(); i++) {
@@ -52,6 +58,26 @@ public final class WriteProtectedRam implements AutoCloseable {
      *         (naming the kernel feature)
      */
     public static String unavailabilityCause(List<GuestRegion> regions) {
+        return unavailabilityCause(regions, false);
+    }
+
+    /**
+     * @param regions the regions to protect
+     * @param fillOnFault also fill pages on fault ({@link #open(List, boolean)}): the regions must be shared memory
+     * @return null when it works here for all of them, else what is missing (naming the kernel feature)
+     */
+    public static String unavailabilityCause(List<GuestRegion> regions, boolean fillOnFault) {
+        if (fillOnFault) {
+            for (GuestRegion r : regions) {
+                if (r.backing() != Backing.MEMFD) {
+                    return "region '" + r.name() + "' is " + r.backing() + ": filling pages on fault (userfaultfd MINOR faults) needs a memfd";
+                }
+            }
+            String missing = Userfaultfd.missingFeatures(REQUIRED_FEATURES | FILL_FEATURES);
+            if (missing != null) {
+                return missing;
+            }
+        }
         long required = REQUIRED_FEATURES;
         for (GuestRegion r : regions) {
             if (r.backing() != Backing.ANONYMOUS) {
@@ -69,10 +95,29 @@ public final class WriteProtectedRam implements AutoCloseable {
      * @throws RamTrackerException naming the missing kernel feature
      */
     public static WriteProtectedRam open(List<GuestRegion> regions) {
+        return open(regions, false);
+    }
+
+    /**
+     * Opens a userfaultfd for the regions (nothing is protected yet), optionally also for filling pages on fault.
+     *
+     * <p>With {@code fillOnFault} the regions (memfd) are registered for MISSING and MINOR faults as well: a page whose
+     * page-table entry is dropped ({@code MADV_DONTNEED} on the mapping: the page cache keeps the page) or that was
+     * never populated stops the accessing thread with a fill fault ({@link #readFaults(MemorySegment, int, FaultSink,
+     * FillSink)}) until {@link #fill} maps it, write-protected, from the page cache (write it through a second mapping
+     * of the memfd first). A lazy apply drops the entries of the pages it must change, lets the guest run, and fills
+     * them on fault or from a background filler.
+     *
+     * @param regions the regions, each page-aligned
+     * @param fillOnFault register for fill faults too
+     * @return the protection, not yet active
+     * @throws RamTrackerException naming the missing kernel feature
+     */
+    public static WriteProtectedRam open(List<GuestRegion> regions, boolean fillOnFault) {
         if (regions.isEmpty()) {
             throw new IllegalArgumentException("no region to protect");
         }
-        String cause = unavailabilityCause(regions);
+        String cause = unavailabilityCause(regions, fillOnFault);
         if (cause != null) {
             throw new RamTrackerException("cannot write-protect guest RAM for a snapshot: " + cause);
         }
@@ -82,7 +127,10 @@ public final class WriteProtectedRam implements AutoCloseable {
                 features |= Userfaultfd.FEATURE_WP_HUGETLBFS_SHMEM;
             }
         }
-        return new WriteProtectedRam(regions, Userfaultfd.open(features));
+        if (fillOnFault) {
+            features |= FILL_FEATURES;
+        }
+        return new WriteProtectedRam(regions, Userfaultfd.open(features), fillOnFault);
     }
 
     /** @return the regions, index = position in this list */
@@ -102,7 +150,7 @@ public final class WriteProtectedRam implements AutoCloseable {
         int done = 0;
         try {
             for (GuestRegion r : regions) {
-                uffd.register(r.memory(), Userfaultfd.MODE_WP);
+                uffd.register(r.memory(), Userfaultfd.MODE_WP | (fillOnFault ? Userfaultfd.MODE_MISSING | Userfaultfd.MODE_MINOR : 0));
                 done++;
                 uffd.writeProtect(r.memory(), true);
             }
@@ -149,6 +197,22 @@ public final class WriteProtectedRam implements AutoCloseable {
      * @return faults delivered
      */
     public int readFaults(MemorySegment buf, int timeoutMs, FaultSink sink) {
+        return readFaults(buf, timeoutMs, sink, (region, page, missing) -> {
+            throw new IllegalStateException("a fill fault (page " + page + " of region " + region + ") on RAM not opened for filling on fault");
+        });
+    }
+
+    /**
+     * Waits up to {@code timeoutMs} for faults and reads those pending: write faults to {@code writes}, fill faults
+     * (MISSING, MINOR: {@link #open(List, boolean)}) to {@code fills}.
+     *
+     * @param buf room for events ({@link Userfaultfd#MSG_SIZE} each)
+     * @param timeoutMs how long to wait for the first
+     * @param writes receives each write fault
+     * @param fills receives each fill fault
+     * @return faults delivered
+     */
+    public int readFaults(MemorySegment buf, int timeoutMs, FaultSink writes, FillSink fills) {
         int n = uffd.readEvents(buf, timeoutMs);
         int faults = 0;
         for (int i = 0; i < n; i++) {
@@ -156,15 +220,50 @@ public final class WriteProtectedRam implements AutoCloseable {
                 continue;
             }
             long address = Userfaultfd.faultAddress(buf, i);
+            long flags = Userfaultfd.faultFlags(buf, i);
             for (int r = 0; r < starts.length; r++) {
                 if (address >= starts[r] && address < ends[r]) {
-                    sink.fault(r, (address - starts[r]) >>> regions.get(r).pageShift(), Userfaultfd.faultThreadId(buf, i));
+                    long page = (address - starts[r]) >>> regions.get(r).pageShift();
+                    if ((flags & Userfaultfd.FAULT_FLAG_WP) != 0) {
+                        writes.fault(r, page, Userfaultfd.faultThreadId(buf, i));
+                    } else {
+                        fills.fault(r, page, (flags & Userfaultfd.FAULT_FLAG_MINOR) == 0);
+                    }
                     faults++;
                     break;
                 }
             }
         }
         return faults;
+    }
+
+    /**
+     * Maps pages that are in the page cache but not mapped in the protected mapping, write-protected, and wakes the
+     * threads waiting on them ({@code UFFDIO_CONTINUE_MODE_WP}); pages another thread mapped first are left alone.
+     *
+     * @param region region index
+     * @param firstPage first page
+     * @param count pages, each already in the page cache (written through a second mapping)
+     * @return pages this call mapped
+     */
+    public long fill(int region, long firstPage, long count) {
+        if (!fillOnFault) {
+            throw new IllegalStateException("not opened for filling on fault");
+        }
+        GuestRegion r = regions.get(region);
+        return uffd.place(r.pages(firstPage, count), null, r.pageSize(), true);
+    }
+
+    /** Receives fill faults. */
+    @FunctionalInterface
+    public interface FillSink {
+        /**
+         * @param region region index
+         * @param page the page accessed
+         * @param missing true when the page is not in the page cache at all (MISSING), false when it only is not mapped
+         *                (MINOR)
+         */
+        void fault(int region, long page, boolean missing);
     }
 
     /** Receives write faults. */

@@ -98,4 +98,59 @@ class WriteProtectedRamTest {
             vcpu.shutdownNow();
         }
     }
+    /**
+     * Fill on fault (a lazy apply): a page whose entry is dropped reads, after a fill fault, what was written
+     * through a second mapping; the fill maps it write-protected, so a write to it then faults as a write; a
+     * never-populated page raises a MISSING fill fault.
+     */
+    @org.junit.jupiter.api.Test
+    void aDroppedPageIsFilledOnFaultAndStaysWriteProtected() throws Exception {
+        ExecutorService vcpu = Executors.newSingleThreadExecutor();
+        try (GuestRam ram = GuestRam.create(); Arena arena = Arena.ofShared()) {
+            GuestRegion region = ram.open(RegionSpec.memfd("r", 64 * PAGE));
+            String cause = WriteProtectedRam.unavailabilityCause(List.of(region), true);
+            assumeTrue(cause == null, "userfaultfd MINOR and MISSING faults on shmem with write-protect: " + cause);
+            MemorySegment m = region.memory();
+            MemorySegment alias = region.mapAgain(arena);
+            NativeMemory.setLong(m, 5 * PAGE, 7); // populated and mapped here; page 9 never is
+            MemorySegment buf = arena.allocate(Userfaultfd.MSG_SIZE * 8L, 8);
+            try (WriteProtectedRam wp = WriteProtectedRam.open(List.of(region), true)) {
+                wp.protectAll();
+                NativeMemory.setLong(alias, 5 * PAGE, 8); // the new content, through the second mapping
+                io.pagewire.ramtracker.linux.Mappings.dontNeedRanges(new long[] {m.address() + 5 * PAGE}, new long[] {PAGE}, 1);
+                CompletableFuture<Long> read = CompletableFuture.supplyAsync(() -> NativeMemory.getLong(m, 5 * PAGE), vcpu);
+                boolean[] missing = {true};
+                long[] page = {-1};
+                while (page[0] < 0) {
+                    wp.readFaults(buf, 1000, (r, p, tid) -> { throw new AssertionError("a write fault on a read"); },
+                            (r, p, miss) -> { page[0] = p; missing[0] = miss; });
+                }
+                assertEquals(5, page[0]);
+                assertFalse(missing[0], "page 5 is in the page cache: a MINOR fault");
+                assertEquals(1, wp.fill(0, 5, 1));
+                assertEquals(8, read.get(10, TimeUnit.SECONDS), "the read sees what the second mapping wrote");
+                // Mapped write-protected: a write faults as a write.
+                CompletableFuture<Void> write = CompletableFuture.runAsync(() -> NativeMemory.setLong(m, 5 * PAGE, 9), vcpu);
+                assertEquals(5, nextFault(wp, buf));
+                assertFalse(write.isDone());
+                wp.unprotect(0, 5, 1);
+                write.get(10, TimeUnit.SECONDS);
+                assertEquals(9, NativeMemory.getLong(alias, 5 * PAGE));
+                // A never-populated page: MISSING.
+                CompletableFuture<Long> hole = CompletableFuture.supplyAsync(() -> NativeMemory.getLong(m, 9 * PAGE), vcpu);
+                page[0] = -1;
+                while (page[0] < 0) {
+                    wp.readFaults(buf, 1000, (r, p, tid) -> { throw new AssertionError("a write fault on a read"); },
+                            (r, p, miss) -> { page[0] = p; missing[0] = miss; });
+                }
+                assertEquals(9, page[0]);
+                assertEquals(true, missing[0], "page 9 was never populated: a MISSING fault");
+                io.pagewire.ramtracker.linux.Mappings.populateWrite(alias.asSlice(9 * PAGE, PAGE));
+                assertEquals(1, wp.fill(0, 9, 1));
+                assertEquals(0, hole.get(10, TimeUnit.SECONDS));
+            }
+        } finally {
+            vcpu.shutdownNow();
+        }
+    }
 }
