@@ -79,7 +79,11 @@ public final class SourceMigration {
     private volatile Connection connection;
     /** Postcopy: pages still to send (taken by the push or by a page request, whichever is first). */
     private volatile List<DirtyBitmap> postcopyPending;
-    private final java.util.concurrent.atomic.AtomicLong pushHint = new java.util.concurrent.atomic.AtomicLong(-1);
+    /**
+     * Postcopy: per push worker, where the next fault in its part of the RAM asks the push to go on
+     * from ((region << 48) | page), or -1. Replaced (with the worker count) when a push starts.
+     */
+    private volatile java.util.concurrent.atomic.AtomicLongArray pushHints = new java.util.concurrent.atomic.AtomicLongArray(new long[]{-1});
     private final java.util.concurrent.atomic.AtomicLong postcopyRequests = new java.util.concurrent.atomic.AtomicLong();
     private final java.util.concurrent.atomic.AtomicLong postcopyPagesAnswered = new java.util.concurrent.atomic.AtomicLong();
     /** Requested pages the push had taken already (answered on the urgent lane all the same). */
@@ -228,7 +232,7 @@ public final class SourceMigration {
                     b.markAll();
                 }
                 paused = true; // runPostcopy pauses first thing
-                return runPostcopy(conn, trackers, bitmaps, false);
+                return runPostcopy(conn, trackers, bitmaps, false, scan);
             }
 
             // Bulk round: every page.
@@ -271,7 +275,7 @@ public final class SourceMigration {
                 if (config.postcopy() && (postcopyRequested || budgetSpent
                         || (config.postcopyAfterRounds() > 0 && stats.rounds() >= config.postcopyAfterRounds()))) {
                     paused = true;
-                    return runPostcopy(conn, trackers, bitmaps, true);
+                    return runPostcopy(conn, trackers, bitmaps, true, scan);
                 }
                 if (budgetSpent) {
                     MigrationConfig.Policy policy = config.policy();
@@ -374,8 +378,8 @@ public final class SourceMigration {
      * The round ends order everything: no precopy page can land after its discard, and no pushed
      * page before the destination switched to postcopy placement.
      */
-    private MigrationStats runPostcopy(Connection conn, List<DirtyLogSource> trackers, List<DirtyBitmap> bitmaps, boolean collectFinal)
-            throws InterruptedException {
+    private MigrationStats runPostcopy(Connection conn, List<DirtyLogSource> trackers, List<DirtyBitmap> bitmaps, boolean collectFinal,
+                                       ExecutorService pool) throws InterruptedException {
         long pauseStart = System.nanoTime();
         stats.status(MigrationStats.Status.DEVICE);
         guest.pause();
@@ -406,7 +410,7 @@ public final class SourceMigration {
                     awaitPostcopyRunning(pauseStart);
                     stats.remainingBytes(dirtyBytes(bitmaps));
                 }
-                pages += push(conn, postcopyPending);
+                pages += push(conn, postcopyPending, pool);
                 conn.background().sendComplete();
                 if (!acknowledged.await(config.completionTimeoutNs(), TimeUnit.NANOSECONDS)) {
                     throw new TransportException(TransportException.Kind.TIMEOUT, "the destination did not acknowledge completion within "
@@ -447,36 +451,97 @@ public final class SourceMigration {
         stats.status(MigrationStats.Status.POSTCOPY_ACTIVE);
     }
 
-    /** Background push, 256 pages at a time, from where the latest fault was; returns the pages it took. */
-    private long push(Connection conn, List<DirtyBitmap> bitmaps) {
+    /**
+     * Background push: one worker per background channel, each over its own part of every region
+     * (QEMU multifd's shape; a channel's lane has one producer), 256 pages at a time, from where the
+     * latest fault in its part was (the fault's neighbourhood goes first). Returns the pages taken.
+     */
+    private long push(Connection conn, List<DirtyBitmap> bitmaps, ExecutorService pool) throws InterruptedException {
+        int workers = Math.max(1, conn.backgroundChannels());
+        long[] none = new long[workers];
+        java.util.Arrays.fill(none, -1);
+        pushHints = new java.util.concurrent.atomic.AtomicLongArray(none);
+        if (workers == 1) {
+            return pushPart(conn.background(), bitmaps, 0, 1);
+        }
+        List<java.util.concurrent.Future<Long>> parts = new ArrayList<>(workers);
+        for (int w = 0; w < workers; w++) {
+            int part = w;
+            Lane lane = conn.backgroundChannel(w);
+            parts.add(pool.submit(() -> pushPart(lane, bitmaps, part, workers)));
+        }
         long pages = 0;
+        RuntimeException first = null;
+        for (java.util.concurrent.Future<Long> f : parts) {
+            // Every worker is waited for, also after one failed: none may still offer on this connection
+            // when a recovery replaces it (they fail by themselves once the connection did).
+            try {
+                pages += f.get();
+            } catch (ExecutionException e) {
+                RuntimeException cause = e.getCause() instanceof RuntimeException re ? re
+                        : new IllegalStateException("postcopy push failed: " + e.getCause(), e.getCause());
+                if (first == null) {
+                    first = cause;
+                } else {
+                    first.addSuppressed(cause);
+                }
+            }
+        }
+        if (first != null) {
+            throw first;
+        }
+        return pages;
+    }
+
+    /** @return the first page of push worker {@code part}'s share of a region of {@code n} pages (bitmap words are never shared) */
+    private static long partStart(long n, int part, int parts) {
+        return part == parts ? n : Math.min(n, (long) (n * (double) part / parts) & ~63L);
+    }
+
+    /** @return the push worker whose share of a region of {@code n} pages holds {@code page} */
+    private static int partOf(long n, long page, int parts) {
+        int w = (int) Math.min(parts - 1, Math.max(0, (long) (page * (double) parts / n)));
+        while (w + 1 < parts && page >= partStart(n, w + 1, parts)) {
+            w++;
+        }
+        while (w > 0 && page < partStart(n, w, parts)) {
+            w--;
+        }
+        return w;
+    }
+
+    /** One push worker: its share of every region, on its own lane. */
+    private long pushPart(Lane lane, List<DirtyBitmap> bitmaps, int part, int parts) {
+        long pages = 0;
+        java.util.concurrent.atomic.AtomicLongArray hints = pushHints;
         for (int r = 0; r < regions.size(); r++) {
             GuestRegion region = regions.get(r);
             DirtyBitmap d = bitmaps.get(r);
             BalloonMap balloon = balloons.get(region.name());
             PageClassifier classifier = new PageClassifier(region, balloon);
-            Lane lane = conn.background(); // one producer: this thread
             RoundSender.ChannelSink sink = roundSender.sink(lane, null, r, region.pageSize());
             long n = region.pageCount();
-            long pos = 0;
-            while (true) {
+            long lo = partStart(n, part, parts);
+            long hi = partStart(n, part + 1, parts);
+            long pos = lo;
+            while (lo < hi) {
                 checkAlive();
-                long hint = pushHint.getAndSet(-1);
+                long hint = hints.getAndSet(part, -1);
                 if (hint >= 0 && (int) (hint >>> 48) == r) {
-                    pos = Math.min(n - 1, hint & ((1L << 48) - 1));
+                    pos = Math.max(lo, Math.min(hi - 1, hint & ((1L << 48) - 1)));
                 }
-                long p = d.nextDirty(pos, n);
-                if (p >= n) {
-                    p = d.nextDirty(0, n);
-                    if (p >= n) {
+                long p = d.nextDirty(pos, hi);
+                if (p >= hi) {
+                    p = d.nextDirty(lo, hi);
+                    if (p >= hi) {
                         sink.flush();
-                        break; // nothing left in this region
+                        break; // nothing left in this share of the region
                     }
                 }
                 if (p != pos) {
                     sink.flush(); // a zero run held back is contiguous only with what follows it directly
                 }
-                long count = Math.min(256, n - p);
+                long count = Math.min(256, hi - p);
                 long taken = d.count(p, count);
                 long stop = classifier.classifyDirty(d, p, count, sink);
                 if (stop < p + count) {
@@ -779,7 +844,12 @@ public final class SourceMigration {
                     postcopyPagesAnswered.incrementAndGet();
                 }
                 // Favour the neighbourhood of the fault in the background push (spatial locality).
-                pushHint.set(((long) regionId << 48) | (firstPage + pageCount));
+                java.util.concurrent.atomic.AtomicLongArray hints = pushHints;
+                long next = firstPage + pageCount;
+                long n = regions.get(regionId).pageCount();
+                if (next < n) {
+                    hints.set(partOf(n, next, hints.length()), ((long) regionId << 48) | next);
+                }
             }
 
             @Override

@@ -47,7 +47,7 @@ import java.util.concurrent.TimeUnit;
  * small migration first. Medians of {@code --runs}.
  * <pre>
  *   MigrationBench [--uri tcp://127.0.0.1:0] [--runs 3] [--cases a,b,...] [--warm-memory 12g] [--out DIR] [--dst-exec CMD]
- *                  [--dst-backing anonymous|memfd]
+ *                  [--dst-backing anonymous|memfd] [--dst-populate hinted|all|before|none]
  * </pre>
  * {@code --dst-exec} prefixes the destination JVM's command line, e.g. {@code 'ip netns exec pw-dst'} to
  * run it across the shaped link of {@code scripts/slow-link.sh} (the {@code slow-link-*} cases, which
@@ -122,6 +122,10 @@ public final class MigrationBench implements Callable<Integer> {
     String dstExec;
     @Option(names = "--dst-backing", defaultValue = "anonymous", paramLabel = "B", description = "destination RAM: anonymous or memfd (default ${DEFAULT-VALUE})")
     String dstBacking;
+    @Option(names = "--dst-populate", paramLabel = "P",
+            description = "destination RAM population for every case: hinted, all, before (pre-populated, as QEMU's -mem-prealloc) or none"
+                    + " (default: each case's own)")
+    String dstPopulate;
     @Option(names = "--serve", description = {"two hosts, destination side: accept MigrationBench --to control connections on --control and",
             "receive their migrations in this JVM, one after another, until stopped (an unauthenticated benchmarking port, as iperf3 -s)"})
     boolean serve;
@@ -151,6 +155,9 @@ public final class MigrationBench implements Callable<Integer> {
     public Integer call() throws Exception {
         if (!dstBacking.equals("anonymous") && !dstBacking.equals("memfd")) {
             throw new CommandLine.ParameterException(new CommandLine(this), "--dst-backing " + dstBacking + " is not one of anonymous, memfd");
+        }
+        if (dstPopulate != null && !List.of("hinted", "all", "before", "none").contains(dstPopulate)) {
+            throw new CommandLine.ParameterException(new CommandLine(this), "--dst-populate " + dstPopulate + " is not one of hinted, all, before, none");
         }
         if (serve) {
             if (to != null) {
@@ -193,7 +200,9 @@ public final class MigrationBench implements Callable<Integer> {
                 run(dst, uri, new Case("warm-up", "", "", 64 * MIB, 0.3, false,
                         new SyntheticGuest.Config(1, 16 * MIB, SyntheticGuest.Pattern.RANDOM, 16 * MIB, 1), "hinted", new MigrationConfig()));
             }
-            for (Case c : selected) {
+            for (Case c0 : selected) {
+                Case c = dstPopulate == null ? c0 : new Case(c0.name, c0.qemu, c0.target, c0.ram, c0.zero, c0.writeZeros, c0.guest, dstPopulate,
+                        c0.config);
                 List<MigrationStats> rs = new ArrayList<>();
                 for (int r = 0; r < runs; r++) {
                     Run measured = measure(dst, uri, c);
@@ -213,9 +222,10 @@ public final class MigrationBench implements Callable<Integer> {
         StringBuilder md = new StringBuilder();
         String stamp = LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss"));
         md.append("# Migration benchmark ").append(stamp).append("\n\n");
-        md.append(String.format(Locale.ROOT, "URI `%s`; medians of %d runs; %d cores; memory warmed: %s; destination RAM: %s.%n%n", uri, runs,
+        md.append(String.format(Locale.ROOT, "URI `%s`; medians of %d runs; %d cores; memory warmed: %s; destination RAM: %s%s.%n%n", uri, runs,
                 Runtime.getRuntime().availableProcessors(), warm > 0 ? (warm >> 30) + " GiB" : "no",
-                to != null ? "that of the MigrationBench --serve at " + to : dstBacking));
+                to != null ? "that of the MigrationBench --serve at " + to : dstBacking,
+                dstPopulate == null ? "" : ", populated " + dstPopulate));
         md.append("| case | QEMU 7.2 here | target | total ms | setup ms | downtime ms | transferred MiB | rounds | status |\n");
         md.append("|---|---|---|---|---|---|---|---|---|\n");
         for (Case c : selected) {

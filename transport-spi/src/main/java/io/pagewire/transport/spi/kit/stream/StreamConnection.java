@@ -398,7 +398,7 @@ public class StreamConnection extends KitConnection {
             int count = (int) header.count();
             long len = Integer.toUnsignedLong(header.payloadLength());
             // Validated: [first, first + count) lies inside the region and len == count * pageSize.
-            MemorySegment data = dispatcher.target(regionId).asSlice(dispatcher.targetOffset(regionId, first), len);
+            MemorySegment data = dispatcher.pagesTarget(regionId, first, count, len);
             readFully(data, 0, len);
             long wire = FrameHeader.LENGTH + len;
             if (header.hasDataDigest()) {
