@@ -493,24 +493,17 @@ public final class SourceMigration {
         return pages;
     }
 
-    /** @return the first page of push worker {@code part}'s share of a region of {@code n} pages (bitmap words are never shared) */
+    /** @return where push worker {@code part} of {@code parts} starts in a region of {@code n} pages (a bitmap word's first page) */
     private static long partStart(long n, int part, int parts) {
         return part == parts ? n : Math.min(n, (long) (n * (double) part / parts) & ~63L);
     }
 
-    /** @return the push worker whose share of a region of {@code n} pages holds {@code page} */
-    private static int partOf(long n, long page, int parts) {
-        int w = (int) Math.min(parts - 1, Math.max(0, (long) (page * (double) parts / n)));
-        while (w + 1 < parts && page >= partStart(n, w + 1, parts)) {
-            w++;
-        }
-        while (w > 0 && page < partStart(n, w, parts)) {
-            w--;
-        }
-        return w;
-    }
-
-    /** One push worker: its share of every region, on its own lane. */
+    /**
+     * One push worker, on its own lane: every region from its own starting point, going on from the
+     * latest fault it was told of. The workers take pages from one bitmap atomically, so each page
+     * goes once whichever worker reaches it; all of them follow the faults (in turn), so the
+     * guest's working set is pushed at the rate of every channel, not of the one owning its addresses.
+     */
     private long pushPart(Lane lane, List<DirtyBitmap> bitmaps, int part, int parts) {
         long pages = 0;
         java.util.concurrent.atomic.AtomicLongArray hints = pushHints;
@@ -521,10 +514,10 @@ public final class SourceMigration {
             PageClassifier classifier = new PageClassifier(region, balloon);
             RoundSender.ChannelSink sink = roundSender.sink(lane, null, r, region.pageSize());
             long n = region.pageCount();
-            long lo = partStart(n, part, parts);
-            long hi = partStart(n, part + 1, parts);
-            long pos = lo;
-            while (lo < hi) {
+            long lo = 0;
+            long hi = n;
+            long pos = partStart(n, part, parts);
+            while (true) {
                 checkAlive();
                 long hint = hints.getAndSet(part, -1);
                 if (hint >= 0 && (int) (hint >>> 48) == r) {
@@ -535,7 +528,7 @@ public final class SourceMigration {
                     p = d.nextDirty(lo, hi);
                     if (p >= hi) {
                         sink.flush();
-                        break; // nothing left in this share of the region
+                        break; // nothing left in this region
                     }
                 }
                 if (p != pos) {
@@ -843,12 +836,12 @@ public final class SourceMigration {
                     c.urgent().sendPages(regionId, p, 1);
                     postcopyPagesAnswered.incrementAndGet();
                 }
-                // Favour the neighbourhood of the fault in the background push (spatial locality).
+                // Favour the neighbourhood of the fault in the background push (spatial locality); the
+                // push workers take the faults in turn.
                 java.util.concurrent.atomic.AtomicLongArray hints = pushHints;
                 long next = firstPage + pageCount;
-                long n = regions.get(regionId).pageCount();
-                if (next < n) {
-                    hints.set(partOf(n, next, hints.length()), ((long) regionId << 48) | next);
+                if (next < regions.get(regionId).pageCount()) {
+                    hints.set((int) Long.remainderUnsigned(postcopyRequests.get(), hints.length()), ((long) regionId << 48) | next);
                 }
             }
 

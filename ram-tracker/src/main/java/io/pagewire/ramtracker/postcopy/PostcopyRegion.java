@@ -370,6 +370,16 @@ public final class PostcopyRegion implements AutoCloseable {
         return faults;
     }
 
+    /**
+     * Tunes the calling thread, the one that calls {@link #readFaults}, for latency: a short scheduler
+     * slice (Linux 6.12+, unprivileged) and 1 us of timer slack.
+     *
+     * @return null when applied, else why not
+     */
+    public static String tuneFaultThread(long sliceNs) {
+        return io.pagewire.linux.ThreadTuning.urgentThread(sliceNs);
+    }
+
     /** Receives page faults. */
     @FunctionalInterface
     public interface FaultSink {
