@@ -457,7 +457,7 @@ public final class SourceMigration {
      * latest fault in its part was (the fault's neighbourhood goes first). Returns the pages taken.
      */
     private long push(Connection conn, List<DirtyBitmap> bitmaps, ExecutorService pool) throws InterruptedException {
-        int workers = Math.max(1, conn.backgroundChannels());
+        int workers = Math.max(1, Math.min(conn.backgroundChannels(), PUSH_WORKERS));
         long[] none = new long[workers];
         java.util.Arrays.fill(none, -1);
         pushHints = new java.util.concurrent.atomic.AtomicLongArray(none);
@@ -492,6 +492,13 @@ public final class SourceMigration {
         }
         return pages;
     }
+
+    /**
+     * Postcopy push workers, at most one per background channel (system property
+     * {@code pagewire.postcopy.push-workers}, default 1: one worker feeding the lane that spreads over
+     * every channel measured faster than one per channel on 2 cores, docs/benchmarks.md, issue 16).
+     */
+    private static final int PUSH_WORKERS = Math.max(1, Integer.getInteger("pagewire.postcopy.push-workers", 1));
 
     /** @return where push worker {@code part} of {@code parts} starts in a region of {@code n} pages (a bitmap word's first page) */
     private static long partStart(long n, int part, int parts) {

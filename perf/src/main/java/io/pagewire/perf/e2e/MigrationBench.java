@@ -93,6 +93,10 @@ public final class MigrationBench implements Callable<Integer> {
                         "total and blocktime <= half of QEMU's", 2 * GIB, 0.0, false,
                         new SyntheticGuest.Config(1, 256 * MIB, SyntheticGuest.Pattern.RANDOM, 512 * MIB, 1), "hinted",
                         new MigrationConfig().postcopy(true).postcopyAfterRounds(0)),
+                // The push alone: postcopy at once with a destination guest that touches nothing (no faults).
+                new Case("postcopy-at-once-push-only", "", "the push's throughput", 2 * GIB, 0.0, false,
+                        new SyntheticGuest.Config(1, 0, SyntheticGuest.Pattern.IDLE, 0, 1), "hinted",
+                        new MigrationConfig().postcopy(true).postcopyAfterRounds(0)),
                 new Case("postcopy-fast-writer", "total 3.5 s, 43,898 requests, blocktime 620 ms", "blocktime <= half of QEMU's",
                         2 * GIB, 0.0, false, new SyntheticGuest.Config(1, 0, SyntheticGuest.Pattern.RANDOM, 2 * GIB, 1), "hinted",
                         new MigrationConfig().postcopy(true).maxRounds(3).downtimeLimitNs(TimeUnit.MILLISECONDS.toNanos(300))),
