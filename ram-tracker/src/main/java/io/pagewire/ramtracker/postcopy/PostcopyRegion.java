@@ -250,8 +250,9 @@ public final class PostcopyRegion implements AutoCloseable {
     }
 
     /** Gives back reserved pages whose data never arrived whole: unclaimed, so that the next copy places them. */
-    public void abandon(long firstPage, long count) {
-        if (started() && mode == Mode.MINOR) {
+    public synchronized void abandon(long firstPage, long count) {
+        // Under the lock close() sets `closed` with: a frame failing while the region is closed leaves nothing to give back.
+        if (!closed && registered && mode == Mode.MINOR) {
             claimed.clearRangeAtomic(firstPage, count);
         }
     }
