@@ -457,7 +457,7 @@ public final class MigrationBench implements Callable<Integer> {
             }
             jvm.add(ProcessHandle.current().info().command().orElse("java"));
             for (String a : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
-                if (a.startsWith("--enable-native-access") || a.startsWith("--add-opens") || a.startsWith("-XX:")) {
+                if (a.startsWith("--enable-native-access") || a.startsWith("--add-opens") || a.startsWith("-XX:") || a.startsWith("-Dpagewire.")) {
                     jvm.add(a);
                 }
             }
