@@ -80,8 +80,8 @@ public final class SourceMigration {
     /** Postcopy: pages still to send (taken by the push or by a page request, whichever is first). */
     private volatile List<DirtyBitmap> postcopyPending;
     /**
-     * Postcopy: per push worker, where the next fault in its part of the RAM asks the push to go on
-     * from ((region << 48) | page), or -1. Replaced (with the worker count) when a push starts.
+     * Postcopy: per push worker, where the latest fault handed to it asks the push to go on from
+     * ((region << 48) | page), or -1. Replaced (with the worker count) when a push starts.
      */
     private volatile java.util.concurrent.atomic.AtomicLongArray pushHints = new java.util.concurrent.atomic.AtomicLongArray(new long[]{-1});
     private final java.util.concurrent.atomic.AtomicLong postcopyRequests = new java.util.concurrent.atomic.AtomicLong();
@@ -452,9 +452,10 @@ public final class SourceMigration {
     }
 
     /**
-     * Background push: one worker per background channel, each over its own part of every region
-     * (QEMU multifd's shape; a channel's lane has one producer), 256 pages at a time, from where the
-     * latest fault in its part was (the fault's neighbourhood goes first). Returns the pages taken.
+     * Background push, 256 pages at a time, from where the latest fault was (the fault's
+     * neighbourhood goes first): one worker on the lane that spreads over every channel, or with
+     * {@link #PUSH_WORKERS} more than one, one worker per channel on that channel's own lane (QEMU
+     * multifd's shape; a lane has one producer). Returns the pages taken.
      */
     private long push(Connection conn, List<DirtyBitmap> bitmaps, ExecutorService pool) throws InterruptedException {
         int workers = Math.max(1, Math.min(conn.backgroundChannels(), PUSH_WORKERS));
@@ -521,19 +522,17 @@ public final class SourceMigration {
             PageClassifier classifier = new PageClassifier(region, balloon);
             RoundSender.ChannelSink sink = roundSender.sink(lane, null, r, region.pageSize());
             long n = region.pageCount();
-            long lo = 0;
-            long hi = n;
             long pos = partStart(n, part, parts);
             while (true) {
                 checkAlive();
                 long hint = hints.getAndSet(part, -1);
                 if (hint >= 0 && (int) (hint >>> 48) == r) {
-                    pos = Math.max(lo, Math.min(hi - 1, hint & ((1L << 48) - 1)));
+                    pos = Math.min(n - 1, hint & ((1L << 48) - 1));
                 }
-                long p = d.nextDirty(pos, hi);
-                if (p >= hi) {
-                    p = d.nextDirty(lo, hi);
-                    if (p >= hi) {
+                long p = d.nextDirty(pos, n);
+                if (p >= n) {
+                    p = d.nextDirty(0, n);
+                    if (p >= n) {
                         sink.flush();
                         break; // nothing left in this region
                     }
@@ -541,7 +540,7 @@ public final class SourceMigration {
                 if (p != pos) {
                     sink.flush(); // a zero run held back is contiguous only with what follows it directly
                 }
-                long count = Math.min(256, hi - p);
+                long count = Math.min(256, n - p);
                 long taken = d.count(p, count);
                 long stop = classifier.classifyDirty(d, p, count, sink);
                 if (stop < p + count) {
