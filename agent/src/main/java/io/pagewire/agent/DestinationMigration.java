@@ -64,6 +64,17 @@ public final class DestinationMigration implements AutoCloseable {
     private volatile boolean faultsStop;
     private final java.util.Set<Long>[] requested;
     private final java.util.concurrent.ConcurrentHashMap<Long, Long> faultStartNs = new java.util.concurrent.ConcurrentHashMap<>();
+    /** The scheduler slice the postcopy fault thread asks for (a short one: it runs for microseconds per fault). */
+    private static final long FAULT_THREAD_SLICE_NS = TimeUnit.MICROSECONDS.toNanos(100);
+    /** Faults asked of the source: when the request was written (the fault path's stages, docs/postcopy.md). */
+    private final java.util.concurrent.ConcurrentHashMap<Long, Long> requestSentNs = new java.util.concurrent.ConcurrentHashMap<>();
+    /** Stages of a requested page: fault read to request written; request written to its page's data landed; landed to mapped. */
+    private final org.HdrHistogram.ConcurrentHistogram stageRequest = new org.HdrHistogram.ConcurrentHistogram(TimeUnit.SECONDS.toNanos(60), 2);
+    private final org.HdrHistogram.ConcurrentHistogram stageAnswer = new org.HdrHistogram.ConcurrentHistogram(TimeUnit.SECONDS.toNanos(60), 2);
+    private final org.HdrHistogram.ConcurrentHistogram stagePlace = new org.HdrHistogram.ConcurrentHistogram(TimeUnit.SECONDS.toNanos(60), 2);
+    /** Reads of the userfaultfd that returned faults (each a wake-up of the fault thread), and the faults they returned. */
+    private final AtomicLong faultReads = new AtomicLong();
+    private final AtomicLong faultsRead = new AtomicLong();
     private final org.HdrHistogram.ConcurrentHistogram faultLatency = new org.HdrHistogram.ConcurrentHistogram(TimeUnit.SECONDS.toNanos(60), 3);
     /** The same faults by interval, for HdrHistogram interval logs (latency over time). */
     private final org.HdrHistogram.Recorder faultLatencyIntervals = new org.HdrHistogram.Recorder(TimeUnit.SECONDS.toNanos(60), 3);
@@ -172,7 +183,22 @@ public final class DestinationMigration implements AutoCloseable {
             for (int i = 0; i < regions.size(); i++) {
                 int id = i;
                 RamRegion r = layout.region(i);
-                rs.add(new RamRegion(r.descriptor(), postcopyRegions[i].alias(), (regionId, first, count, data) -> place(id, first, count, data)));
+                rs.add(new RamRegion(r.descriptor(), postcopyRegions[i].alias(), new io.pagewire.transport.spi.PagePlacer() {
+                    @Override
+                    public void place(int regionId, long first, int count, MemorySegment data) {
+                        DestinationMigration.this.place(id, first, count, data);
+                    }
+
+                    @Override
+                    public MemorySegment reserve(int regionId, long first, int count) {
+                        return DestinationMigration.this.reserve(id, first, count);
+                    }
+
+                    @Override
+                    public void abandon(int regionId, long first, int count) {
+                        postcopyRegions[id].abandon(first, count);
+                    }
+                }));
             }
             layout = RamLayout.of(rs);
         }
@@ -196,9 +222,12 @@ public final class DestinationMigration implements AutoCloseable {
             // Postcopy is paused: only a connection that resumed this migration may place pages.
             throw new IllegalStateException("page data on a connection that has not resumed this postcopy migration");
         }
+        boolean reserved = pc.isReserved(first, data);
         if (!postcopyStarted) {
             // The guest does not run here yet, and round ends keep this ahead of the switch.
-            MemorySegment.copy(data, 0, pc.alias(), first * pageSize, count * pageSize);
+            if (!reserved) {
+                MemorySegment.copy(data, 0, pc.alias(), first * pageSize, count * pageSize);
+            }
             return;
         }
         finishLock.readLock().lock();
@@ -209,7 +238,9 @@ public final class DestinationMigration implements AutoCloseable {
                 duplicatePages.addAndGet(count);
                 return;
             }
-            long placedNow = pc.place(first, count, data, page -> placed(regionId, page));
+            long landed = System.nanoTime();
+            long placedNow = reserved ? pc.placeReserved(first, count, page -> placed(regionId, page, landed))
+                    : pc.place(first, count, data, page -> placed(regionId, page, landed));
             if (placedNow < count) {
                 duplicatePages.addAndGet(count - placedNow);
             }
@@ -218,8 +249,30 @@ public final class DestinationMigration implements AutoCloseable {
         }
     }
 
+    /**
+     * Memory a background frame may be received into directly (no staging copy): its place in the
+     * second mapping, claimed for it in MINOR mode after the switch; null to stage it. Not after
+     * postcopy finished or while paused (that data would be dropped or refused).
+     */
+    private MemorySegment reserve(int regionId, long first, int count) {
+        if (postcopyStarted && !acceptingPages) {
+            return null; // place() refuses it with a clear error
+        }
+        finishLock.readLock().lock();
+        try {
+            return postcopyFinished ? null : postcopyRegions[regionId].reserve(first, count);
+        } finally {
+            finishLock.readLock().unlock();
+        }
+    }
+
     /** A page was mapped into the guest: ends the accounting of faults on it. */
     private void placed(int regionId, long page) {
+        placed(regionId, page, 0);
+    }
+
+    /** @param landedNs when the page's data had landed here (0: not known) */
+    private void placed(int regionId, long page, long landedNs) {
         long now = System.nanoTime();
         var bt = blocktime;
         if (bt != null) {
@@ -228,6 +281,11 @@ public final class DestinationMigration implements AutoCloseable {
         // Most placed pages were never faulted on: skip the boxed lookup while nobody waits.
         Long t = faultStartNs.isEmpty() ? null : faultStartNs.remove(((long) regionId << 48) | page);
         if (t != null) {
+            Long sent = requestSentNs.isEmpty() ? null : requestSentNs.remove(((long) regionId << 48) | page);
+            if (sent != null && landedNs != 0 && landedNs >= sent) {
+                stageAnswer.recordValue(Math.min(landedNs - sent, stageAnswer.getHighestTrackableValue()));
+                stagePlace.recordValue(Math.min(now - landedNs, stagePlace.getHighestTrackableValue()));
+            }
             faultLatency.recordValue(Math.min(now - t, faultLatency.getHighestTrackableValue()));
             faultLatencyIntervals.recordValue(Math.min(now - t, faultLatency.getHighestTrackableValue()));
             MigrationEvents.postcopyFault(now - t, regionId, page, faultLatency.getTotalCount());
@@ -281,9 +339,19 @@ public final class DestinationMigration implements AutoCloseable {
     private void faultLoop(int regionId) {
         PostcopyRegion pc = postcopyRegions[regionId];
         MemorySegment buf = Arena.ofAuto().allocate(io.pagewire.ramtracker.linux.Userfaultfd.MSG_SIZE * 64L, 8);
+        // A vCPU waits on this thread: ask the scheduler to run it soon after a fault wakes it (a short slice,
+        // unprivileged on Linux 6.12+, as the transports' urgent threads), and to end its polls on time.
+        String why = PostcopyRegion.tuneFaultThread(FAULT_THREAD_SLICE_NS);
+        if (why != null) {
+            System.getLogger(DestinationMigration.class.getName()).log(System.Logger.Level.DEBUG, "postcopy fault thread not tuned: " + why);
+        }
         try {
             while (!faultsStop) {
-                pc.readFaults(buf, 100, (page, tid, minor) -> fault(regionId, pc, page, tid, minor));
+                int n = pc.readFaults(buf, 100, (page, tid, minor) -> fault(regionId, pc, page, tid, minor));
+                if (n > 0) {
+                    faultReads.incrementAndGet();
+                    faultsRead.addAndGet(n);
+                }
             }
         } catch (RuntimeException e) {
             if (!faultsStop) {
@@ -304,9 +372,12 @@ public final class DestinationMigration implements AutoCloseable {
             bt.fault(vcpu, page, now);
         }
         faultStartNs.putIfAbsent(((long) regionId << 48) | page, now);
-        if (pc.isPlaced(page)) {
+        if (pc.isMapped(page)) {
             placed(regionId, page); // placed between the fault and now: that placement woke it
             return;
+        }
+        if (pc.isPlaced(page)) {
+            return; // being placed (a frame landing in its memory): that placement wakes it and accounts for it
         }
         if (minor && accounted[regionId].isDirty(page)) {
             // Here and current (a stale page's accounting was cleared by its discard): map it.
@@ -326,6 +397,11 @@ public final class DestinationMigration implements AutoCloseable {
         }
         pageRequests.incrementAndGet();
         request(regionId, page);
+        long sent = System.nanoTime();
+        stageRequest.recordValue(Math.min(sent - now, stageRequest.getHighestTrackableValue()));
+        if (!pc.isMapped(page)) {
+            requestSentNs.put(((long) regionId << 48) | page, sent);
+        }
     }
 
     /**
@@ -442,6 +518,12 @@ public final class DestinationMigration implements AutoCloseable {
             }
         }
         o.put("postcopy-ms", postcopyStartNs == 0 ? 0 : (now - postcopyStartNs) / 1_000_000);
+        o.put("fault-reads", faultReads.get());
+        o.put("faults-read", faultsRead.get());
+        var stages = o.putObject("fault-stages-us");
+        stage(stages, "request", stageRequest);
+        stage(stages, "answer", stageAnswer);
+        stage(stages, "place", stagePlace);
         org.HdrHistogram.Histogram h = faultLatency.copy();
         var lat = o.putObject("fault-latency-us");
         lat.put("count", h.getTotalCount());
@@ -451,6 +533,14 @@ public final class DestinationMigration implements AutoCloseable {
         lat.put("p99.9", Json.round(h.getValueAtPercentile(99.9) / 1e3, 1));
         lat.put("max", Json.round(h.getMaxValue() / 1e3, 1));
         return o;
+    }
+
+    private static void stage(tools.jackson.databind.node.ObjectNode into, String name, org.HdrHistogram.ConcurrentHistogram h) {
+        var o = into.putObject(name);
+        o.put("count", h.getTotalCount());
+        o.put("p50", Json.round(h.getValueAtPercentile(50) / 1e3, 1));
+        o.put("p90", Json.round(h.getValueAtPercentile(90) / 1e3, 1));
+        o.put("p99", Json.round(h.getValueAtPercentile(99) / 1e3, 1));
     }
 
     /**
@@ -1075,6 +1165,7 @@ public final class DestinationMigration implements AutoCloseable {
                 for (PostcopyRegion pc : postcopyRegions) {
                     pc.close();
                 }
+                requestSentNs.clear(); // requests whose page was placed before their time stamp was kept
             }
         } finally {
             finishLock.writeLock().unlock();

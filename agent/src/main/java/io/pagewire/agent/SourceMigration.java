@@ -79,7 +79,11 @@ public final class SourceMigration {
     private volatile Connection connection;
     /** Postcopy: pages still to send (taken by the push or by a page request, whichever is first). */
     private volatile List<DirtyBitmap> postcopyPending;
-    private final java.util.concurrent.atomic.AtomicLong pushHint = new java.util.concurrent.atomic.AtomicLong(-1);
+    /**
+     * Postcopy: per push worker, where the latest fault handed to it asks the push to go on from
+     * ((region << 48) | page), or -1. Replaced (with the worker count) when a push starts.
+     */
+    private volatile java.util.concurrent.atomic.AtomicLongArray pushHints = new java.util.concurrent.atomic.AtomicLongArray(new long[]{-1});
     private final java.util.concurrent.atomic.AtomicLong postcopyRequests = new java.util.concurrent.atomic.AtomicLong();
     private final java.util.concurrent.atomic.AtomicLong postcopyPagesAnswered = new java.util.concurrent.atomic.AtomicLong();
     /** Requested pages the push had taken already (answered on the urgent lane all the same). */
@@ -228,7 +232,7 @@ public final class SourceMigration {
                     b.markAll();
                 }
                 paused = true; // runPostcopy pauses first thing
-                return runPostcopy(conn, trackers, bitmaps, false);
+                return runPostcopy(conn, trackers, bitmaps, false, scan);
             }
 
             // Bulk round: every page.
@@ -271,7 +275,7 @@ public final class SourceMigration {
                 if (config.postcopy() && (postcopyRequested || budgetSpent
                         || (config.postcopyAfterRounds() > 0 && stats.rounds() >= config.postcopyAfterRounds()))) {
                     paused = true;
-                    return runPostcopy(conn, trackers, bitmaps, true);
+                    return runPostcopy(conn, trackers, bitmaps, true, scan);
                 }
                 if (budgetSpent) {
                     MigrationConfig.Policy policy = config.policy();
@@ -378,8 +382,8 @@ public final class SourceMigration {
      * The round ends order everything: no precopy page can land after its discard, and no pushed
      * page before the destination switched to postcopy placement.
      */
-    private MigrationStats runPostcopy(Connection conn, List<DirtyLogSource> trackers, List<DirtyBitmap> bitmaps, boolean collectFinal)
-            throws InterruptedException {
+    private MigrationStats runPostcopy(Connection conn, List<DirtyLogSource> trackers, List<DirtyBitmap> bitmaps, boolean collectFinal,
+                                       ExecutorService pool) throws InterruptedException {
         long pauseStart = System.nanoTime();
         stats.status(MigrationStats.Status.DEVICE);
         guest.pause();
@@ -410,7 +414,7 @@ public final class SourceMigration {
                     awaitPostcopyRunning(pauseStart);
                     stats.remainingBytes(dirtyBytes(bitmaps));
                 }
-                pages += push(conn, postcopyPending);
+                pages += push(conn, postcopyPending, pool);
                 conn.background().sendComplete();
                 if (!acknowledged.await(config.completionTimeoutNs(), TimeUnit.NANOSECONDS)) {
                     throw new TransportException(TransportException.Kind.TIMEOUT, "the destination did not acknowledge completion within "
@@ -451,21 +455,81 @@ public final class SourceMigration {
         stats.status(MigrationStats.Status.POSTCOPY_ACTIVE);
     }
 
-    /** Background push, 256 pages at a time, from where the latest fault was; returns the pages it took. */
-    private long push(Connection conn, List<DirtyBitmap> bitmaps) {
+    /**
+     * Background push, 256 pages at a time, from where the latest fault was (the fault's
+     * neighbourhood goes first): one worker on the lane that spreads over every channel, or with
+     * {@link #PUSH_WORKERS} more than one, one worker per channel on that channel's own lane (QEMU
+     * multifd's shape; a lane has one producer). Returns the pages taken.
+     */
+    private long push(Connection conn, List<DirtyBitmap> bitmaps, ExecutorService pool) throws InterruptedException {
+        int workers = Math.max(1, Math.min(conn.backgroundChannels(), PUSH_WORKERS));
+        long[] none = new long[workers];
+        java.util.Arrays.fill(none, -1);
+        pushHints = new java.util.concurrent.atomic.AtomicLongArray(none);
+        if (workers == 1) {
+            return pushPart(conn.background(), bitmaps, 0, 1);
+        }
+        List<java.util.concurrent.Future<Long>> parts = new ArrayList<>(workers);
+        for (int w = 0; w < workers; w++) {
+            int part = w;
+            Lane lane = conn.backgroundChannel(w);
+            parts.add(pool.submit(() -> pushPart(lane, bitmaps, part, workers)));
+        }
         long pages = 0;
+        RuntimeException first = null;
+        for (java.util.concurrent.Future<Long> f : parts) {
+            // Every worker is waited for, also after one failed: none may still offer on this connection
+            // when a recovery replaces it (they fail by themselves once the connection did).
+            try {
+                pages += f.get();
+            } catch (ExecutionException e) {
+                RuntimeException cause = e.getCause() instanceof RuntimeException re ? re
+                        : new IllegalStateException("postcopy push failed: " + e.getCause(), e.getCause());
+                if (first == null) {
+                    first = cause;
+                } else {
+                    first.addSuppressed(cause);
+                }
+            }
+        }
+        if (first != null) {
+            throw first;
+        }
+        return pages;
+    }
+
+    /**
+     * Postcopy push workers, at most one per background channel (system property
+     * {@code pagewire.postcopy.push-workers}, default 1: one worker feeding the lane that spreads over
+     * every channel measured faster than one per channel on 2 cores, docs/benchmarks.md, issue 16).
+     */
+    private static final int PUSH_WORKERS = Math.max(1, Integer.getInteger("pagewire.postcopy.push-workers", 1));
+
+    /** @return where push worker {@code part} of {@code parts} starts in a region of {@code n} pages (a bitmap word's first page) */
+    private static long partStart(long n, int part, int parts) {
+        return part == parts ? n : Math.min(n, (long) (n * (double) part / parts) & ~63L);
+    }
+
+    /**
+     * One push worker, on its own lane: every region from its own starting point, going on from the
+     * latest fault it was told of. The workers take pages from one bitmap atomically, so each page
+     * goes once whichever worker reaches it; all of them follow the faults (in turn), so the
+     * guest's working set is pushed at the rate of every channel, not of the one owning its addresses.
+     */
+    private long pushPart(Lane lane, List<DirtyBitmap> bitmaps, int part, int parts) {
+        long pages = 0;
+        java.util.concurrent.atomic.AtomicLongArray hints = pushHints;
         for (int r = 0; r < regions.size(); r++) {
             GuestRegion region = regions.get(r);
             DirtyBitmap d = bitmaps.get(r);
             BalloonMap balloon = balloons.get(region.name());
             PageClassifier classifier = new PageClassifier(region, balloon);
-            Lane lane = conn.background(); // one producer: this thread
             RoundSender.ChannelSink sink = roundSender.sink(lane, null, r, region.pageSize());
             long n = region.pageCount();
-            long pos = 0;
+            long pos = partStart(n, part, parts);
             while (true) {
                 checkAlive();
-                long hint = pushHint.getAndSet(-1);
+                long hint = hints.getAndSet(part, -1);
                 if (hint >= 0 && (int) (hint >>> 48) == r) {
                     pos = Math.min(n - 1, hint & ((1L << 48) - 1));
                 }
@@ -782,8 +846,13 @@ public final class SourceMigration {
                     c.urgent().sendPages(regionId, p, 1);
                     postcopyPagesAnswered.incrementAndGet();
                 }
-                // Favour the neighbourhood of the fault in the background push (spatial locality).
-                pushHint.set(((long) regionId << 48) | (firstPage + pageCount));
+                // Favour the neighbourhood of the fault in the background push (spatial locality); the
+                // push workers take the faults in turn.
+                java.util.concurrent.atomic.AtomicLongArray hints = pushHints;
+                long next = firstPage + pageCount;
+                if (next < regions.get(regionId).pageCount()) {
+                    hints.set((int) Long.remainderUnsigned(postcopyRequests.get(), hints.length()), ((long) regionId << 48) | next);
+                }
             }
 
             @Override

@@ -47,7 +47,7 @@ import java.util.concurrent.TimeUnit;
  * small migration first. Medians of {@code --runs}.
  * <pre>
  *   MigrationBench [--uri tcp://127.0.0.1:0] [--runs 3] [--cases a,b,...] [--warm-memory 12g] [--out DIR] [--dst-exec CMD]
- *                  [--dst-backing anonymous|memfd]
+ *                  [--dst-backing anonymous|memfd] [--dst-populate hinted|all|before|none]
  * </pre>
  * {@code --dst-exec} prefixes the destination JVM's command line, e.g. {@code 'ip netns exec pw-dst'} to
  * run it across the shaped link of {@code scripts/slow-link.sh} (the {@code slow-link-*} cases, which
@@ -93,6 +93,10 @@ public final class MigrationBench implements Callable<Integer> {
                         "total and blocktime <= half of QEMU's", 2 * GIB, 0.0, false,
                         new SyntheticGuest.Config(1, 256 * MIB, SyntheticGuest.Pattern.RANDOM, 512 * MIB, 1), "hinted",
                         new MigrationConfig().postcopy(true).postcopyAfterRounds(0)),
+                // The push alone: postcopy at once with a destination guest that touches nothing (no faults).
+                new Case("postcopy-at-once-push-only", "", "the push's throughput", 2 * GIB, 0.0, false,
+                        new SyntheticGuest.Config(1, 0, SyntheticGuest.Pattern.IDLE, 0, 1), "hinted",
+                        new MigrationConfig().postcopy(true).postcopyAfterRounds(0)),
                 new Case("postcopy-fast-writer", "total 3.5 s, 43,898 requests, blocktime 620 ms", "blocktime <= half of QEMU's",
                         2 * GIB, 0.0, false, new SyntheticGuest.Config(1, 0, SyntheticGuest.Pattern.RANDOM, 2 * GIB, 1), "hinted",
                         new MigrationConfig().postcopy(true).maxRounds(3).downtimeLimitNs(TimeUnit.MILLISECONDS.toNanos(300))),
@@ -127,6 +131,11 @@ public final class MigrationBench implements Callable<Integer> {
             description = {"source guest RAM: memfd, or anonymous with transparent huge pages advised (MADV_HUGEPAGE),",
                     "as QEMU backs its guest RAM (default ${DEFAULT-VALUE})"})
     String srcBacking;
+
+    @Option(names = "--dst-populate", paramLabel = "P",
+            description = "destination RAM population for every case: hinted, all, before (pre-populated, as QEMU's -mem-prealloc) or none"
+                    + " (default: each case's own)")
+    String dstPopulate;
     @Option(names = "--serve", description = {"two hosts, destination side: accept MigrationBench --to control connections on --control and",
             "receive their migrations in this JVM, one after another, until stopped (an unauthenticated benchmarking port, as iperf3 -s)"})
     boolean serve;
@@ -159,6 +168,9 @@ public final class MigrationBench implements Callable<Integer> {
         }
         if (!dstBacking.equals("anonymous") && !dstBacking.equals("memfd")) {
             throw new CommandLine.ParameterException(new CommandLine(this), "--dst-backing " + dstBacking + " is not one of anonymous, memfd");
+        }
+        if (dstPopulate != null && !List.of("hinted", "all", "before", "none").contains(dstPopulate)) {
+            throw new CommandLine.ParameterException(new CommandLine(this), "--dst-populate " + dstPopulate + " is not one of hinted, all, before, none");
         }
         if (serve) {
             if (to != null) {
@@ -201,7 +213,9 @@ public final class MigrationBench implements Callable<Integer> {
                 run(dst, uri, new Case("warm-up", "", "", 64 * MIB, 0.3, false,
                         new SyntheticGuest.Config(1, 16 * MIB, SyntheticGuest.Pattern.RANDOM, 16 * MIB, 1), "hinted", new MigrationConfig()));
             }
-            for (Case c : selected) {
+            for (Case c0 : selected) {
+                Case c = dstPopulate == null ? c0 : new Case(c0.name, c0.qemu, c0.target, c0.ram, c0.zero, c0.writeZeros, c0.guest, dstPopulate,
+                        c0.config);
                 List<MigrationStats> rs = new ArrayList<>();
                 for (int r = 0; r < runs; r++) {
                     Run measured = measure(dst, uri, c);
@@ -221,9 +235,11 @@ public final class MigrationBench implements Callable<Integer> {
         StringBuilder md = new StringBuilder();
         String stamp = LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss"));
         md.append("# Migration benchmark ").append(stamp).append("\n\n");
-        md.append(String.format(Locale.ROOT, "URI `%s`; medians of %d runs; %d cores; memory warmed: %s; source RAM: %s; destination RAM: %s.%n%n", uri, runs,
-                Runtime.getRuntime().availableProcessors(), warm > 0 ? (warm >> 30) + " GiB" : "no",
-                srcBacking.equals("memfd") ? "memfd" : "anonymous, transparent huge pages advised", to != null ? "that of the MigrationBench --serve at " + to : dstBacking));
+        md.append(String.format(Locale.ROOT, "URI `%s`; medians of %d runs; %d cores; memory warmed: %s; source RAM: %s; destination RAM: %s%s.%n%n",
+                uri, runs, Runtime.getRuntime().availableProcessors(), warm > 0 ? (warm >> 30) + " GiB" : "no",
+                srcBacking.equals("memfd") ? "memfd" : "anonymous, transparent huge pages advised",
+                to != null ? "that of the MigrationBench --serve at " + to : dstBacking,
+                dstPopulate == null ? "" : ", populated " + dstPopulate));
         md.append("| case | QEMU 7.2 here | target | total ms | setup ms | downtime ms | transferred MiB | rounds | status |\n");
         md.append("|---|---|---|---|---|---|---|---|---|\n");
         for (Case c : selected) {
@@ -452,7 +468,7 @@ public final class MigrationBench implements Callable<Integer> {
             }
             jvm.add(ProcessHandle.current().info().command().orElse("java"));
             for (String a : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
-                if (a.startsWith("--enable-native-access") || a.startsWith("--add-opens") || a.startsWith("-XX:")) {
+                if (a.startsWith("--enable-native-access") || a.startsWith("--add-opens") || a.startsWith("-XX:") || a.startsWith("-Dpagewire.")) {
                     jvm.add(a);
                 }
             }

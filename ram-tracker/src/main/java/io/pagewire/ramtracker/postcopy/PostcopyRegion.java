@@ -61,6 +61,8 @@ public final class PostcopyRegion implements AutoCloseable {
     private final long pageSize;
     private final int pageShift;
     private final DirtyBitmap claimed;
+    /** Pages mapped into the guest (claimed and placed: a fault on them is resolved). */
+    private final DirtyBitmap mapped;
     private final Userfaultfd uffd;
     private final Mode mode;
     private final MemorySegment zeros;
@@ -78,6 +80,7 @@ public final class PostcopyRegion implements AutoCloseable {
         this.pageSize = region.pageSize();
         this.pageShift = region.pageShift();
         this.claimed = DirtyBitmap.allocate(region.pageCount(), arena);
+        this.mapped = DirtyBitmap.allocate(region.pageCount(), arena);
     }
 
     /** @return null when postcopy can run on this region here, else why not */
@@ -159,6 +162,11 @@ public final class PostcopyRegion implements AutoCloseable {
         return claimed.isDirty(page);
     }
 
+    /** @return whether the page is mapped into the guest (not merely claimed by a placement still under way) */
+    public boolean isMapped(long page) {
+        return mapped.isDirty(page);
+    }
+
     /** @return pages mapped into the guest (or being placed) */
     public long placedCount() {
         return claimed.count();
@@ -192,6 +200,63 @@ public final class PostcopyRegion implements AutoCloseable {
         return placeRuns(firstPage, count, data, placedOut);
     }
 
+    /**
+     * Reserves pages for a transport to receive into directly (no staging copy): before
+     * {@link #start()} simply their place in the alias; after it, in MINOR mode, only when nobody
+     * claimed any of them yet, and then they are claimed for the caller, which must follow with
+     * {@link #placeReserved} or {@link #abandon}. MISSING mode after the start places with
+     * {@code UFFDIO_COPY} from a buffer, so it reserves nothing.
+     *
+     * @return {@code count} pages of the alias to write, or null (some page is claimed: use {@link #place})
+     */
+    public MemorySegment reserve(long firstPage, long count) {
+        MemorySegment where = alias.asSlice(firstPage << pageShift, count << pageShift);
+        if (!started()) {
+            return where;
+        }
+        if (mode != Mode.MINOR) {
+            return null;
+        }
+        for (long p = firstPage; p < firstPage + count; p++) {
+            if (!claim(p)) {
+                // Someone else places this one: give back what was claimed so far, and let the caller
+                // stage the frame; its placement then places every page still unclaimed.
+                if (p > firstPage) {
+                    claimed.clearRangeAtomic(firstPage, p - firstPage);
+                }
+                return null;
+            }
+        }
+        return where;
+    }
+
+    /** @return whether {@code data} is the memory {@link #reserve} gave for pages from {@code firstPage} */
+    public boolean isReserved(long firstPage, MemorySegment data) {
+        return data.address() == alias.address() + (firstPage << pageShift);
+    }
+
+    /** Maps pages whose data was received into their {@link #reserve reserved} memory (before the start: nothing to do). */
+    public long placeReserved(long firstPage, long count, PageSink placedOut) {
+        if (!started()) {
+            return 0;
+        }
+        map(firstPage, firstPage + count);
+        if (placedOut != null) {
+            for (long x = firstPage; x < firstPage + count; x++) {
+                placedOut.page(x);
+            }
+        }
+        return count;
+    }
+
+    /** Gives back reserved pages whose data never arrived whole: unclaimed, so that the next copy places them. */
+    public synchronized void abandon(long firstPage, long count) {
+        // Under the lock close() sets `closed` with: a frame failing while the region is closed leaves nothing to give back.
+        if (!closed && registered && mode == Mode.MINOR) {
+            claimed.clearRangeAtomic(firstPage, count);
+        }
+    }
+
     /** Places zero pages (nobody claimed yet): zeroes them through the alias and maps them. */
     public long placeZero(long firstPage, long count, PageSink placedOut) {
         return placeRuns(firstPage, count, null, placedOut);
@@ -223,6 +288,7 @@ public final class PostcopyRegion implements AutoCloseable {
                         uffd.place(guest.asSlice(off + done, n), zeros.asSlice(0, n), pageSize);
                     }
                 }
+                mapped.markRangeAtomic(p, q - p);
             } else {
                 // MINOR (or before the switch): write through the alias, then map it whole.
                 if (data != null) {
@@ -278,6 +344,7 @@ public final class PostcopyRegion implements AutoCloseable {
         if (registered && mode == Mode.MINOR) {
             uffd.place(guest.asSlice(from << pageShift, (to - from) << pageShift), null, pageSize);
         }
+        mapped.markRangeAtomic(from, to - from);
     }
 
     /**
@@ -302,6 +369,16 @@ public final class PostcopyRegion implements AutoCloseable {
             faults++;
         }
         return faults;
+    }
+
+    /**
+     * Tunes the calling thread, the one that calls {@link #readFaults}, for latency: a short scheduler
+     * slice (Linux 6.12+, unprivileged) and 1 us of timer slack.
+     *
+     * @return null when applied, else why not
+     */
+    public static String tuneFaultThread(long sliceNs) {
+        return io.pagewire.linux.ThreadTuning.urgentThread(sliceNs);
     }
 
     /** Receives page faults. */

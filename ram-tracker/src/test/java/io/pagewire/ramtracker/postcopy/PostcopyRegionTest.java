@@ -26,6 +26,14 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 class PostcopyRegionTest {
     private static final long PAGES = 8192;
 
+    /** A memfd region of {@code pages} 4 KiB pages (MINOR mode), or the test is skipped where postcopy is unavailable. */
+    private static GuestRegion memfdRegion(GuestRam ram, long pages) {
+        GuestRegion region = ram.open(RegionSpec.memfd("pc.ram", pages * 4096));
+        String cause = PostcopyRegion.unavailabilityCause(region);
+        assumeTrue(cause == null, () -> "postcopy unavailable: " + cause);
+        return region;
+    }
+
     @org.junit.jupiter.params.ParameterizedTest
     @org.junit.jupiter.params.provider.ValueSource(strings = {"anonymous", "memfd"})
     void faultingThreadsGetExactlyTheSourcePagesWhileABackgroundPushRaces(String backing) throws Exception {
@@ -125,9 +133,7 @@ class PostcopyRegionTest {
     void minorModeDiscardKeepsTheStalePageAllocatedAndTheGuestFaultsMinorOnIt() throws Exception {
         long pages = 64;
         try (GuestRam ram = GuestRam.create()) {
-            GuestRegion region = ram.open(RegionSpec.memfd("pc.ram", pages * 4096));
-            String cause = PostcopyRegion.unavailabilityCause(region);
-            assumeTrue(cause == null, () -> "postcopy unavailable: " + cause);
+            GuestRegion region = memfdRegion(ram, pages);
             try (PostcopyRegion pc = PostcopyRegion.open(region); Arena arena = Arena.ofShared()) {
                 assertEquals(PostcopyRegion.Mode.MINOR, pc.mode());
                 for (long p = 0; p < pages; p++) {
@@ -166,6 +172,61 @@ class PostcopyRegionTest {
                 assertEquals(2012, read, "the guest reads the placed page, never the stale one");
                 assertEquals(Boolean.TRUE, minorFault.get(), "a stale page kept in the page cache faults MINOR");
                 assertEquals(1000, NativeMemory.getLong(region.memory(), 0), "pages mapped as present read as they are");
+            }
+        }
+    }
+
+    @org.junit.jupiter.api.Test
+    void reservedPagesAreClaimedWholeOrNotAtAllAndAnAbandonedReservationGivesThemBack() throws Exception {
+        long pages = 64;
+        try (GuestRam ram = GuestRam.create()) {
+            GuestRegion region = memfdRegion(ram, pages);
+            try (PostcopyRegion pc = PostcopyRegion.open(region)) {
+                MemorySegment before = pc.reserve(40, 4);
+                assertEquals(pc.alias().address() + 40 * 4096, before.address(), "before the start: the pages' place in the alias");
+                assertEquals(0, pc.placedCount(), "before the start nothing is claimed");
+                pc.start();
+                MemorySegment first = pc.reserve(0, 16);
+                assertTrue(first != null && pc.isReserved(0, first));
+                assertTrue(pc.isPlaced(3) && !pc.isMapped(3), "reserved: claimed, not yet mapped");
+                assertNull(pc.reserve(8, 16), "overlaps a reservation: nothing reserved");
+                assertTrue(!pc.isPlaced(16) && !pc.isPlaced(23), "a refused reservation gives back what it claimed");
+                pc.abandon(0, 16);
+                assertEquals(0, pc.placedCount(), "an abandoned reservation is unclaimed");
+
+                // A vCPU faults on page 3 while its frame lands in reserved memory; mapping the frame wakes it.
+                MemorySegment frame = pc.reserve(0, 16);
+                AtomicReference<Throwable> failure = new AtomicReference<>();
+                AtomicBoolean stop = new AtomicBoolean();
+                AtomicLong faulted = new AtomicLong(-1);
+                Thread faults = Thread.ofPlatform().start(() -> {
+                    MemorySegment buf = Arena.ofAuto().allocate(32 * 64);
+                    try {
+                        while (!stop.get()) {
+                            pc.readFaults(buf, 50, (page, tid, isMinor) -> faulted.set(page));
+                        }
+                    } catch (Throwable t) {
+                        failure.set(t);
+                    }
+                });
+                AtomicLong read = new AtomicLong();
+                Thread vcpu = Thread.ofPlatform().start(() -> read.set(NativeMemory.getLong(region.memory(), 3 * 4096)));
+                long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.SECONDS.toNanos(30);
+                while (faulted.get() != 3 && System.nanoTime() < deadline) {
+                    Thread.onSpinWait();
+                }
+                assertEquals(3, faulted.get(), "the vCPU faulted on the reserved page");
+                for (long p = 0; p < 16; p++) {
+                    frame.set(ValueLayout.JAVA_LONG, p * 4096, 500 + p); // the transport receiving the frame
+                }
+                assertEquals(16, pc.placeReserved(0, 16, null));
+                vcpu.join();
+                stop.set(true);
+                faults.join();
+                assertNull(failure.get(), () -> String.valueOf(failure.get()));
+                assertEquals(503, read.get(), "the vCPU reads the page that landed in its reserved memory");
+                assertTrue(pc.isMapped(15));
+                assertEquals(16, pc.placedCount());
             }
         }
     }

@@ -19,4 +19,20 @@ public interface PagePlacer {
      * @param data the page data ({@code pageCount * pageSize} bytes); valid only during the call
      */
     void place(int regionId, long firstPage, int pageCount, MemorySegment data);
+
+    /**
+     * Offers memory for a PAGES frame to land in directly, instead of the staging buffer (saves a
+     * copy). When this returns a segment, the transport receives the frame's data into it and then
+     * calls either {@link #place} with exactly that segment as {@code data}, or, when the frame
+     * never completed (connection failure, digest mismatch), {@link #abandon} for the same pages.
+     *
+     * @return {@code pageCount * pageSize} bytes to receive into, or null for the staging buffer (the default)
+     */
+    default MemorySegment reserve(int regionId, long firstPage, int pageCount) {
+        return null;
+    }
+
+    /** A frame {@link #reserve} accepted did not complete: its pages were not placed, their memory holds garbage. */
+    default void abandon(int regionId, long firstPage, int pageCount) {
+    }
 }

@@ -563,4 +563,55 @@ class ReceiverHardeningTest {
             assertTrue(m.contains("bad\\u000d\\u000aMigration status: completed\\u001b[2J\\u202e"), m);
         }
     }
+
+    // ========================================================== placers that reserve memory (issue 16)
+
+    /**
+     * A placer that lends its own memory for background frames (as a postcopy destination's second
+     * mapping): a whole frame lands there and is placed from it; a frame cut off mid-payload is
+     * abandoned, never placed.
+     */
+    @Test
+    void aFrameLandsInReservedMemoryAndAFrameCutOffIsAbandoned() throws Exception {
+        TckRam ram = closeLater(TckRam.of(4 * MIB));
+        long ps = ram.layout().region(0).pageSize();
+        java.lang.foreign.Arena arena = closeLater(java.lang.foreign.Arena.ofShared());
+        MemorySegment lent = arena.allocate(4 * MIB, 4096);
+        java.util.concurrent.ConcurrentLinkedQueue<String> calls = new java.util.concurrent.ConcurrentLinkedQueue<>();
+        CountDownLatch abandoned = new CountDownLatch(1);
+        io.pagewire.transport.spi.PagePlacer placer = new io.pagewire.transport.spi.PagePlacer() {
+            @Override
+            public void place(int regionId, long first, int count, MemorySegment data) {
+                calls.add("place " + first + " " + count + (data.address() == lent.address() + first * ps ? " reserved" : " staged"));
+            }
+
+            @Override
+            public MemorySegment reserve(int regionId, long first, int count) {
+                calls.add("reserve " + first + " " + count);
+                return lent.asSlice(first * ps, count * ps);
+            }
+
+            @Override
+            public void abandon(int regionId, long first, int count) {
+                calls.add("abandon " + first + " " + count);
+                abandoned.countDown();
+            }
+        };
+        var layout = io.pagewire.transport.spi.RamLayout.of(ram.layout().region(0).withPlacer(placer));
+        Listener l = closeLater(Transports.listen("tcp://127.0.0.1:0", new TransportContext().layout(layout)));
+        Dst d = new Dst();
+        CompletableFuture<Connection> accepted = acceptAsync(l, d);
+        try (RawSource s = RawSource.handshake(port(l), layout.descriptors(), 1, true, 0x5eed_1600L)) {
+            accepted.get(30, TimeUnit.SECONDS);
+            byte[] data = pageData(ps, 4, 16);
+            s.send(0, RawSource.frame(FrameType.PAGES, 0, 0, 4, data, true));
+            byte[] cut = RawSource.frame(FrameType.PAGES, 0, 4, 4, pageData(ps, 4, 17), true);
+            s.send(0, java.util.Arrays.copyOf(cut, FrameHeader.LENGTH + (int) (2 * ps))); // half the payload, then the end
+            s.background[0].close();
+            assertTrue(abandoned.await(30, TimeUnit.SECONDS), "the cut frame's reservation was abandoned: " + calls);
+            assertEquals(List.of("reserve 0 4", "place 0 4 reserved", "reserve 4 4", "abandon 4 4"), List.copyOf(calls));
+            assertEquals(-1, MemorySegment.ofArray(data).mismatch(lent.asSlice(0, 4 * ps)), "the whole frame landed in the lent memory");
+            assertEquals(4, d.pages.get(), "only the whole frame was reported");
+        }
+    }
 }

@@ -43,6 +43,10 @@ public final class FrameDispatcher implements AutoCloseable {
     private long pagesReceived;
     private boolean complete;
     private LaneKind lane = LaneKind.BACKGROUND; // of the frame validated last
+    /** A PAGES frame landing in memory its region's placer reserved ({@link #pagesTarget}), until placed or abandoned. */
+    private int reservedRegion = -1;
+    private long reservedFirst;
+    private int reservedCount;
 
     /**
      * @param connection the connection the frames belong to
@@ -164,6 +168,41 @@ public final class FrameDispatcher implements AutoCloseable {
         return r.placer() == null ? page * r.pageSize() : i * r.pageSize();
     }
 
+    /**
+     * Where the data of a validated PAGES frame lands: its place in RAM; with a placer, memory the
+     * placer reserved for it ({@link io.pagewire.transport.spi.PagePlacer#reserve}, background lane only) or the staging
+     * buffer. A reservation ends with {@link #pages} or, if the frame never completes, {@link #close}.
+     */
+    public MemorySegment pagesTarget(int regionId, long first, int count, long len) {
+        RamRegion r = c.layout.region(regionId);
+        if (r.placer() == null) {
+            return r.memory().asSlice(first * r.pageSize(), len);
+        }
+        // Background frames only: they all land before their stream's COMPLETE, so a reservation never
+        // outlives the migration; an urgent answer is one page, staged.
+        MemorySegment direct = lane == LaneKind.BACKGROUND ? r.placer().reserve(regionId, first, count) : null;
+        if (direct != null) {
+            if (direct.byteSize() != len) {
+                r.placer().abandon(regionId, first, count);
+                throw new IllegalStateException("the placer reserved " + direct.byteSize() + " bytes for " + len);
+            }
+            reservedRegion = regionId;
+            reservedFirst = first;
+            reservedCount = count;
+            return direct;
+        }
+        return staging().asSlice(0, len);
+    }
+
+    /** Ends a reservation whose frame did not complete: its pages go back to the placer unplaced. */
+    private void abandonReservation() {
+        if (reservedRegion >= 0) {
+            int regionId = reservedRegion;
+            reservedRegion = -1;
+            c.layout.region(regionId).placer().abandon(regionId, reservedFirst, reservedCount);
+        }
+    }
+
     private MemorySegment staging() {
         if (staging == null) {
             // Shared, made on first use: a dispatcher may be created on one thread, used on its receiving
@@ -223,8 +262,10 @@ public final class FrameDispatcher implements AutoCloseable {
      */
     public void pages(LaneKind lane, int regionId, long first, int count, MemorySegment data, long wireBytes) {
         if (c.failure() != null) {
+            abandonReservation();
             return;
         }
+        reservedRegion = -1; // placed below (the placer knows its own memory)
         RamRegion r = c.layout.region(regionId);
         if (r.placer() != null) {
             c.deliver(() -> r.placer().place(regionId, first, count, data));
@@ -283,6 +324,7 @@ public final class FrameDispatcher implements AutoCloseable {
     /** Frees the staging buffer; call once the receiving thread no longer uses this dispatcher. */
     @Override
     public void close() {
+        abandonReservation();
         if (arena != null) {
             arena.close();
             arena = null;

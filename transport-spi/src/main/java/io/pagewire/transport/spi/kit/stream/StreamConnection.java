@@ -221,6 +221,9 @@ public class StreamConnection extends KitConnection {
 
     // ================================================================== threads
 
+    /** The scheduler slice the urgent receive thread asks for (as the Aeron transport's urgent threads). */
+    private static final long URGENT_SLICE_NS = TimeUnit.MICROSECONDS.toNanos(100);
+
     private void lowerPriority() {
         String why = ThreadTuning.nice(backgroundNice);
         if (why != null) {
@@ -311,6 +314,12 @@ public class StreamConnection extends KitConnection {
     }
 
     private void urgentLoop() throws IOException {
+        // Page requests and their answers wait on this thread: a short scheduler slice (Linux 6.12+, unprivileged)
+        // lets it run soon after it wakes, on a busy machine too; timer slack 1 us keeps its polls on time.
+        String why = ThreadTuning.urgentThread(URGENT_SLICE_NS);
+        if (why != null) {
+            System.getLogger(StreamConnection.class.getName()).log(System.Logger.Level.DEBUG, scheme() + ": urgent thread not tuned: " + why);
+        }
         try (Receiver rx = new Receiver(urgentSocket, LaneKind.URGENT, 0)) {
             rx.run();
         }
@@ -417,7 +426,7 @@ public class StreamConnection extends KitConnection {
             int count = (int) header.count();
             long len = Integer.toUnsignedLong(header.payloadLength());
             // Validated: [first, first + count) lies inside the region and len == count * pageSize.
-            MemorySegment data = dispatcher.target(regionId).asSlice(dispatcher.targetOffset(regionId, first), len);
+            MemorySegment data = dispatcher.pagesTarget(regionId, first, count, len);
             readFully(data, 0, len);
             long wire = FrameHeader.LENGTH + len;
             if (header.hasDataDigest()) {
