@@ -52,7 +52,7 @@ class CommandLineTest {
         var phases = doc.get("phases");
         List<String> names = new java.util.ArrayList<>();
         phases.propertyNames().forEach(names::add);
-        assertEquals(List.of("jvm-start", "destination-start", "populate", "setup", "rounds", "downtime", "verify", "other", "wall-time"),
+        assertEquals(List.of("jvm-start", "destination-start", "warm-up", "populate", "setup", "rounds", "downtime", "verify", "other", "wall-time"),
                 names, r.out);
         long sum = 0;
         for (String n : names.subList(0, names.size() - 1)) {
@@ -161,6 +161,13 @@ class CommandLineTest {
         r = run("send", "--to", "tcp://127.0.0.1:1", "--ram", "1M", "--backing", "hugetlbfs");
         assertEquals(2, r.exit, r.out + r.err);
         assertTrue(r.err.contains("--backing hugetlbfs is not one of memfd, anonymous"), r.err);
+    }
+
+    @Test
+    void aJitWarmUpOfPartPagesIsAUsageError() {
+        Run r = run("send", "--to", "tcp://127.0.0.1:1", "--ram", "1M", "--jit-warm-up", "1000");
+        assertEquals(2, r.exit, r.out + r.err);
+        assertTrue(r.err.contains("--jit-warm-up 1000") && r.err.contains("4 KiB"), r.err);
     }
 
     @Test

@@ -47,7 +47,7 @@ final class DemoCommand implements Callable<Integer> {
         migrate.config();
         io.pagewire.transport.spi.Transports.provider(io.pagewire.transport.spi.TransportUri.parse(uri));
         List<String> receive = new java.util.ArrayList<>(List.of("receive", "--listen", uri, "--ram", Long.toString(guest.ram),
-                "--backing", dstBacking, "--populate", dstPopulate, "--quiet"));
+                "--backing", dstBacking, "--populate", dstPopulate, "--jit-warm-up", Long.toString(migrate.jitWarmUp), "--quiet"));
         if (migrate.postcopy) {
             receive.addAll(List.of("--postcopy", "--vcpus", Integer.toString(guest.vcpus), "--pattern", guest.pattern,
                     "--working-set", Long.toString(guest.workingSet), "--dirty-rate", Long.toString(guest.dirtyRate),

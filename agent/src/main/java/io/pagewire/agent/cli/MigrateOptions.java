@@ -50,6 +50,11 @@ final class MigrateOptions {
             "to another destination address), migrate-cancel, info"})
     boolean monitorStdio;
 
+    @Option(names = "--jit-warm-up", defaultValue = "64M", paramLabel = "SIZE",
+            description = {"before the migration, warm this JVM's data path with a loopback migration of SIZE inside it (unix socket",
+                    "in a private directory), so the real one runs JIT-compiled from its first page; 0 = none (default ${DEFAULT-VALUE})"})
+    long jitWarmUp;
+
     @Option(names = "--json", description = {"print the statistics as one JSON document on standard output (schema " + io.pagewire.agent.Json.STATS_SCHEMA + ");",
             "everything else goes to standard error"})
     boolean json;

@@ -12,13 +12,13 @@ import java.util.StringJoiner;
 
 /**
  * Where the wall time of a command went, in the order it was spent: what the JVM did before the
- * command ran, starting the destination, populating the guest, then the migration's own parts
+ * command ran, starting the destination, the JIT warm-up, populating the guest, then the migration's own parts
  * (setup, rounds, downtime, verify, from {@link MigrationStats}). All in milliseconds since the
  * JVM started ({@code RuntimeMXBean.getUptime()}, which starts when the JVM is created: the
  * exec and the launcher before it are not in it).
  * <pre>
- *   jvm-start | destination-start | populate | setup | rounds | downtime | verify | other
- *   '---------------------------------- wall-time ------------------------------------'
+ *   jvm-start | destination-start | warm-up | populate | setup | rounds | downtime | verify | other
+ *   '-------------------------------------- wall-time ----------------------------------------'
  * </pre>
  * Single-threaded: the command's thread records, then reports.
  */

@@ -56,6 +56,11 @@ final class ReceiveCommand implements Callable<Integer> {
     @Option(names = "--stats-file", paramLabel = "FILE", description = "where --stats-interval writes its JSON lines (default: standard error)")
     java.nio.file.Path statsFile;
 
+    @Option(names = "--jit-warm-up", defaultValue = "64M", paramLabel = "SIZE",
+            description = {"before listening, warm this JVM's data path with a loopback migration of SIZE inside it (unix socket in a",
+                    "private directory), so the real one is received by JIT-compiled code; 0 = none (default ${DEFAULT-VALUE})"})
+    long jitWarmUp;
+
     @Option(names = "--quiet", description = "print only LISTENING and the outcome")
     boolean quiet;
 
@@ -124,6 +129,7 @@ final class ReceiveCommand implements Callable<Integer> {
         if (replica) {
             return ReplicaReceive.run(this, spec.commandLine().getOut());
         }
+        SourceRunner.warmUp(jitWarmUp, spec.commandLine().getErr(), null);
         RegionSpec region = switch (backing) {
             // Postcopy on anonymous memory uses MISSING faults + UFFDIO_COPY (measured faster); on a memfd, MINOR faults.
             case "anonymous" -> RegionSpec.anonymous("pc.ram", ram).hugePages(!postcopy);

@@ -30,6 +30,7 @@ final class SourceRunner {
      */
     static int run(PrintWriter out, PrintWriter err, GuestOptions g, MigrateOptions m, String uri, Phases phases) {
         SyntheticGuest.Pattern pattern = g.pattern();
+        warmUp(m.jitWarmUp, err, phases);
         try (GuestImage image = GuestImage.create(g.regionSpec(), g.zeroFraction, g.balloonFraction, 1, false);
              SyntheticGuest guest = new SyntheticGuest(image.region().memory().asSlice(0, image.region().sizeBytes()),
                      image.region().pageSize(), new SyntheticGuest.Config(g.vcpus, g.dirtyRate, pattern, g.workingSet, 7),
@@ -141,6 +142,29 @@ final class SourceRunner {
             }
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
+        }
+    }
+
+    /**
+     * The JIT warm-up ({@link io.pagewire.agent.JitWarmUp}) of {@code --jit-warm-up SIZE}, as the phase {@code warm-up}
+     * when {@code phases} is given. A failed warm-up is reported and the command goes on: the migration then runs cold.
+     */
+    static void warmUp(long bytes, PrintWriter err, Phases phases) {
+        if (bytes < 0 || bytes % 4096 != 0) {
+            throw new IllegalArgumentException("--jit-warm-up " + bytes + ": give 0 (none) or a size in whole 4 KiB pages, e.g. 64M");
+        }
+        if (bytes > 0) {
+            try {
+                io.pagewire.agent.JitWarmUp.run(bytes);
+            } catch (IllegalStateException | io.pagewire.transport.spi.TransportException | io.pagewire.ramtracker.RamTrackerException e) {
+                err.println("pagewire: the JIT warm-up failed, the migration runs cold: " + e.getMessage());
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IllegalStateException("interrupted during the JIT warm-up", e);
+            }
+        }
+        if (phases != null) {
+            phases.mark("warm-up");
         }
     }
 }
