@@ -157,12 +157,12 @@ class ReceiverHardeningTest {
         AtomicLong reconnects = new AtomicLong();
         Thread drip = Thread.ofPlatform().daemon().name("drip").start(() -> drip(port, 150, dripping, reconnects));
         try {
-            // Let the drip fill every slot first.
-            long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-            while (admission.handshakesInProgress() < 100 && System.nanoTime() < until) {
+            // Let the drip fill every slot first: with a free slot the real source would need no eviction.
+            long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+            while (admission.handshakesInProgress() < admission.maxHandshakes() && System.nanoTime() < until) {
                 Thread.onSpinWait();
             }
-            assertTrue(admission.handshakesInProgress() >= 100, "the drip should hold many handshakes: " + admission.handshakesInProgress());
+            assertEquals(admission.maxHandshakes(), admission.handshakesInProgress(), "the drip should hold every handshake slot");
             Dst d = new Dst();
             CompletableFuture<Connection> accepted = acceptAsync(l, d);
             Connection s = closeLater(Transports.connect("tcp://127.0.0.1:" + port + "?channels=2",

@@ -477,6 +477,11 @@ public abstract class SessionListener<E, A> implements Listener {
         return evictions.get();
     }
 
+    /** @return handshake slots in all: endpoints that may be in their handshake at once */
+    public final int maxHandshakes() {
+        return maxHandshakes;
+    }
+
     /** @return handshake slots in use (endpoints in their handshake) */
     public final int handshakesInProgress() {
         return maxHandshakes - handshakeSlots.availablePermits();
