@@ -168,8 +168,8 @@ def page_bytes(page, version):
 class Receiver:
     """One `pagewire receive` process: started, its LISTENING line read, its output kept."""
 
-    def __init__(self, command, extra=()):
-        self.proc = subprocess.Popen(list(command) + ["--listen", "tcp://127.0.0.1:0"] + list(extra), stdout=subprocess.PIPE,
+    def __init__(self, command, extra=(), listen="tcp://127.0.0.1:0"):
+        self.proc = subprocess.Popen(list(command) + ["--listen", listen] + list(extra), stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         self.lines = queue.Queue()
         self.out = []

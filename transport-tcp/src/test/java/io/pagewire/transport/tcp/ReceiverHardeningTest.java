@@ -506,6 +506,24 @@ class ReceiverHardeningTest {
         }
     }
 
+    /**
+     * Found by the hostile source (conformance/hostile_source.py): a HELLO whose payload was still arriving at the
+     * handshake deadline was refused with two contradicting counts ("(0 of 65537 bytes arrived) ... (48 of 16384
+     * bytes)", the second one the read buffer's); the refusal now counts the payload's bytes.
+     */
+    @Test
+    void aHelloCutShortAtTheDeadlineIsRefusedCountingItsPayloadBytes() throws Exception {
+        TckRam dst = closeLater(TckRam.of(4 * MIB));
+        Listener l = listen(dst, "?handshake-timeout=300");
+        try (Socket s = RawSource.socket(port(l), "127.0.0.1")) {
+            byte[] head = RawSource.concat(RawSource.preamble(Wire.VERSION, 0), RawSource.frame(FrameType.HELLO, 0, 0, 0, null, false));
+            new FrameHeader(MemorySegment.ofArray(head).asSlice(Wire.PREAMBLE_LENGTH)).encode(FrameType.HELLO, 0, 0, 0, 0, 65537);
+            s.getOutputStream().write(RawSource.concat(head, new byte[20000])); // more than one 16 KiB read of it
+            String error = TransportTck.errorText(RawSource.readUntilClosed(s, Duration.ofSeconds(20)));
+            assertTrue(error.contains("HELLO payload was still arriving at the handshake deadline (20000 of 65537 bytes)"), error);
+        }
+    }
+
     @Test
     void preambleReservedFieldMustBeZero() throws Exception {
         TckRam dst = closeLater(TckRam.of(4 * MIB));
