@@ -37,6 +37,8 @@ and `handshake-timeout=1000` on its listen URI. Exit status 0 when every case pa
 """
 
 import argparse
+import hashlib
+import hmac
 import os
 import queue
 import random
@@ -85,17 +87,98 @@ def ram_crc(ram):
     return pc.crc32c_zeros(crc, (PAGES_IN_RAM - at) * PAGE)
 
 
+# ---------------------------------------------------------------- authentication (psk-file=): docs/wire-protocol.md
+
+AUTH = 15
+AUTH_LABEL = b"pagewire-auth-1"
+HELLO_FLAG_AUTH = 8
+X25519_SPKI = bytes.fromhex("302a300506032b656e032100")  # X.509 SubjectPublicKeyInfo of an X25519 key, before its 32 bytes
+_P = 2 ** 255 - 19
+
+
+def x25519(scalar, u):
+    """RFC 7748's X25519 (the standard library has none): scalar and u-coordinate as 32 little-endian bytes."""
+    k = bytearray(scalar)
+    k[0] &= 248
+    k[31] &= 127
+    k[31] |= 64
+    k = int.from_bytes(k, "little")
+    x1 = int.from_bytes(u, "little") & ((1 << 255) - 1)
+    x2, z2, x3, z3, swap = 1, 0, x1, 1, 0
+    for t in reversed(range(255)):
+        bit = (k >> t) & 1
+        if swap ^ bit:
+            x2, x3, z2, z3 = x3, x2, z3, z2
+        swap = bit
+        a, b = x2 + z2, x2 - z2
+        aa, bb = a * a % _P, b * b % _P
+        e = aa - bb
+        c, d = x3 + z3, x3 - z3
+        da, cb = d * a % _P, c * b % _P
+        x3, z3 = (da + cb) ** 2 % _P, x1 * (da - cb) ** 2 % _P
+        x2, z2 = aa * bb % _P, e * (aa + 121665 * e) % _P
+    if swap:
+        x2, z2 = x3, z3
+    return (x2 * pow(z2, _P - 2, _P) % _P).to_bytes(32, "little")
+
+
+assert x25519(bytes.fromhex("a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4"),
+              bytes.fromhex("e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c")) \
+    == bytes.fromhex("c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552"), "RFC 7748 test vector"
+
+
+def hmac256(key, data):
+    return hmac.new(key, data, hashlib.sha256).digest()
+
+
+def auth_bytes(v):
+    return struct.pack(">H", len(v)) + v
+
+
+def auth1(nonce, private):
+    """AUTH 1 with a pre-shared key: step 1, mode 1, reserved 0, nonce, X25519 key (SPKI), no chain."""
+    return bytes([1, 1, 0, 0]) + auth_bytes(nonce) + auth_bytes(X25519_SPKI + x25519(private, (9).to_bytes(32, "little"))) \
+        + struct.pack(">H", 0)
+
+
+def parse_auth2(m):
+    """@return (body without the proof, the destination's X25519 key, its proof); raises Hostile on a malformed one"""
+    try:
+        if m[:4] != bytes([2, 1, 0, 0]):
+            raise Hostile("the destination's AUTH 2 starts %r, not step 2, mode 1 (pre-shared key)" % m[:4])
+        at = 4
+        n = struct.unpack_from(">H", m, at)[0]
+        at += 2 + n
+        n = struct.unpack_from(">H", m, at)[0]
+        key = m[at + 2:at + 2 + n]
+        at += 2 + n
+        if struct.unpack_from(">H", m, at)[0] != 0:
+            raise Hostile("the destination's AUTH 2 carries certificates with a pre-shared key")
+        at += 2
+        n = struct.unpack_from(">H", m, at)[0]
+        proof = m[at + 2:at + 2 + n]
+        if len(key) != 44 or key[:12] != X25519_SPKI or at + 2 + n != len(m):
+            raise Hostile("the destination's AUTH 2 is malformed: %r" % m[:100])
+        return m[:at], key[12:], proof
+    except struct.error:
+        raise Hostile("the destination's AUTH 2 is truncated: %r" % m[:100])
+
+
 # ---------------------------------------------------------------- the valid stream
 
-PHASES = ("handshake", "body", "verify")
+PHASES = ("handshake", "auth", "body", "verify")  # "auth": AUTH 3, sent once the destination's AUTH 2 came
 
 
 class Chunk:
     """One unit a source writes at once: a preamble or a frame (perhaps mutated beyond recognition)."""
 
-    def __init__(self, kind, data):
+    def __init__(self, kind, data, live=False):
         self.kind = kind  # "preamble" or "frame"
         self.data = bytearray(data)
+        # Live: its MAC or proof is computed during the handshake (authentication), so mutations of it are recorded
+        # here, as functions of the chunk, and applied once it is complete.
+        self.live = live
+        self.later = []
 
 
 class Stream:
@@ -105,13 +188,21 @@ class Stream:
         self.phases = {ph: {c: [] for c in self.conns()} for ph in PHASES}
         self.cut = {c: False for c in self.conns()}  # truncated: the connection is half-closed after its bytes
         self.mutations = []
+        self.psk = None  # the pre-shared key, when the receiver authenticates
+        self.session = 0
+        self.hello = b""  # the HELLO payload as sent (after mutations): the transcript covers it
+        self.nonce = b""
+        self.private = b""  # this source's X25519 private key
+
+    def live_mutated(self):
+        return any(ch.later for ph in PHASES for c in self.conns() for ch in self.phases[ph][c])
 
     @staticmethod
     def conns():
         return ["u"] + ["b%d" % i for i in range(CHANNELS)]
 
-    def add(self, phase, conn, kind, data):
-        self.phases[phase][conn].append(Chunk(kind, data))
+    def add(self, phase, conn, kind, data, live=False):
+        self.phases[phase][conn].append(Chunk(kind, data, live))
 
     def bytes_of(self, phase, conn):
         return b"".join(bytes(c.data) for c in self.phases[phase][conn])
@@ -168,14 +259,26 @@ def base_content():
     return _base_cache["content"]
 
 
-def valid_stream(session):
+def valid_stream(session, psk=None, rng=None):
+    """The valid migration of session `session`; with `psk`, authenticated (its nonce and X25519 key from `rng`)."""
     body, ram, crc = base_content()
     s = Stream()
+    s.session = session
+    s.psk = psk
     s.add("handshake", "u", "preamble", preamble())
-    s.add("handshake", "u", "frame", frame(HELLO, payload=hello_payload(session, CHANNELS)))
+    flags = 1 | (HELLO_FLAG_AUTH if psk else 0)
+    s.add("handshake", "u", "frame", frame(HELLO, payload=hello_payload(session, CHANNELS, flags=flags)))
+    if psk:
+        s.nonce = bytes(rng.getrandbits(8) for _ in range(32))
+        s.private = bytes(rng.getrandbits(8) for _ in range(32))
+        s.add("handshake", "u", "frame", frame(AUTH, payload=auth1(s.nonce, s.private)))
+        s.add("auth", "u", "frame", frame(AUTH, payload=bytes([3, 1, 0, 0]) + auth_bytes(bytes(32))), live=True)
+        s.phases["auth"]["u"][-1].channel = None
     for i in range(CHANNELS):
         s.add("handshake", "b%d" % i, "preamble", preamble())
-        s.add("handshake", "b%d" % i, "frame", frame(JOIN, region=CHANNELS, first=session, count=i))
+        s.add("handshake", "b%d" % i, "frame", frame(JOIN, region=CHANNELS, first=session, count=i, payload=bytes(32) if psk else b""),
+              live=bool(psk))
+        s.phases["handshake"]["b%d" % i][-1].channel = i
     s.add("body", "u", "frame", frame(HEARTBEAT, first=12345))
     for c, frames in body.items():
         for f in frames:
@@ -212,7 +315,7 @@ def set_field(ch, offset, fmt, value):
 def pick_chunk(rng, s, phases, kind=None):
     """@return (phase, connection, index, chunk) of a random chunk of those phases (of that kind), or None"""
     options = [(ph, c, i, ch) for ph in phases for c in s.conns() for i, ch in enumerate(s.phases[ph][c])
-               if kind is None or ch.kind == kind]
+               if (kind is None or ch.kind == kind) and not ch.live]  # live chunks: m_live
     return rng.choice(options) if options else None
 
 
@@ -332,7 +435,7 @@ def m_hello_join(rng, s, phases):
         return "HELLO %s -> %d, CRC recomputed" % (name, struct.unpack_from(fmt, ch.data, 32 + off)[0]
                                                    if len(ch.data) >= 32 + off + struct.calcsize(fmt) else -1)
     c = rng.choice(s.conns()[1:])
-    chunks = [ch for ch in s.phases["handshake"][c] if ch.kind == "frame"]
+    chunks = [ch for ch in s.phases["handshake"][c] if ch.kind == "frame" and not ch.live]
     if not chunks:
         return None
     ch = chunks[0]
@@ -367,8 +470,45 @@ def m_control(rng, s, phases):
     return "CONTROL %s[%d] -> %r" % (c, i, text[:60])
 
 
+def m_live(rng, s, phases):
+    """Mutations of what authentication computes during the handshake (AUTH 3's proof, a JOIN's MAC), applied then."""
+    lives = [(ph, c, i, ch) for ph in PHASES for c in s.conns() for i, ch in enumerate(s.phases[ph][c]) if ch.live]
+    if not lives:
+        return None
+    ph, c, i, ch = rng.choice(lives)
+    op = rng.choice(["flip-mac", "flip-header", "field", "zero-mac", "reflect", "drop"])
+    sub = random.Random(rng.getrandbits(64))  # drawn now, used then: the case stays replayable
+    what = {"flip-mac": "a bit of its MAC/proof flipped", "flip-header": "a header bit flipped, CRC recomputed",
+            "field": "a header field set to an extreme, CRC recomputed", "zero-mac": "its MAC/proof zeroed",
+            "reflect": "the MAC/proof of another role (the destination's proof, another channel's JOIN MAC)", "drop": "not sent"}[op]
+
+    def later(chunk, ctx):
+        d = chunk.data
+        if op == "flip-mac":
+            bit = sub.randrange(32 * 8)
+            d[len(d) - 32 + bit // 8] ^= 1 << (bit % 8)
+        elif op == "flip-header":
+            bit = sub.randrange(28 * 8)
+            d[bit // 8] ^= 1 << (bit % 8)
+            fix_crc(chunk, False)
+        elif op == "field":
+            name, off, fmt, values = sub.choice(HEADER_FIELDS)
+            set_field(chunk, off, fmt, sub.choice(values))
+            fix_crc(chunk, False)
+        elif op == "zero-mac":
+            d[len(d) - 32:] = bytes(32)
+        elif op == "reflect":
+            d[len(d) - 32:] = ctx["reflect"](chunk)
+        else:
+            return False
+        return True
+
+    ch.later.append(later)
+    return "%s %s[%d] (computed in the handshake): %s" % (ph, c, i, what)
+
+
 MUTATORS = [(m_bitflip, 25), (m_insert_delete, 8), (m_truncate, 8), (m_frames, 20), (m_header_field, 25),
-            (m_hello_join, 9), (m_control, 5)]
+            (m_hello_join, 9), (m_control, 5), (m_live, 6)]
 
 
 def mutate(rng, s):
@@ -380,7 +520,7 @@ def mutate(rng, s):
                 if r < w:
                     break
                 r -= w
-            phases = rng.choices(PHASES, weights=[2, 7, 1])
+            phases = rng.choices(PHASES, weights=[2, 1, 7, 1])
             what = m(rng, s, phases)
             if what:
                 s.mutations.append(what)
@@ -467,7 +607,7 @@ def allowed_writes(s):
 def expected_outcome(s, original):
     """What the document says the receiver must make of the bytes `s` sends: (VALID|INVALID|UNKNOWN, why, ram)."""
     sent = s.signature()
-    if sent["handshake"] != original["handshake"]:
+    if sent["handshake"] != original["handshake"] or sent["auth"] != original["auth"] or s.live_mutated():
         return UNKNOWN, "handshake mutated", None
     if s.cut["u"]:
         pass  # the urgent connection ends early: judged below by what it still carries
@@ -558,26 +698,25 @@ def expected_outcome(s, original):
             return INVALID, "%s: no COMPLETE" % c, None
     if len(set(tuple(v) for v in rounds.values())) != 1:
         undecided = undecided or "the connections' round numbers differ (%s)" % rounds
-    # The urgent connection: heartbeats in the body, the verification after the acknowledgement.
+    # The urgent connection: heartbeats in the body, the verification after the acknowledgement. It has no order against
+    # the background connections: a violation there fails the migration only when the receiver reads it before it has
+    # acknowledged COMPLETE (after that, the one verdict stands): undecided.
     body_u = Parsed(sent["body"]["u"])
     urgent_named = set()  # pages the urgent lane names (postcopy's lane: no round, no order with the background)
     for f in body_u.frames:
         t, fl, reg, first, count, length, payload, dig_ok, whole, crc_ok = f
         if not crc_ok or not whole:
-            return INVALID, "u: broken frame", None
+            undecided = undecided or "u: a broken frame (read before or after the acknowledgement)"
+            break
         if t == HEARTBEAT and fl == 0 and length == 0:
             continue
-        if t == ERROR:
-            return INVALID, "u: ERROR from the source", None
-        if t in (HELLO, HELLO_ACK, JOIN, PAGE_REQUEST, COMPLETE, ROUND_END) or t == 0 or t > 15 or fl & ~3:
-            return INVALID, "u: %s frame flags %#x" % (pc.NAMES.get(t, t), fl), None
         undecided = undecided or "u: a %s frame on the urgent connection" % pc.NAMES.get(t, t)
         for p, _ in writable_pages(f):
             urgent_named.add(p)
         if t in (ZERO_RUN, SKIP_RUN) and reg == 0 and in_range(first, count):
             urgent_named.update(range(first, first + count))
     if body_u.trailing:
-        return INVALID, "u: a partial header", None
+        undecided = undecided or "u: a partial header (completed by the next bytes: read before or after the acknowledgement)"
     # Every page named at least once.
     named = bytearray(PAGES_IN_RAM)
     for r, t, first, count, data_pages in ram_ops:
@@ -657,8 +796,9 @@ class Conn:
 class Player:
     """One receiver (`--debug-repeat`), playing case after case; restarted when it dies."""
 
-    def __init__(self, command, workdir, name):
+    def __init__(self, command, workdir, name, psk_file=None):
         self.command = command
+        self.psk_file = psk_file
         self.report = os.path.join(workdir, "ram-report-%s.jsonl" % name)
         self.rx = None
         self.migrations = 0
@@ -668,13 +808,90 @@ class Player:
             if os.path.exists(self.report):
                 os.unlink(self.report)
             self.rx = pc.Receiver(self.command, ["--debug-repeat", "1000000000", "--debug-ram-report", self.report, "--quiet"],
-                                  listen="tcp://127.0.0.1:0?handshake-timeout=%d" % HANDSHAKE_TIMEOUT_MS)
+                                  listen="tcp://127.0.0.1:0?handshake-timeout=%d%s" % (
+                                      HANDSHAKE_TIMEOUT_MS, "&psk-file=" + self.psk_file if self.psk_file else ""))
             self.migrations = 0
         return self.rx
 
     def stop(self):
         if self.rx is not None:
             self.rx.kill()
+
+    def handshake(self, s, conns, original):
+        """Plays the handshake (with authentication when the stream has a key).
+
+        @return the receiver's last handshake frame (HELLO_ACK or ERROR), or a sentence when the source itself hung up
+        """
+        wait = HANDSHAKE_TIMEOUT_MS / 1000 + 8
+        late = [c for c in s.conns()[1:]] if s.psk else []  # with a key, the JOINs' MACs need the session key first
+        for c in s.conns():
+            if c not in late:
+                self.send_phase(s, conns, c, "handshake")
+        answer = pc.read_exact(conns["u"].s, 16, wait)
+        if answer is None:
+            if s.cut["u"] and not s.phases["body"]["u"]:
+                return "the source hung up inside its handshake; the receiver closed too"
+            raise Hostile("the receiver closed the urgent connection without an answer (no ERROR naming why)")
+        if answer[:8] != pc.MAGIC:
+            raise Hostile("the receiver's answer does not start with the preamble: %r" % answer)
+        f = self.read(conns["u"], wait)
+        if s.psk and f[0] == HELLO_ACK:
+            raise Hostile("a destination with psk-file= sent HELLO_ACK before any proof (no AUTH 2)")
+        if not s.psk or f[0] != AUTH:
+            return f
+        # AUTH 2: check the destination's proof, then AUTH 3 and the JOINs with their MACs (docs/wire-protocol.md).
+        body, key, proof = parse_auth2(f[5])
+        frames = [ch for ch in s.phases["handshake"]["u"] if ch.kind == "frame"]
+        payload = [bytes(ch.data[32:32 + struct.unpack_from(">I", ch.data, 24)[0]]) if len(ch.data) >= 32 else b"" for ch in frames]
+        hello, m1 = (payload + [b"", b""])[:2]
+        t = hashlib.sha256(AUTH_LABEL + b"".join(struct.pack(">I", len(x)) + x for x in (hello, m1, body))).digest()
+        base = hmac256(s.psk, x25519(s.private, key))
+        if proof != hmac256(base, b"destination" + t) and s.signature()["handshake"] == original["handshake"]:
+            raise Hostile("the destination's AUTH 2 proof does not verify: it did not prove it holds the key")
+        session_key = hmac256(base, b"session" + t)
+
+        def join_mac(channel):
+            return hmac256(session_key, b"join" + struct.pack(">QQQ", s.session, channel, CHANNELS))
+
+        ctx = {"reflect": lambda ch: join_mac((ch.channel + 1) % CHANNELS) if ch.channel is not None
+               else hmac256(base, b"destination" + t)}
+        for ph in PHASES:
+            for c in s.conns():
+                for ch in s.phases[ph][c]:
+                    if not ch.live:
+                        continue
+                    if ch.channel is None:
+                        ch.data = bytearray(frame(AUTH, payload=bytes([3, 1, 0, 0]) + auth_bytes(hmac256(base, b"source" + t))))
+                    else:
+                        ch.data = bytearray(frame(JOIN, region=CHANNELS, first=s.session, count=ch.channel, payload=join_mac(ch.channel)))
+                    for later in ch.later:
+                        if not later(ch, ctx):
+                            ch.data = bytearray()
+        self.send_phase(s, conns, "u", "auth")
+        for c in late:
+            self.send_phase(s, conns, c, "handshake")
+        return self.read(conns["u"], wait)
+
+    @staticmethod
+    def send_phase(s, conns, c, phase):
+        conns[c].send(s.phases[phase][c])
+        if s.cut[c] and all(not s.phases[ph][c] for ph in PHASES[PHASES.index(phase) + 1:]):
+            try:
+                conns[c].s.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    @staticmethod
+    def read(conn, wait):
+        try:
+            f = pc.read_frame(conn.s, wait)
+        except socket.timeout:
+            raise Hostile("no answer to the handshake within the handshake timeout + 8 s (hang)")
+        except pc.Failure as e:
+            raise Hostile(str(e))
+        if f is None:
+            raise Hostile("the receiver closed the urgent connection during the handshake without HELLO_ACK or ERROR")
+        return f
 
     def play(self, s, original):
         rx = self.receiver()
@@ -688,27 +905,9 @@ class Player:
         try:
             for c in s.conns():
                 conns[c] = Conn(rx)
-            # The handshake: the HELLO first, then the JOINs.
-            for c in s.conns():
-                if not conns[c].send(s.phases["handshake"][c]):
-                    pass
-                if s.cut[c] and not s.phases["body"][c] and not s.phases["verify"][c]:
-                    conns[c].s.shutdown(socket.SHUT_WR)
-            answer = pc.read_exact(conns["u"].s, 16, HANDSHAKE_TIMEOUT_MS / 1000 + 8)
-            if answer is None:
-                if s.cut["u"] and not s.phases["body"]["u"]:
-                    return "the source hung up inside its handshake; the receiver closed too"
-                raise Hostile("the receiver closed the urgent connection without an answer (no ERROR naming why)")
-            if answer[:8] != pc.MAGIC:
-                raise Hostile("the receiver's answer does not start with the preamble: %r" % answer)
-            try:
-                f = pc.read_frame(conns["u"].s, HANDSHAKE_TIMEOUT_MS / 1000 + 8)
-            except socket.timeout:
-                raise Hostile("no answer to the handshake within the handshake timeout + 8 s (hang)")
-            except pc.Failure as e:
-                raise Hostile(str(e))
-            if f is None:
-                raise Hostile("the receiver sent its preamble, then closed without HELLO_ACK or ERROR")
+            f = self.handshake(s, conns, original)
+            if isinstance(f, str):
+                return f
             if f[0] == ERROR:
                 text = f[5].decode("utf-8", "replace")
                 check_text("the handshake refusal", text)
@@ -742,12 +941,7 @@ class Player:
                             return
 
             def writer(c, phase):
-                conns[c].send(s.phases[phase][c])
-                if s.cut[c] and (phase == "verify" or not s.phases["verify"][c]):
-                    try:
-                        conns[c].s.shutdown(socket.SHUT_WR)
-                    except OSError:
-                        pass
+                self.send_phase(s, conns, c, phase)
 
             threading.Thread(target=reader, daemon=True).start()
             if not s.cut["u"]:
@@ -860,11 +1054,17 @@ def check_ram(report, allowed):
 # ---------------------------------------------------------------- main
 
 
-def build(seed, k):
+def authenticated(k, auth):
+    """Whether case k is played at the receiver that authenticates (`--auth mixed`: the odd cases)."""
+    return auth == "psk" or (auth == "mixed" and k % 2 == 1)
+
+
+def build(seed, k, psk):
+    """Case k of the seed: the mutated stream and the original's bytes. @param psk the key, for an authenticated case"""
     rng = random.Random("%d/%d" % (seed, k))
     session = rng.getrandbits(63) | 1
-    original = valid_stream(session).signature()
-    return mutate(rng, valid_stream(session)), original
+    original = valid_stream(session, psk, random.Random("%d/%d/auth" % (seed, k))).signature()
+    return mutate(rng, valid_stream(session, psk, random.Random("%d/%d/auth" % (seed, k)))), original
 
 
 def self_check():
@@ -898,7 +1098,10 @@ def main():
     ap.add_argument("--cases", type=int, default=200, help="mutated streams to play (default 200)")
     ap.add_argument("--seed", type=int, default=None, help="the run's seed (default: random, printed)")
     ap.add_argument("--case", type=int, default=None, help="play only this case of the seed (to replay a finding)")
-    ap.add_argument("--jobs", type=int, default=2, help="receivers playing cases at once (default 2)")
+    ap.add_argument("--jobs", type=int, default=2, help="receivers playing cases at once (default 2; at least one per --auth mode)")
+    ap.add_argument("--auth", choices=["mixed", "none", "psk"], default="mixed",
+                    help="receivers without authentication, with psk-file= (a key this run writes), or both: even cases at one,"
+                         " odd cases at the other (default mixed)")
     ap.add_argument("--max-seconds", type=float, default=0, help="stop starting cases after this long (0: no limit)")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every case, not only failures")
     ap.add_argument("command", nargs=argparse.REMAINDER, help="-- then the receiver command, e.g. ./pagewire receive --ram 64M")
@@ -911,29 +1114,35 @@ def main():
     cases = [args.case] if args.case is not None else list(range(args.cases))
     print("hostile source: seed %d, %d cases (replay one with --seed %d --case K)" % (seed, len(cases), seed), flush=True)
     t0 = time.monotonic()
-    todo = queue.Queue()
+    modes = {"mixed": [False, True], "none": [False], "psk": [True]}[args.auth]
+    todo = {m: queue.Queue() for m in modes}
     for k in cases:
-        todo.put(k)
+        todo[authenticated(k, args.auth)].put(k)
     results = []
     lock = threading.Lock()
     workdir = tempfile.mkdtemp(prefix="pagewire-hostile-")
+    psk = random.Random("%d/psk" % seed).getrandbits(256).to_bytes(32, "big")
+    psk_file = os.path.join(workdir, "psk")
+    with open(os.open(psk_file, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
+        f.write(psk)
 
     tally = {}
 
-    def work(name):
-        player = Player(command, workdir, name)
+    def work(name, auth):
+        player = Player(command, workdir, name, psk_file if auth else None)
+        key = psk if auth else None
         try:
             # The control: the stream unmutated must be a valid migration to the model and to the receiver, with exactly
             # the RAM it sent (else the oracles below would judge against a harness that cannot tell).
             session = random.Random("%d/control/%s" % (seed, name)).getrandbits(63) | 1
             try:
-                got = player.play(valid_stream(session), valid_stream(session).signature())
+                got = player.play(valid_stream(session, key, random.Random(name)), valid_stream(session, key, random.Random(name)).signature())
                 problem = None if got == "RECEIVED verified" else "the unmutated stream ended %r" % got
             except Hostile as e:
                 problem = str(e)
             with lock:
-                if problem or name == "r0":
-                    print("control: %s" % (problem or got), flush=True)
+                if problem or name in ("r0", "r1"):
+                    print("control%s: %s" % (" (psk-file)" if auth else "", problem or got), flush=True)
                 if problem:
                     results.append(("control", "control: " + problem))
                     return
@@ -941,10 +1150,10 @@ def main():
                 if args.max_seconds and time.monotonic() - t0 > args.max_seconds:
                     return
                 try:
-                    k = todo.get_nowait()
+                    k = todo[auth].get_nowait()
                 except queue.Empty:
                     return
-                s, original = build(seed, k)
+                s, original = build(seed, k, key)
                 start = time.monotonic()
                 try:
                     what = player.play(s, original)
@@ -960,16 +1169,16 @@ def main():
                 secs = time.monotonic() - start
                 with lock:
                     results.append((k, problem))
-                    key = "failed an oracle" if problem else re.sub(r"^(refused at the handshake|RECEIVED \w+|FAILED|the source hung up).*",
-                                                                    r"\1", what)
-                    tally[key] = tally.get(key, 0) + 1
+                    kind = "failed an oracle" if problem else re.sub(r"^(refused at the handshake|RECEIVED \w+|FAILED|the source hung up).*",
+                                                                     r"\1", what)
+                    tally[kind] = tally.get(kind, 0) + 1
                     if problem or args.verbose:
                         print("%s case %d (%.1f s) [%s]: %s" % ("FAIL" if problem else "ok", k, secs, "; ".join(s.mutations),
                                                               problem or what), flush=True)
         finally:
             player.stop()
 
-    threads = [threading.Thread(target=work, args=("r%d" % j,)) for j in range(max(1, args.jobs))]
+    threads = [threading.Thread(target=work, args=("r%d" % j, modes[j % len(modes)])) for j in range(max(len(modes), args.jobs))]
     for t in threads:
         t.start()
     for t in threads:

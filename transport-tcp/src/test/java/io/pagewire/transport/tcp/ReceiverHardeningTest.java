@@ -15,6 +15,7 @@ import io.pagewire.transport.spi.tck.TckRam;
 import io.pagewire.transport.spi.tck.TransportTck;
 import io.pagewire.transport.spi.wire.FrameHeader;
 import io.pagewire.transport.spi.wire.FrameType;
+import io.pagewire.transport.spi.wire.Hello;
 import io.pagewire.transport.spi.wire.Wire;
 import io.pagewire.transport.spi.tck.Closer;
 import org.junit.jupiter.api.AfterEach;
@@ -521,6 +522,25 @@ class ReceiverHardeningTest {
             s.getOutputStream().write(RawSource.concat(head, new byte[20000])); // more than one 16 KiB read of it
             String error = TransportTck.errorText(RawSource.readUntilClosed(s, Duration.ofSeconds(20)));
             assertTrue(error.contains("HELLO payload was still arriving at the handshake deadline (20000 of 65537 bytes)"), error);
+        }
+    }
+
+    /**
+     * Found by the hostile source (conformance/hostile_source.py): a source that asks for authentication in its HELLO and
+     * then sends no AUTH message was closed without a word at the handshake deadline; it is refused in words, as every
+     * handshake that misses the deadline is.
+     */
+    @Test
+    void anAuthenticatingSourceThatSendsNoAuthMessageIsRefusedAtTheDeadline() throws Exception {
+        TckRam dst = closeLater(TckRam.of(4 * MIB));
+        Listener l = listen(dst, "?handshake-timeout=300&psk-file=" + io.pagewire.transport.spi.tck.TckCredentials.get().psk);
+        try (Socket s = RawSource.socket(port(l), "127.0.0.1")) {
+            byte[] hello = RawSource.hello(dst.layout().descriptors(), 1, true, 77);
+            int flags = Wire.PREAMBLE_LENGTH + FrameHeader.LENGTH + 8; // the HELLO payload's flags (not under the header CRC)
+            MemorySegment.ofArray(hello).set(Wire.U32, flags, Hello.FLAG_DATA_DIGEST | Hello.FLAG_AUTHENTICATED);
+            s.getOutputStream().write(hello);
+            String error = TransportTck.errorText(RawSource.readUntilClosed(s, Duration.ofSeconds(20)));
+            assertTrue(error.contains("the handshake did not complete in time: the source's AUTH message had not arrived"), error);
         }
     }
 

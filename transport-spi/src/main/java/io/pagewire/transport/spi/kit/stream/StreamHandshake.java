@@ -261,7 +261,19 @@ public final class StreamHandshake {
                 }
                 preambleDone = true;
             }
-            Frame f = readFrame(s, maxBytes);
+            Frame f;
+            try {
+                f = readFrame(s, maxBytes);
+            } catch (io.pagewire.linux.ErrnoException e) {
+                if (source || !e.isTimeout()) {
+                    throw e;
+                }
+                // The destination reads with the handshake deadline as its receive timeout: a source that sent its HELLO
+                // and then nothing is refused in words, as every handshake that misses its deadline is (found by the
+                // hostile source, conformance/hostile_source.py: the connection used to be closed without a word).
+                throw new TransportException(Kind.HANDSHAKE, "the handshake did not complete in time: the source's AUTH message"
+                        + " had not arrived at the handshake deadline");
+            }
             if (f.type() == FrameType.ERROR) {
                 throw new TransportException(Kind.HANDSHAKE, (source ? "the destination" : "the source") + " refused: " + f.text());
             }
