@@ -470,6 +470,23 @@ def m_control(rng, s, phases):
     return "CONTROL %s[%d] -> %r" % (c, i, text[:60])
 
 
+def m_page_list(rng, s, phases):
+    """A PAGE_LIST index set to an extreme, a neighbour's value or out of order; digest (and CRC) recomputed."""
+    lists = [(ph, c, i, ch) for ph in PHASES for c in s.conns() for i, ch in enumerate(s.phases[ph][c])
+             if not ch.live and len(ch.data) >= 40 and struct.unpack_from(">H", ch.data, 0)[0] == PAGE_LIST]
+    if not lists:
+        return None
+    ph, c, i, ch = rng.choice(lists)
+    n = struct.unpack_from(">Q", ch.data, 16)[0]
+    k = rng.randrange(max(1, min(n, (len(ch.data) - 32) // 8)))
+    old = struct.unpack_from(">Q", ch.data, 32 + 8 * k)[0]
+    neighbours = [struct.unpack_from(">Q", ch.data, 32 + 8 * j)[0] for j in (k - 1, k + 1) if 0 <= j < n]
+    v = rng.choice(EXTREME_U64 + neighbours + [old - 1, old + 1])
+    set_field(ch, 32 + 8 * k, ">Q", v & U64)
+    fix_crc(ch, True)
+    return "%s %s[%d]: PAGE_LIST index %d: %d -> %d, digest recomputed" % (ph, c, i, k, old, v & U64)
+
+
 def m_live(rng, s, phases):
     """Mutations of what authentication computes during the handshake (AUTH 3's proof, a JOIN's MAC), applied then."""
     lives = [(ph, c, i, ch) for ph in PHASES for c in s.conns() for i, ch in enumerate(s.phases[ph][c]) if ch.live]
@@ -508,7 +525,7 @@ def m_live(rng, s, phases):
 
 
 MUTATORS = [(m_bitflip, 25), (m_insert_delete, 8), (m_truncate, 8), (m_frames, 20), (m_header_field, 25),
-            (m_hello_join, 9), (m_control, 5), (m_live, 6)]
+            (m_hello_join, 9), (m_control, 5), (m_live, 6), (m_page_list, 4)]
 
 
 def mutate(rng, s):
@@ -794,11 +811,13 @@ class Conn:
 
 
 class Player:
-    """One receiver (`--debug-repeat`), playing case after case; restarted when it dies."""
+    """One receiver (`--debug-repeat`), playing case after case; restarted when it dies. With `fresh`, a receiver takes
+    one migration and exits (as `pagewire receive` does without the test hook), and its exit status is checked too."""
 
-    def __init__(self, command, workdir, name, psk_file=None):
+    def __init__(self, command, workdir, name, psk_file=None, fresh=False):
         self.command = command
         self.psk_file = psk_file
+        self.fresh = fresh
         self.report = os.path.join(workdir, "ram-report-%s.jsonl" % name)
         self.rx = None
         self.migrations = 0
@@ -807,7 +826,8 @@ class Player:
         if self.rx is None or self.rx.proc.poll() is not None:
             if os.path.exists(self.report):
                 os.unlink(self.report)
-            self.rx = pc.Receiver(self.command, ["--debug-repeat", "1000000000", "--debug-ram-report", self.report, "--quiet"],
+            self.rx = pc.Receiver(self.command, ["--debug-repeat", "1" if self.fresh else "1000000000", "--debug-ram-report", self.report,
+                                                 "--quiet"],
                                   listen="tcp://127.0.0.1:0?handshake-timeout=%d%s" % (
                                       HANDSHAKE_TIMEOUT_MS, "&psk-file=" + self.psk_file if self.psk_file else ""))
             self.migrations = 0
@@ -971,6 +991,15 @@ class Player:
             raise Hostile("the receiver did not end the migration within 20 s of the source closing (hang)")
         if line is None:
             raise Hostile("the receiver exited (crash?): %s" % rx.output()[-2000:])
+        if self.fresh:
+            # docs/migration.md#exit-codes: 0 only for success; 1 (failed), 3 (unverified or mismatch), 4 (transport)
+            try:
+                code = rx.wait(20)
+            except pc.Failure as e:
+                raise Hostile("after %r: %s" % (line, e))
+            if (code == 0) != line.startswith("RECEIVED ") or code not in (0, 1, 3, 4):
+                raise Hostile("exit status %d after %r" % (code, line))
+            self.rx = None
         check_crash(rx, err_before)
         if not (line.startswith("RECEIVED ") or line.startswith("FAILED ")):
             raise Hostile("unexpected output line %r" % line)
@@ -1102,6 +1131,8 @@ def main():
     ap.add_argument("--auth", choices=["mixed", "none", "psk"], default="mixed",
                     help="receivers without authentication, with psk-file= (a key this run writes), or both: even cases at one,"
                          " odd cases at the other (default mixed)")
+    ap.add_argument("--fresh", action="store_true",
+                    help="a new receiver for every migration it accepts (slow: a JVM each), whose exit status is checked too")
     ap.add_argument("--max-seconds", type=float, default=0, help="stop starting cases after this long (0: no limit)")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every case, not only failures")
     ap.add_argument("command", nargs=argparse.REMAINDER, help="-- then the receiver command, e.g. ./pagewire receive --ram 64M")
@@ -1129,7 +1160,7 @@ def main():
     tally = {}
 
     def work(name, auth):
-        player = Player(command, workdir, name, psk_file if auth else None)
+        player = Player(command, workdir, name, psk_file if auth else None, args.fresh)
         key = psk if auth else None
         try:
             # The control: the stream unmutated must be a valid migration to the model and to the receiver, with exactly
