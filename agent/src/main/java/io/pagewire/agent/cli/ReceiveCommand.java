@@ -130,8 +130,11 @@ final class ReceiveCommand implements Callable<Integer> {
             return ReplicaReceive.run(this, spec.commandLine().getOut());
         }
         boolean debugLoop = repeat != 1 || ramReport != null;
-        if (debugLoop && (postcopy || json || repeat < 1)) {
-            throw new IllegalArgumentException("--debug-repeat (N >= 1) and --debug-ram-report take neither --postcopy nor --json");
+        if (repeat < 1) {
+            throw new IllegalArgumentException("--debug-repeat " + repeat + ": give at least 1");
+        }
+        if (debugLoop && (postcopy || json)) {
+            throw new IllegalArgumentException("--debug-repeat and --debug-ram-report take neither --postcopy nor --json");
         }
         RegionSpec region = switch (backing) {
             // Postcopy on anonymous memory uses MISSING faults + UFFDIO_COPY (measured faster); on a memfd, MINOR faults.
