@@ -778,7 +778,7 @@ class Hostile(Exception):
 
 BARE_EXCEPTION = re.compile(r"(NullPointer|IndexOutOfBounds|ClassCast|NegativeArraySize|Arithmetic|BufferUnderflow|BufferOverflow"
                             r"|IllegalMonitorState|ConcurrentModification|NumberFormat|UnsupportedOperation)Exception|^\s*null\s*$"
-                            r"|^\s*$|java\.lang\.\w+Error")
+                            r"|^\s*$|java\.(lang|util|io|nio)\.[\w.]+(Exception|Error)")
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
 
 

@@ -544,6 +544,32 @@ class ReceiverHardeningTest {
         }
     }
 
+    /**
+     * Found by the hostile source (conformance/hostile_source.py): a handler's refusal reached the source as
+     * "java.lang.IllegalArgumentException: ..."; it is told the handler's sentence, and a fault is still named by its class.
+     */
+    @Test
+    void aHandlersRefusalReachesTheSourceInItsOwnWords() throws Exception {
+        for (RuntimeException thrown : List.of(new IllegalArgumentException("no zero runs here, please"), new NullPointerException())) {
+            TckRam dst = closeLater(TckRam.of(4 * MIB));
+            Listener l = listen(dst, "");
+            CompletableFuture<Connection> accepted = CompletableFuture.supplyAsync(() -> closeLater(l.accept(new MessageHandler() {
+                @Override
+                public void onZeroRun(LaneKind lane, int region, long first, long count) {
+                    throw thrown;
+                }
+            }, Duration.ofSeconds(30))));
+            try (RawSource s = RawSource.handshake(port(l), dst.layout().descriptors(), 1, true, 0x5eed_0900L)) {
+                accepted.get(30, TimeUnit.SECONDS);
+                s.send(0, RawSource.frame(FrameType.ZERO_RUN, 0, 0, 1, null, false));
+                String error = TransportTck.errorText(RawSource.readUntilClosed(s.urgent, Duration.ofSeconds(20)));
+                String expected = thrown instanceof IllegalArgumentException ? "message handler failed: no zero runs here, please"
+                        : "message handler failed: java.lang.NullPointerException";
+                assertTrue(error.contains(expected), error);
+            }
+        }
+    }
+
     @Test
     void preambleReservedFieldMustBeZero() throws Exception {
         TckRam dst = closeLater(TckRam.of(4 * MIB));
