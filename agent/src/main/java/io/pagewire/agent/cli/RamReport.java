@@ -24,7 +24,9 @@ final class RamReport {
      * @param migration the migration's number in this process, from 1
      * @param outcome the outcome line the migration earned
      * @return one JSON object: migration, outcome, region, pages (its page count) and nonZero, an array of
-     *         [page, CRC32C] for every page that holds a byte other than zero, in page order
+     *         [page, CRC32C, end] for every page that holds a byte other than zero, in page order, where end is one past
+     *         its last non-zero byte (the page is zero from there on: a page a failed migration left half-written is
+     *         told from a misplaced one by it)
      */
     static ObjectNode of(GuestRegion region, int migration, String outcome) {
         ObjectNode doc = io.pagewire.agent.Json.object();
@@ -40,7 +42,11 @@ final class RamReport {
             if (page.mismatch(zero) >= 0) {
                 crc.reset();
                 crc.update(page.asByteBuffer());
-                nonZero.addArray().add(p).add(crc.getValue());
+                long end = page.byteSize();
+                while (page.get(java.lang.foreign.ValueLayout.JAVA_BYTE, end - 1) == 0) {
+                    end--;
+                }
+                nonZero.addArray().add(p).add(crc.getValue()).add(end);
             }
         }
         return doc;
