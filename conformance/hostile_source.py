@@ -14,11 +14,13 @@ frames at once, then, once COMPLETE is acknowledged, the verification. Mutations
 inserts and deletes, truncation, frames duplicated, swapped, dropped or moved to another connection,
 header fields set to extremes, HELLO and JOIN fields and CONTROL text changed; most recompute the
 header CRC (and sometimes the data digest) afterwards, so that the validator, not the CRC, is what
-refuses them.
+refuses them. With `--auth mixed` (the default) the odd cases go to a receiver with `psk-file=`: the
+source then authenticates (X25519 and HMAC-SHA256, as the document says) and what it computes during
+the handshake (AUTH 3's proof, the JOINs' MACs) is mutated too.
 
 Oracles, per case:
   - never a crash: the receiver stays up, prints no Java stack trace, no JVM fatal error;
-  - never a hang: the handshake is answered (HELLO_ACK or ERROR) within the handshake timeout, and once
+  - never a hang: the handshake is answered (HELLO_ACK, AUTH or ERROR) within the handshake timeout, and once
     the source is gone every accepted migration ends (an outcome line) within seconds;
   - never success for a stream that is not a valid migration: a model of docs/wire-protocol.md decides
     from the bytes actually sent whether they make a valid migration (and with which RAM); `RECEIVED` for
@@ -28,33 +30,37 @@ Oracles, per case:
     bare Java exception name;
   - no RAM written outside the pages legitimately sent: the receiver (`--debug-ram-report`) lists every
     page that is not zero after the migration with its CRC32C; each must be a page that a frame with a
-    valid header named, holding data that some frame sent for that very page (or a page a connection
-    cut in the middle of its data).
+    valid header named, holding data that some frame sent for that very page (or, in a failed migration,
+    such data up to some byte and zero after it: the page being written when it failed).
 
-The receiver runs with `--debug-repeat` (one JVM takes migration after migration, each by a new
-DestinationMigration into zeroed RAM: a JVM start per case would be the whole budget), `--quiet`,
-and `handshake-timeout=1000` on its listen URI. Exit status 0 when every case passed.
+Before the cases, each receiver takes the unmutated stream (the control: RECEIVED verified, its RAM
+exactly as sent). The receiver runs with `--debug-repeat` (one JVM takes migration after migration,
+each by a new DestinationMigration into zeroed RAM: a JVM start per case would be the whole budget;
+`--fresh` starts one per accepted migration and checks its exit status), `--quiet`, and
+`handshake-timeout` on its listen URI. Exit status 0 when every case passed. docs/testing.md, "The
+hostile source", says more.
 """
 
 import argparse
 import hashlib
 import hmac
+import json
 import os
 import queue
 import random
 import re
+import shutil
 import socket
 import struct
 import sys
 import tempfile
 import threading
 import time
-import json
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pagewire_conformance as pc  # noqa: E402  (the frames, CRC32C and Receiver: one implementation of the document)
 
-from pagewire_conformance import (HELLO, HELLO_ACK, JOIN, PAGES, ZERO_RUN, SKIP_RUN, ROUND_END, PAGE_REQUEST,  # noqa: E402
+from pagewire_conformance import (HELLO, HELLO_ACK, JOIN, PAGES, ZERO_RUN, SKIP_RUN, ROUND_END,  # noqa: E402
                                   COMPLETE, ERROR, CONTROL, HEARTBEAT, PAGE_LIST, PAGE, PAGES_IN_RAM, MAX_PAYLOAD,
                                   DATA_DIGEST, crc32c, frame, preamble, hello_payload, page_bytes)
 
@@ -928,7 +934,6 @@ class Player:
         conns = {}
         stop = threading.Event()
         urgent_frames = queue.Queue()
-        outcome = None
         try:
             for c in s.conns():
                 conns[c] = Conn(rx)
@@ -1012,7 +1017,6 @@ class Player:
         check_crash(rx, err_before)
         if not (line.startswith("RECEIVED ") or line.startswith("FAILED ")):
             raise Hostile("unexpected output line %r" % line)
-        outcome = line
         if line.startswith("FAILED "):
             check_text("the FAILED reason", line[len("FAILED "):])
         report = last_report(self.report, self.migrations)
@@ -1028,7 +1032,7 @@ class Player:
             if got != want:
                 raise Hostile("success, but the RAM is not what the stream sent (%d pages differ)"
                               % len(set(got.items()) ^ set(want.items())))
-        return outcome
+        return line
 
 
 def await_answer(frames, seconds, wanted):
@@ -1247,6 +1251,7 @@ def main():
         t.start()
     for t in threads:
         t.join()
+    shutil.rmtree(workdir, ignore_errors=True)  # the key and the RAM reports (every receiver is gone by now)
     failed = [k for k, p in results if p]
     print("outcomes: " + ", ".join("%s %d" % kv for kv in sorted(tally.items(), key=lambda kv: -kv[1])), flush=True)
     print("%s: %d of %d cases passed in %.1f s (seed %d%s)" % ("PASSED" if not failed and results else "FAILED", len(results) - len(failed),
