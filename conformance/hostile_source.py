@@ -868,6 +868,9 @@ class Player:
         f = self.read(conns["u"], wait)
         if s.psk and f[0] == HELLO_ACK:
             raise Hostile("a destination with psk-file= sent HELLO_ACK before any proof (no AUTH 2)")
+        if s.psk and f[0] == ERROR and re.search(r"layout|at the destination|destination has|67108864", f[5].decode("utf-8", "replace")):
+            # docs/security.md: a stranger learns nothing of the layout; before AUTH 3 every source is a stranger
+            raise Hostile("a refusal before any proof names the destination's layout: %r" % f[5][:300])
         if not s.psk or f[0] != AUTH:
             return f
         # AUTH 2: check the destination's proof, then AUTH 3 and the JOINs with their MACs (docs/wire-protocol.md).
