@@ -50,6 +50,7 @@ import queue
 import random
 import re
 import shutil
+import signal
 import socket
 import struct
 import sys
@@ -649,13 +650,13 @@ def expected_outcome(s, original):
         for f in parsed.frames:
             t, fl, reg, first, count, length, payload, dig_ok, whole, crc_ok = f
             name = pc.NAMES.get(t, str(t))
+            if completed:  # whatever it is, even bytes that are no frame
+                undecided = "%s: a frame after COMPLETE (ignored or refused, by timing)" % c
+                break
             if not crc_ok:
                 return INVALID, "%s: header CRC" % c, None
             if not whole:
                 return INVALID, "%s: stream ends inside a frame" % c, None
-            if completed:
-                undecided = "%s: a frame after COMPLETE (ignored or refused, by timing)" % c
-                break
             if t not in (PAGES, ZERO_RUN, SKIP_RUN, ROUND_END, COMPLETE, ERROR, CONTROL, PAGE_LIST):
                 return INVALID, "%s: %s frame on a background connection" % (c, name), None
             if fl != (DATA_DIGEST if t in (PAGES, PAGE_LIST) else 0):
@@ -1005,7 +1006,8 @@ class Player:
         try:
             line = rx.lines.get(timeout=20)
         except queue.Empty:
-            raise Hostile("the receiver did not end the migration within 20 s of the source closing (hang)")
+            raise Hostile("the receiver did not end the migration within 20 s of the source closing (hang); its threads: %s"
+                          % thread_dump(rx))
         if line is None:
             raise Hostile("the receiver exited (crash?): %s" % rx.output()[-2000:])
         if self.fresh:
@@ -1059,6 +1061,27 @@ def await_answer(frames, seconds, wanted):
         if wanted(g):
             return "wanted", g
         raise Hostile("the receiver sent %s to the source" % pc.describe(g))
+
+
+def thread_dump(rx):
+    """Asks the receiver's JVM (the command's process group: a launcher's JVM too) for a thread dump (SIGQUIT: it prints
+    one on its standard output and goes on). @return the file it was saved in"""
+    seen = len(rx.out)
+    for pid in [int(p) for p in os.listdir("/proc") if p.isdigit()]:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open("/proc/%d/comm" % pid) as f:
+                comm = f.read().strip()
+        except OSError:
+            continue
+        if int(fields[2]) == rx.proc.pid and comm == "java":  # field 5 of stat: the process group
+            os.kill(pid, signal.SIGQUIT)
+    time.sleep(2)  # the dump is printed at once; give the pump a moment to read it
+    fd, path = tempfile.mkstemp(prefix="pagewire-hostile-hang-", suffix=".txt")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write("".join(rx.out[seen:]) + "\n---- standard error ----\n" + "".join(rx.err))
+    return path
 
 
 def check_crash(rx, err_before):
