@@ -59,6 +59,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True  # no __pycache__ left in the work tree
 import pagewire_conformance as pc  # noqa: E402  (the frames, CRC32C and Receiver: one implementation of the document)
 
 from pagewire_conformance import (HELLO, HELLO_ACK, JOIN, PAGES, ZERO_RUN, SKIP_RUN, ROUND_END,  # noqa: E402
