@@ -944,12 +944,14 @@ class Player:
                 conns[c] = Conn(rx)
             f = self.handshake(s, conns, original)
             if isinstance(f, str):
+                check_crash(rx, err_before)
                 return f
             if f[0] == ERROR:
                 text = f[5].decode("utf-8", "replace")
                 check_text("the handshake refusal", text)
                 if rx.proc.poll() is not None:
                     raise Hostile("the receiver exited after refusing a handshake")
+                check_crash(rx, err_before)
                 if verdict == VALID and self.late and ("handshake timeout" in text or "in time" in text):
                     return "refused at the handshake (this side was late with its AUTH 3 and JOINs): " + text
                 if verdict == VALID:
