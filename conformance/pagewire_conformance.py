@@ -30,6 +30,7 @@ import queue
 import random
 import re
 import select
+import signal
 import socket
 import struct
 import subprocess
@@ -168,9 +169,11 @@ def page_bytes(page, version):
 class Receiver:
     """One `pagewire receive` process: started, its LISTENING line read, its output kept."""
 
-    def __init__(self, command, extra=()):
-        self.proc = subprocess.Popen(list(command) + ["--listen", "tcp://127.0.0.1:0"] + list(extra), stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    def __init__(self, command, extra=(), listen="tcp://127.0.0.1:0"):
+        # A process group of its own: the command may be a launcher script (./pagewire) whose JVM is its child, and
+        # kill() must end both.
+        self.proc = subprocess.Popen(list(command) + ["--listen", listen] + list(extra), stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True)
         self.lines = queue.Queue()
         self.out = []
         self.err = []
@@ -216,9 +219,11 @@ class Receiver:
             raise Failure("the receiver did not exit within %d s (hang)" % timeout)
 
     def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the group: a launcher's JVM too (the group outlives a launcher)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
 
     def _drained(self):
         """Once the process ended: waits until its output was read to the end."""

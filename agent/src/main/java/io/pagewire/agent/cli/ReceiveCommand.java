@@ -113,6 +113,16 @@ final class ReceiveCommand implements Callable<Integer> {
             description = "test hook (replica, lazy): stop the fill of this checkpoint part way until the primary is gone (prints FILL-HOLD EPOCH)")
     long holdFillEpoch;
 
+    @Option(names = "--debug-repeat", hidden = true, defaultValue = "1", paramLabel = "N",
+            description = {"test hook for the hostile source (conformance/hostile_source.py): receive up to N migrations one after",
+                    "another on one listener, each into zeroed RAM, with an outcome line each"})
+    int repeat;
+
+    @Option(names = "--debug-ram-report", hidden = true, paramLabel = "FILE",
+            description = {"test hook for the hostile source: after each migration, append to FILE one JSON line with its outcome",
+                    "and every non-zero page of pc.ram with its CRC32C (before the outcome line is printed)"})
+    java.nio.file.Path ramReport;
+
     @Override
     public Integer call() throws Exception {
         // With --json, standard output carries the one JSON document and nothing else.
@@ -129,6 +139,13 @@ final class ReceiveCommand implements Callable<Integer> {
         if (replica) {
             return ReplicaReceive.run(this, spec.commandLine().getOut());
         }
+        boolean debugLoop = repeat != 1 || ramReport != null;
+        if (repeat < 1) {
+            throw new IllegalArgumentException("--debug-repeat " + repeat + ": give at least 1");
+        }
+        if (debugLoop && (postcopy || json)) {
+            throw new IllegalArgumentException("--debug-repeat and --debug-ram-report take neither --postcopy nor --json");
+        }
         SourceRunner.warmUp(jitWarmUp, spec.commandLine().getErr(), null);
         RegionSpec region = switch (backing) {
             // Postcopy on anonymous memory uses MISSING faults + UFFDIO_COPY (measured faster); on a memfd, MINOR faults.
@@ -138,6 +155,9 @@ final class ReceiveCommand implements Callable<Integer> {
         };
         try (GuestRam guestRam = GuestRam.create()) {
             io.pagewire.ramtracker.GuestRegion pcRam = guestRam.open(region);
+            if (debugLoop) {
+                return receiveRepeatedly(guestRam, pcRam, text, populateMode());
+            }
             java.util.concurrent.atomic.AtomicReference<io.pagewire.agent.guest.SyntheticGuest> guest = new java.util.concurrent.atomic.AtomicReference<>();
             try (DestinationMigration dst = new DestinationMigration(guestRam, postcopy); Listener l = dst.listen(guestRam, listen)) {
                 if (postcopy) {
@@ -161,12 +181,7 @@ final class ReceiveCommand implements Callable<Integer> {
                         }
                     });
                 }
-                DestinationMigration.Populate mode;
-                try {
-                    mode = DestinationMigration.Populate.valueOf(populate.toUpperCase(java.util.Locale.ROOT));
-                } catch (IllegalArgumentException e) {
-                    throw new IllegalArgumentException("--populate " + populate + " is not one of hinted, all, before, none");
-                }
+                DestinationMigration.Populate mode = populateMode();
                 dst.postcopyRecoveryTimeout(recoveryTimeout);
                 dst.startPopulating(mode);
                 text.println("LISTENING " + l.uri());
@@ -189,8 +204,8 @@ final class ReceiveCommand implements Callable<Integer> {
                 if (postcopy && !quiet && !json) {
                     text.println("postcopy: " + dst.postcopyStatsJson());
                 }
-                boolean ok = stats.status() == MigrationStats.Status.COMPLETED
-                        && (dst.verification() == null || dst.verification().equals("verified"));
+                Outcome outcome = Outcome.of(stats, dst.verification());
+                boolean ok = outcome.ok();
                 if (json) {
                     var doc = stats.toJson();
                     if (postcopy) {
@@ -204,12 +219,67 @@ final class ReceiveCommand implements Callable<Integer> {
                 } else if (!quiet) {
                     spec.commandLine().getOut().println(stats.infoMigrate());
                 }
-                // Reasons and verdicts may carry the source's text: escaped (terminal output; the JSON document has its own quoting).
-                text.println(ok ? "RECEIVED " + (dst.verification() == null ? "completed" : PeerText.escape(dst.verification()))
-                        : "FAILED " + PeerText.escape(stats.errorDesc() != null ? stats.errorDesc() : dst.verification()));
-                return ok ? ExitCode.SUCCESS.code() : stats.status() == MigrationStats.Status.COMPLETED
-                        ? ExitCode.VERIFICATION_MISMATCH.code() : ExitCode.of(stats, null).code();
+                text.println(outcome.line());
+                return outcome.code();
             }
+        }
+    }
+
+    /** How a migration ended: success, the outcome line ({@code RECEIVED ...} or {@code FAILED ...}) and the exit code. */
+    private record Outcome(boolean ok, String line, int code) {
+        static Outcome of(MigrationStats stats, String verification) {
+            boolean ok = stats.status() == MigrationStats.Status.COMPLETED && (verification == null || verification.equals("verified"));
+            // Reasons and verdicts may carry the source's text: escaped (terminal output; the JSON document has its own quoting).
+            String line = ok ? "RECEIVED " + (verification == null ? "completed" : PeerText.escape(verification))
+                    : "FAILED " + PeerText.escape(stats.errorDesc() != null ? stats.errorDesc() : verification);
+            return new Outcome(ok, line, ok ? ExitCode.SUCCESS.code() : stats.status() == MigrationStats.Status.COMPLETED
+                    ? ExitCode.VERIFICATION_MISMATCH.code() : ExitCode.of(stats, null).code());
+        }
+    }
+
+    /**
+     * {@code --debug-repeat} / {@code --debug-ram-report}: migrations one after another on one listener, each by a new
+     * {@link DestinationMigration} into RAM that is zero again (what a fresh {@code receive} has), each with its outcome
+     * line and, first, its RAM report. For the hostile source (conformance/hostile_source.py), which would otherwise
+     * start a JVM per mutated stream. Ends after N migrations or when no source came within --accept-timeout.
+     *
+     * @return the exit code of the last migration
+     */
+    private int receiveRepeatedly(GuestRam guestRam, io.pagewire.ramtracker.GuestRegion pcRam, java.io.PrintWriter text,
+                                  DestinationMigration.Populate mode) throws Exception {
+        int code = ExitCode.SUCCESS.code();
+        try (Listener l = io.pagewire.transport.spi.Transports.listen(listen,
+                new io.pagewire.transport.spi.TransportContext().layout(DestinationMigration.layout(guestRam)))) {
+            text.println("LISTENING " + l.uri());
+            text.flush();
+            for (int i = 1; i <= repeat; i++) {
+                MigrationStats stats;
+                String verification;
+                try (DestinationMigration dst = new DestinationMigration(guestRam)) {
+                    dst.startPopulating(mode);
+                    stats = dst.receive(l, acceptTimeout); // its connection is closed, its threads are gone
+                    verification = dst.verification();
+                }
+                Outcome outcome = Outcome.of(stats, verification);
+                if (ramReport != null) {
+                    ObjectNode report = RamReport.of(pcRam, i, outcome.line());
+                    java.nio.file.Files.writeString(ramReport, io.pagewire.agent.Json.write(report) + "\n", java.nio.charset.StandardCharsets.UTF_8,
+                            java.nio.file.StandardOpenOption.CREATE, java.nio.file.StandardOpenOption.APPEND);
+                    RamReport.zeroReported(pcRam, report);
+                }
+                text.println(outcome.line());
+                text.flush();
+                code = outcome.code();
+            }
+        }
+        return code;
+    }
+
+    private DestinationMigration.Populate populateMode() {
+        try {
+            return DestinationMigration.Populate.valueOf(populate.toUpperCase(java.util.Locale.ROOT));
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("--populate " + populate + " is not one of hinted, all, before, none");
         }
     }
 

@@ -25,7 +25,7 @@ public final class RamLayout {
         Set<String> names = new HashSet<>();
         for (RamRegion r : regions) {
             if (!names.add(r.name())) {
-                throw new TransportException(TransportException.Kind.INVALID_CONFIG, "region name '" + r.name() + "' appears twice");
+                throw new TransportException(TransportException.Kind.INVALID_CONFIG, "region name '" + PeerText.escape(r.name()) + "' appears twice");
             }
         }
         this.regions = List.copyOf(regions);
@@ -76,7 +76,7 @@ public final class RamLayout {
      *
      * @param local this side's descriptors
      * @param remote the peer's descriptors
-     * @return null when they match, else a sentence naming the first difference
+     * @return null when they match, else a sentence naming the first difference (the names escaped: {@link PeerText})
      */
     public static String mismatch(List<RegionDescriptor> local, List<RegionDescriptor> remote) {
         if (local.size() != remote.size()) {
@@ -87,7 +87,7 @@ public final class RamLayout {
             RegionDescriptor l = local.get(i);
             RegionDescriptor r = remote.get(i);
             if (!l.name().equals(r.name())) {
-                return "region " + i + " is '" + l.name() + "' at the destination but '" + r.name() + "' at the source";
+                return "region " + i + " is '" + l.name() + "' at the destination but '" + PeerText.escape(r.name()) + "' at the source";
             }
             if (l.sizeBytes() != r.sizeBytes()) {
                 return "region " + i + " '" + l.name() + "' is " + l.sizeBytes() + " bytes at the destination but "
@@ -104,7 +104,7 @@ public final class RamLayout {
     private static String names(List<RegionDescriptor> ds) {
         List<String> n = new ArrayList<>();
         for (RegionDescriptor d : ds) {
-            n.add(d.name());
+            n.add(PeerText.escape(d.name())); // the remote side's names are a peer's text
         }
         return n.toString();
     }

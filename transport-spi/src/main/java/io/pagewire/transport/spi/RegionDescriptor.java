@@ -20,17 +20,18 @@ public record RegionDescriptor(String name, long sizeBytes, long pageSize) {
     public static final int MAX_NAME_BYTES = 255;
 
     public RegionDescriptor {
+        // The name may come from a peer's HELLO: messages show it escaped (PeerText).
         Objects.requireNonNull(name, "name");
         int nameBytes = name.getBytes(StandardCharsets.UTF_8).length;
         if (nameBytes == 0 || nameBytes > MAX_NAME_BYTES) {
-            throw invalid("region name '" + name + "' is " + nameBytes + " bytes of UTF-8; expected 1.." + MAX_NAME_BYTES);
+            throw invalid("region name '" + PeerText.escape(name) + "' is " + nameBytes + " bytes of UTF-8; expected 1.." + MAX_NAME_BYTES);
         }
         if (pageSize < MIN_PAGE_SIZE || pageSize > MAX_PAGE_SIZE || Long.bitCount(pageSize) != 1) {
-            throw invalid("region '" + name + "': page size " + pageSize + " is not a power of two in "
+            throw invalid("region '" + PeerText.escape(name) + "': page size " + pageSize + " is not a power of two in "
                     + MIN_PAGE_SIZE + ".." + MAX_PAGE_SIZE);
         }
         if (sizeBytes <= 0 || sizeBytes % pageSize != 0) {
-            throw invalid("region '" + name + "': size " + sizeBytes + " is not a positive multiple of the page size " + pageSize);
+            throw invalid("region '" + PeerText.escape(name) + "': size " + sizeBytes + " is not a positive multiple of the page size " + pageSize);
         }
     }
 

@@ -97,6 +97,18 @@ class TransportsTest {
         assertTrue(m.contains("2 RAM region(s)") && m.contains("sends 1"), m);
     }
 
+    /** Found by the hostile source (conformance/hostile_source.py): a HELLO's region name went into the refusal raw. */
+    @Test
+    void aPeersRegionNameIsEscapedInEveryMessage() {
+        var a = java.util.List.of(new RegionDescriptor("pc.ram", 1 << 20, 4096));
+        String m = RamLayout.mismatch(a, java.util.List.of(new RegionDescriptor("\u0000c.ram\u001b[2J\n", 1 << 20, 4096)));
+        assertTrue(m.contains("'\\u0000c.ram\\u001b[2J\\u000a' at the source"), m);
+        m = RamLayout.mismatch(a, java.util.List.of(new RegionDescriptor("pc.ram", 1 << 20, 4096), new RegionDescriptor("x\ry", 4096, 4096)));
+        assertTrue(m.contains("x\\u000dy") && !m.contains("\r"), m);
+        TransportException e = assertThrows(TransportException.class, () -> new RegionDescriptor("\u001b]0;x\u0007", 4096, 3000));
+        assertTrue(e.getMessage().contains("'\\u001b]0;x\\u0007'") && !e.getMessage().contains("\u001b"), e.getMessage());
+    }
+
     @Test
     void regionDescriptorRejectsBadGeometry() {
         assertThrows(TransportException.class, () -> new RegionDescriptor("", 4096, 4096));

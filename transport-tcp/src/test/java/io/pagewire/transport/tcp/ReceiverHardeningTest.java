@@ -15,6 +15,7 @@ import io.pagewire.transport.spi.tck.TckRam;
 import io.pagewire.transport.spi.tck.TransportTck;
 import io.pagewire.transport.spi.wire.FrameHeader;
 import io.pagewire.transport.spi.wire.FrameType;
+import io.pagewire.transport.spi.wire.Hello;
 import io.pagewire.transport.spi.wire.Wire;
 import io.pagewire.transport.spi.tck.Closer;
 import org.junit.jupiter.api.AfterEach;
@@ -503,6 +504,69 @@ class ReceiverHardeningTest {
             s.getOutputStream().write(hello);
             String error = TransportTck.errorText(RawSource.readUntilClosed(s, Duration.ofSeconds(20)));
             assertTrue(error.contains("version 1") && error.contains("version 2147483649"), error);
+        }
+    }
+
+    /**
+     * Found by the hostile source (conformance/hostile_source.py): a HELLO whose payload was still arriving at the
+     * handshake deadline was refused with two contradicting counts ("(0 of 65537 bytes arrived) ... (48 of 16384
+     * bytes)", the second one the read buffer's); the refusal now counts the payload's bytes.
+     */
+    @Test
+    void aHelloCutShortAtTheDeadlineIsRefusedCountingItsPayloadBytes() throws Exception {
+        TckRam dst = closeLater(TckRam.of(4 * MIB));
+        Listener l = listen(dst, "?handshake-timeout=300");
+        try (Socket s = RawSource.socket(port(l), "127.0.0.1")) {
+            byte[] head = RawSource.concat(RawSource.preamble(Wire.VERSION, 0), RawSource.frame(FrameType.HELLO, 0, 0, 0, null, false));
+            new FrameHeader(MemorySegment.ofArray(head).asSlice(Wire.PREAMBLE_LENGTH)).encode(FrameType.HELLO, 0, 0, 0, 0, 65537);
+            s.getOutputStream().write(RawSource.concat(head, new byte[20000])); // more than one 16 KiB read of it
+            String error = TransportTck.errorText(RawSource.readUntilClosed(s, Duration.ofSeconds(20)));
+            assertTrue(error.contains("HELLO payload was still arriving at the handshake deadline (20000 of 65537 bytes)"), error);
+        }
+    }
+
+    /**
+     * Found by the hostile source (conformance/hostile_source.py): a source that asks for authentication in its HELLO and
+     * then sends no AUTH message was closed without a word at the handshake deadline; it is refused in words, as every
+     * handshake that misses the deadline is.
+     */
+    @Test
+    void anAuthenticatingSourceThatSendsNoAuthMessageIsRefusedAtTheDeadline() throws Exception {
+        TckRam dst = closeLater(TckRam.of(4 * MIB));
+        Listener l = listen(dst, "?handshake-timeout=300&psk-file=" + io.pagewire.transport.spi.tck.TckCredentials.get().psk);
+        try (Socket s = RawSource.socket(port(l), "127.0.0.1")) {
+            byte[] hello = RawSource.hello(dst.layout().descriptors(), 1, true, 77);
+            int flags = Wire.PREAMBLE_LENGTH + FrameHeader.LENGTH + 8; // the HELLO payload's flags (not under the header CRC)
+            MemorySegment.ofArray(hello).set(Wire.U32, flags, Hello.FLAG_DATA_DIGEST | Hello.FLAG_AUTHENTICATED);
+            s.getOutputStream().write(hello);
+            String error = TransportTck.errorText(RawSource.readUntilClosed(s, Duration.ofSeconds(20)));
+            assertTrue(error.contains("the handshake did not complete in time: the source's AUTH message had not arrived"), error);
+        }
+    }
+
+    /**
+     * Found by the hostile source (conformance/hostile_source.py): a handler's refusal reached the source as
+     * "java.lang.IllegalArgumentException: ..."; it is told the handler's sentence, and a fault is still named by its class.
+     */
+    @Test
+    void aHandlersRefusalReachesTheSourceInItsOwnWords() throws Exception {
+        for (RuntimeException thrown : List.of(new IllegalArgumentException("no zero runs here, please"), new NullPointerException())) {
+            TckRam dst = closeLater(TckRam.of(4 * MIB));
+            Listener l = listen(dst, "");
+            CompletableFuture<Connection> accepted = CompletableFuture.supplyAsync(() -> closeLater(l.accept(new MessageHandler() {
+                @Override
+                public void onZeroRun(LaneKind lane, int region, long first, long count) {
+                    throw thrown;
+                }
+            }, Duration.ofSeconds(30))));
+            try (RawSource s = RawSource.handshake(port(l), dst.layout().descriptors(), 1, true, 0x5eed_0900L)) {
+                accepted.get(30, TimeUnit.SECONDS);
+                s.send(0, RawSource.frame(FrameType.ZERO_RUN, 0, 0, 1, null, false));
+                String error = TransportTck.errorText(RawSource.readUntilClosed(s.urgent, Duration.ofSeconds(20)));
+                String expected = thrown instanceof IllegalArgumentException ? "message handler failed: no zero runs here, please"
+                        : "message handler failed: java.lang.NullPointerException";
+                assertTrue(error.contains(expected), error);
+            }
         }
     }
 

@@ -665,7 +665,12 @@ public abstract class KitConnection implements Connection {
         } catch (TransportException e) {
             throw e;
         } catch (RuntimeException e) {
-            throw new TransportException(Kind.HANDLER_FAILED, "the " + side() + "'s message handler failed: " + e, e);
+            // A handler refuses what it cannot take with IllegalArgumentException / IllegalStateException and a sentence:
+            // that sentence is the reason (found by the hostile source: "java.lang.IllegalArgumentException: unknown control
+            // message ..." reached the source); anything else is a fault, named by its class.
+            boolean refusal = (e instanceof IllegalArgumentException || e instanceof IllegalStateException) && e.getMessage() != null;
+            throw new TransportException(Kind.HANDLER_FAILED, "the " + side() + "'s message handler failed: "
+                    + (refusal ? e.getMessage() : e.toString()), e);
         }
     }
 

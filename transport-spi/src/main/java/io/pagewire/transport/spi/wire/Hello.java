@@ -176,8 +176,9 @@ public record Hello(long sessionId, int flags, int channels, int maxPagePayload,
                     + RegionDescriptor.MIN_PAGE_SIZE + ".." + Wire.MAX_FRAME_PAYLOAD);
         }
         if (heartbeatMs < 1 || peerTimeoutMs < 2 || peerTimeoutMs > 3_600_000) {
-            throw new WireException("HELLO: heartbeat " + heartbeatMs + " ms / peer timeout " + peerTimeoutMs
-                    + " ms outside 1 ms .. 1 h");
+            // u32 fields: shown as the source sent them (found by the hostile source: 2^32 - 1 was shown as -1)
+            throw new WireException("HELLO: heartbeat " + Integer.toUnsignedString(heartbeatMs) + " ms / peer timeout "
+                    + Integer.toUnsignedString(peerTimeoutMs) + " ms outside 1 ms .. 1 h");
         }
         List<RegionDescriptor> regions = new ArrayList<>(regionCount);
         long off = FIXED;

@@ -59,6 +59,21 @@ class WireTest {
         assertEquals(h, Hello.decode(buf, (int) buf.byteSize()));
     }
 
+    /** Found by the hostile source (conformance/hostile_source.py): u32 timeouts of 2^31 and above were shown negative. */
+    @Test
+    void helloTimeoutsAreShownUnsigned() {
+        Hello h = new Hello(42, 0, 2, 256 << 10, 500, 5000, REGIONS);
+        byte[] b = new byte[h.encodedLength()];
+        h.encode(MemorySegment.ofArray(b));
+        MemorySegment.ofArray(b).set(Wire.U32, 24, 0xFFFF_FFFF);
+        WireException e = assertThrows(WireException.class, () -> Hello.decode(MemorySegment.ofArray(b), b.length));
+        assertTrue(e.getMessage().contains("peer timeout 4294967295 ms"), e.getMessage());
+        MemorySegment.ofArray(b).set(Wire.U32, 24, 5000);
+        MemorySegment.ofArray(b).set(Wire.U32, 20, 0x8000_0000);
+        e = assertThrows(WireException.class, () -> Hello.decode(MemorySegment.ofArray(b), b.length));
+        assertTrue(e.getMessage().contains("heartbeat 2147483648 ms"), e.getMessage());
+    }
+
     @Test
     void mutatedAndRandomHellosFailOnlyWithWireExceptions() {
         Hello h = new Hello(42, 0, 2, 256 << 10, 500, 5000, REGIONS);

@@ -261,7 +261,19 @@ public final class StreamHandshake {
                 }
                 preambleDone = true;
             }
-            Frame f = readFrame(s, maxBytes);
+            Frame f;
+            try {
+                f = readFrame(s, maxBytes);
+            } catch (io.pagewire.linux.ErrnoException e) {
+                if (source || !e.isTimeout()) {
+                    throw e;
+                }
+                // The destination reads with the handshake deadline as its receive timeout: a source that sent its HELLO
+                // and then nothing is refused in words, as every handshake that misses its deadline is (found by the
+                // hostile source, conformance/hostile_source.py: the connection used to be closed without a word).
+                throw new TransportException(Kind.HANDSHAKE, "the handshake did not complete in time: the source's AUTH message"
+                        + " had not arrived at the handshake deadline");
+            }
             if (f.type() == FrameType.ERROR) {
                 throw new TransportException(Kind.HANDSHAKE, (source ? "the destination" : "the source") + " refused: " + f.text());
             }
@@ -298,7 +310,7 @@ public final class StreamHandshake {
     public static long readPreamble(NativeSocket s, long deadlineNs) throws IOException {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment buf = arena.allocate(Wire.PREAMBLE_LENGTH, 8);
-            if (!readBefore(s, buf, Wire.PREAMBLE_LENGTH, deadlineNs, "the preamble", true)) {
+            if (!readBefore(s, buf, Wire.PREAMBLE_LENGTH, deadlineNs, "the preamble", true, 0, Wire.PREAMBLE_LENGTH)) {
                 return -1;
             }
             return Integer.toUnsignedLong(Wire.checkPreamble(buf));
@@ -337,7 +349,7 @@ public final class StreamHandshake {
         long reserved = 0;
         try (Arena arena = Arena.ofConfined()) {
             FrameHeader h = new FrameHeader(arena);
-            if (!readBefore(s, h.segment(), FrameHeader.LENGTH, deadlineNs, "the first frame's header", true)) {
+            if (!readBefore(s, h.segment(), FrameHeader.LENGTH, deadlineNs, "the first frame's header", true, 0, FrameHeader.LENGTH)) {
                 throw new EOFException("the peer closed the connection during the handshake");
             }
             long len = checkHeader(h, maxPayload);
@@ -347,7 +359,7 @@ public final class StreamHandshake {
                 int got = 0;
                 while (got < len) {
                     int n = (int) Math.min(chunk.byteSize(), len - got);
-                    readBefore(s, chunk, n, deadlineNs, FrameType.name(h.type()) + " payload (" + got + " of " + len + " bytes arrived)", false);
+                    readBefore(s, chunk, n, deadlineNs, FrameType.name(h.type()) + " payload", false, got, len);
                     if (got + n > payload.length) {
                         int grown = (int) Math.min(len, Math.max(Math.max(FREE_BYTES, 2L * payload.length), got + n));
                         // The first FREE_BYTES of each handshake are its own (bounded by the handshake slots): peers
@@ -368,19 +380,20 @@ public final class StreamHandshake {
     }
 
     /**
-     * Reads exactly {@code len} bytes into {@code dst} by {@code deadlineNs}.
+     * Reads exactly {@code len} bytes into {@code dst} by {@code deadlineNs}: bytes {@code [before, before + len)} of
+     * {@code what}, which has {@code total} bytes (messages count in those: "1200 of 65537 bytes").
      *
      * @param first whether a close before the first byte is a clean end (return false) rather than a truncation
      * @return false when the peer closed before the first byte and {@code first}
      */
-    private static boolean readBefore(NativeSocket s, MemorySegment dst, long len, long deadlineNs, String what, boolean first)
-            throws IOException {
+    private static boolean readBefore(NativeSocket s, MemorySegment dst, long len, long deadlineNs, String what, boolean first,
+                                      long before, long total) throws IOException {
         long done = 0;
         while (done < len) {
             long left = deadlineNs - System.nanoTime();
             if (left <= 0) {
                 throw new TransportException(Kind.HANDSHAKE, "the handshake did not complete in time: " + what + " was still arriving"
-                        + " at the handshake deadline (" + done + " of " + len + " bytes)");
+                        + " at the handshake deadline (" + (before + done) + " of " + total + " bytes)");
             }
             if (!s.pollReadable(Math.max(1, TimeUnit.NANOSECONDS.toMillis(left)))) {
                 continue;
@@ -390,7 +403,7 @@ public final class StreamHandshake {
                 if (done == 0 && first) {
                     return false;
                 }
-                throw new EOFException("the peer closed the connection in the middle of " + what + " (" + done + " of " + len + " bytes)");
+                throw new EOFException("the peer closed the connection in the middle of " + what + " (" + (before + done) + " of " + total + " bytes)");
             }
             done += n;
         }
