@@ -202,7 +202,7 @@ public final class ReplicaSecondary implements AutoCloseable {
             GuestRegion r = regions.get(i);
             MemorySegment to = alias.get(i);
             long ps = r.pageSize();
-            PopulatedRuns.forEach(r, (data, count) -> {
+            io.pagewire.agent.PopulatedRuns.forEach(r, (data, count) -> {
                 for (long off = data * ps; off < (data + count) * ps; off += ZERO_CHUNK) {
                     NativeMemory.copy(zeros, 0, to, off, Math.min(ZERO_CHUNK, (data + count) * ps - off));
                 }
@@ -745,7 +745,7 @@ public final class ReplicaSecondary implements AutoCloseable {
         GuestRegion c = cache.get(region);
         long ps = c.pageSize();
         long[] copied = {0};
-        PopulatedRuns.forEach(c, (data, count) -> {
+        io.pagewire.agent.PopulatedRuns.forEach(c, (data, count) -> {
             populateForCopy(alias.get(region), data * ps, count * ps);
             NativeMemory.copy(c.memory(), data * ps, alias.get(region), data * ps, count * ps);
             copied[0] += count;

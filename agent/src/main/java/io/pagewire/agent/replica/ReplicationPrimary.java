@@ -253,7 +253,7 @@ public final class ReplicationPrimary implements AutoCloseable {
             GuestRegion r = regions.get(i);
             int region = i;
             long[] pages = {0};
-            PopulatedRuns.forEach(r, (data, count) -> {
+            io.pagewire.agent.PopulatedRuns.forEach(r, (data, count) -> {
                 for (long q = data; q < data + count; q += RUN_PAGES) {
                     long n = Math.min(RUN_PAGES, data + count - q);
                     bg.sendPages(region, q, n);

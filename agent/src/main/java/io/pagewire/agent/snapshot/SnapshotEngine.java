@@ -233,20 +233,7 @@ public final class SnapshotEngine implements AutoCloseable {
     }
 
     private static void notePopulated(GuestRegion r, DirtyBitmap out) {
-        long end = r.pageCount();
-        long p = 0;
-        while (p < end) {
-            long q = r.nextPopulatedPage(p, end);
-            if (q >= end) {
-                break;
-            }
-            long e = r.nextUnpopulatedPage(q, end);
-            if (e <= q) {
-                e = q + 1; // population unknown (PopulationSource.NONE): read every page
-            }
-            out.markRange(q, e - q);
-            p = e;
-        }
+        io.pagewire.agent.PopulatedRuns.forEach(r, out::markRange);
     }
 
     /** @return the counters */

@@ -102,7 +102,10 @@ public final class StreamAuthWire implements AuthWire {
                 }
                 Thread.ofPlatform().daemon().name("tck-relay-back-" + index).start(() -> pump(out, in, null));
                 pump(in, out, record);
-            } catch (IOException | InterruptedException e) {
+            } catch (IOException e) {
+                close(in); // the listener is gone: the relayed source sees its connection end
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
                 close(in);
             }
         }
@@ -123,7 +126,8 @@ public final class StreamAuthWire implements AuthWire {
                     }
                 }
             } catch (IOException e) {
-                // one side closed: close both
+                // A reset or a read after the other direction closed both channels: the relayed connection has
+                // ended, which is what the peers see below (a relay forwards an end, it has no error of its own).
             }
             close(from);
             close(to);
